@@ -1,0 +1,354 @@
+"""Analytes, accepted units, conversions and plausibility ranges (SPEC 2.2)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
+from enum import StrEnum
+from typing import Final
+
+CANONICAL_PLACES: Final = 6  # canonical values are stored to 6 dp, SPEC 2.2
+_QUANTUM: Final = Decimal(1).scaleb(-CANONICAL_PLACES)
+_WORKING_PRECISION: Final = 40  # digits; ample for 2e6 with 6 dp through one division
+
+HS_CRP_LOINC: Final = "30522-7"  # high-sensitivity CRP, a different test, refused, SPEC 2.2
+TENFOLD_JUMP_RATIO: Final = Decimal(10)  # ≥10× change from previous value is flagged, SPEC 2.2
+
+FERRITIN_PMOL_L_PER_UG_L: Final = Decimal("2.247")  # 1 µg/L ferritin = 2.247 pmol/L, SPEC 2.2
+
+
+class Analyte(StrEnum):
+    """Analyte codes of SPEC 2.2."""
+
+    CRP = "crp"
+    FERRITIN = "ferritin"
+    IL6 = "il6"
+    APTT = "aptt"
+    ANC = "anc"
+    PLATELETS = "platelets"
+    LDH = "ldh"
+    BCELL = "bcell"
+
+
+class UnitError(ValueError):
+    """A unit that is not accepted for the analyte."""
+
+
+class RangeError(ValueError):
+    """A value outside the analyte's reject range; nothing may be stored."""
+
+
+class AnalyteError(ValueError):
+    """An unknown or refused analyte code or LOINC."""
+
+
+class ValueFormatError(ValueError):
+    """A value text that is not a plain decimal number with an optional comparator."""
+
+
+@dataclass(frozen=True)
+class UnitFactor:
+    """How one accepted unit converts to the canonical unit: value × multiply ÷ divide."""
+
+    display: str
+    multiply: Decimal = Decimal(1)
+    divide: Decimal = Decimal(1)
+
+    def to_canonical(self, value: Decimal) -> Decimal:
+        """Convert an unrounded value in this unit to the canonical unit."""
+        with localcontext() as ctx:
+            ctx.prec = _WORKING_PRECISION
+            return value * self.multiply / self.divide
+
+    def from_canonical(self, value: Decimal) -> Decimal:
+        """Convert an unrounded canonical value to this unit."""
+        with localcontext() as ctx:
+            ctx.prec = _WORKING_PRECISION
+            return value * self.divide / self.multiply
+
+
+@dataclass(frozen=True)
+class AnalyteSpec:
+    """One row of the SPEC 2.2 analyte table."""
+
+    code: str
+    label: str
+    canonical_unit: str
+    units: Mapping[str, UnitFactor] = field(hash=False)
+    reject_min: Decimal
+    reject_max: Decimal
+    warn_min: Decimal
+    warn_max: Decimal
+    loinc: tuple[str, ...]
+    name: str = ""
+
+    @property
+    def accepted_units(self) -> tuple[str, ...]:
+        """Return the accepted units in display form, canonical first."""
+        return tuple(f.display for f in self.units.values())
+
+    def unit_factor(self, unit: str) -> UnitFactor:
+        """Return the conversion for a unit as entered; an empty unit is the canonical one."""
+        key = normalise_unit(unit) or normalise_unit(self.canonical_unit)
+        try:
+            return self.units[key]
+        except KeyError:
+            raise UnitError(
+                f"unit {unit.strip()!r} is not accepted for {self.label}; accepted: "
+                + ", ".join(self.accepted_units)
+            ) from None
+
+
+_SUPERSCRIPTS: Final = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
+_SUPERSCRIPT_POWER = re.compile(r"10([⁰¹²³⁴⁵⁶⁷⁸⁹]+)")
+_TIMES_PREFIX = re.compile(r"^[x×*]?(?=10\^)")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def normalise_unit(text: str) -> str:
+    """Return the matching key of a unit: NFKC, casefolded, µ/μ as u, UCUM 10*n as 10^n."""
+    # Superscript powers first: NFKC would turn "10⁹" into an ambiguous "109".
+    text = _SUPERSCRIPT_POWER.sub(lambda m: "10^" + m.group(1).translate(_SUPERSCRIPTS), text)
+    text = unicodedata.normalize("NFKC", text).casefold()
+    # NFKC maps the micro sign U+00B5 to Greek mu U+03BC; both mean micro.
+    text = text.replace("\u03bc", "u").replace("\u00b5", "u")
+    text = _WHITESPACE.sub("", text)
+    text = text.replace("10*", "10^")  # UCUM 10*9/L is 10^9/L
+    return _TIMES_PREFIX.sub("", text)
+
+
+def _units(*factors: UnitFactor) -> dict[str, UnitFactor]:
+    return {normalise_unit(f.display): f for f in factors}
+
+
+_ONE: Final = Decimal(1)
+_TEN: Final = Decimal(10)
+_THOUSAND: Final = Decimal(1000)
+
+# SPEC 2.2 table, in its order. Limits are in the canonical unit.
+ANALYTES: Final[dict[str, AnalyteSpec]] = {
+    Analyte.CRP: AnalyteSpec(
+        code=Analyte.CRP,
+        label="CRP",
+        name="C-reactive protein",
+        canonical_unit="mg/L",
+        units=_units(UnitFactor("mg/L"), UnitFactor("mg/dL", multiply=_TEN)),
+        reject_min=Decimal(0),
+        reject_max=Decimal(1000),
+        warn_min=Decimal(0),
+        warn_max=Decimal(500),
+        loinc=("1988-5",),
+    ),
+    Analyte.FERRITIN: AnalyteSpec(
+        code=Analyte.FERRITIN,
+        label="Ferritin",
+        name="Ferritin",
+        canonical_unit="µg/L",
+        units=_units(
+            UnitFactor("µg/L"),
+            UnitFactor("ng/mL"),
+            UnitFactor("pmol/L", divide=FERRITIN_PMOL_L_PER_UG_L),
+        ),
+        reject_min=Decimal(0),
+        reject_max=Decimal(2_000_000),
+        warn_min=Decimal(0),
+        warn_max=Decimal(100_000),
+        loinc=("2276-4", "14723-1"),
+    ),
+    Analyte.IL6: AnalyteSpec(
+        code=Analyte.IL6,
+        label="IL-6",
+        name="Interleukin-6",
+        canonical_unit="pg/mL",
+        units=_units(UnitFactor("pg/mL"), UnitFactor("ng/L")),
+        reject_min=Decimal(0),
+        reject_max=Decimal(200_000),
+        warn_min=Decimal(0),
+        warn_max=Decimal(50_000),
+        loinc=("26881-3",),
+    ),
+    Analyte.APTT: AnalyteSpec(
+        code=Analyte.APTT,
+        label="APTT",
+        name="Activated partial thromboplastin time",
+        canonical_unit="s",
+        units=_units(UnitFactor("s")),
+        reject_min=Decimal(10),
+        reject_max=Decimal(300),
+        warn_min=Decimal(15),
+        warn_max=Decimal(150),
+        loinc=("14979-9", "3173-2"),
+    ),
+    Analyte.ANC: AnalyteSpec(
+        code=Analyte.ANC,
+        label="ANC",
+        name="Absolute neutrophil count",
+        canonical_unit="10^9/L",
+        units=_units(
+            UnitFactor("10^9/L"),
+            UnitFactor("10^3/µL"),
+            UnitFactor("cells/µL", divide=_THOUSAND),
+            UnitFactor("/µL", divide=_THOUSAND),
+        ),
+        reject_min=Decimal(0),
+        reject_max=Decimal(100),
+        warn_min=Decimal(0),
+        warn_max=Decimal(50),
+        loinc=("751-8", "753-4", "26499-4"),
+    ),
+    Analyte.PLATELETS: AnalyteSpec(
+        code=Analyte.PLATELETS,
+        label="Platelets",
+        name="Platelets",
+        canonical_unit="10^9/L",
+        units=_units(UnitFactor("10^9/L"), UnitFactor("10^3/µL")),
+        reject_min=Decimal(0),
+        reject_max=Decimal(2000),
+        warn_min=Decimal(0),
+        warn_max=Decimal(1500),
+        loinc=("777-3", "26515-7"),
+    ),
+    Analyte.LDH: AnalyteSpec(
+        code=Analyte.LDH,
+        label="LDH",
+        name="Lactate dehydrogenase",
+        canonical_unit="U/L",
+        units=_units(UnitFactor("U/L")),
+        reject_min=Decimal(0),
+        reject_max=Decimal(50_000),
+        warn_min=Decimal(0),
+        warn_max=Decimal(10_000),
+        loinc=("2532-0",),
+    ),
+    Analyte.BCELL: AnalyteSpec(
+        code=Analyte.BCELL,
+        label="CD19+ B cells",
+        name="Peripheral-blood CD19+ B cells, absolute",
+        canonical_unit="cells/µL",
+        units=_units(
+            UnitFactor("cells/µL"),
+            UnitFactor("/µL"),
+            UnitFactor("10^9/L", multiply=_THOUSAND),
+            UnitFactor("10^3/µL", multiply=_THOUSAND),
+        ),
+        reject_min=Decimal(0),
+        reject_max=Decimal(500_000),
+        warn_min=Decimal(0),
+        warn_max=Decimal(3000),
+        loinc=("8116-6",),
+    ),
+}
+
+_BY_LOINC: Final[dict[str, AnalyteSpec]] = {code: spec for spec in ANALYTES.values() for code in spec.loinc}
+
+
+def resolve_analyte(code: str) -> AnalyteSpec:
+    """Return the analyte for a code (any case) or a LOINC of the SPEC 2.2 table."""
+    key = code.strip().casefold()
+    if key in ANALYTES:
+        return ANALYTES[key]
+    if key in _BY_LOINC:
+        return _BY_LOINC[key]
+    if key == HS_CRP_LOINC:
+        raise AnalyteError(
+            f"LOINC {HS_CRP_LOINC} is high-sensitivity CRP, a different test, and is not "
+            f"accepted; send standard CRP (LOINC {ANALYTES[Analyte.CRP].loinc[0]})"
+        )
+    raise AnalyteError(
+        f"analyte {code.strip()!r} is not known; accepted codes: "
+        + ", ".join(ANALYTES)
+        + "; or one of their LOINC codes: "
+        + ", ".join(_BY_LOINC)
+    )
+
+
+def loinc_for(analyte: str) -> str:
+    """Return the first (preferred) LOINC code of an analyte."""
+    return resolve_analyte(analyte).loinc[0]
+
+
+_VALUE = re.compile(r"^(?P<cmp><=|>=|<|>)?\s*(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+))$")
+_DECIMAL_COMMA = re.compile(r"\d,\d")
+_COMPARATOR_ALIASES: Final = {"≤": "<=", "≥": ">=", "=<": "<=", "=>": ">="}
+
+
+def parse_value(text: str) -> tuple[str | None, Decimal]:
+    """Parse "12.5", "<1" or ">= 180" into (comparator, value); refuse commas, exponents, NaN."""
+    stripped = unicodedata.normalize("NFKC", text).strip()
+    for alias, comparator in _COMPARATOR_ALIASES.items():
+        if stripped.startswith(alias):
+            stripped = comparator + stripped[len(alias) :]
+            break
+    if not stripped:
+        raise ValueFormatError("value is empty; enter a number such as 12.5, or <1 or >180")
+    if _DECIMAL_COMMA.search(stripped):
+        raise ValueFormatError(
+            f"value {text.strip()!r} has a comma: use a decimal point (12.5), and no thousands separators"
+        )
+    match = _VALUE.match(stripped)
+    if match is None:
+        raise ValueFormatError(
+            f"value {text.strip()!r} is not a number; enter a plain decimal such as 12.5, "
+            "optionally after <, <=, > or >= (no exponents, no NaN or infinity)"
+        )
+    try:
+        value = Decimal(match.group("num"))
+    except InvalidOperation:  # pragma: no cover - the pattern admits only finite decimals
+        raise ValueFormatError(f"value {text.strip()!r} is not a number") from None
+    return match.group("cmp"), value
+
+
+def quantize_canonical(value: Decimal) -> Decimal:
+    """Round a canonical value to the stored 6 decimal places (ROUND_HALF_EVEN)."""
+    with localcontext() as ctx:
+        ctx.prec = _WORKING_PRECISION
+        return value.quantize(_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
+def to_canonical(analyte: str, value: Decimal, unit: str) -> Decimal:
+    """Convert a value in an accepted unit to the canonical unit, rounded to 6 dp."""
+    factor = resolve_analyte(analyte).unit_factor(unit)
+    return quantize_canonical(factor.to_canonical(value))
+
+
+def from_canonical(analyte: str, value: Decimal, unit: str) -> Decimal:
+    """Convert a canonical value back to an accepted unit (unrounded)."""
+    return resolve_analyte(analyte).unit_factor(unit).from_canonical(value)
+
+
+def format_decimal(value: Decimal) -> str:
+    """Return a decimal for messages without exponent or trailing zeros, e.g. "1200"."""
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+def check_range(analyte: str, canonical: Decimal) -> list[str]:
+    """Raise RangeError outside the reject range; return warnings outside the warn range."""
+    spec = resolve_analyte(analyte)
+    unit = spec.canonical_unit
+    shown = f"{spec.label} {format_decimal(canonical)} {unit}"
+    if not spec.reject_min <= canonical <= spec.reject_max:
+        raise RangeError(
+            f"{shown} is outside the accepted range "
+            f"{format_decimal(spec.reject_min)}–{format_decimal(spec.reject_max)} {unit}"
+        )
+    if not spec.warn_min <= canonical <= spec.warn_max:
+        return [
+            f"{shown} is outside the usual range "
+            f"{format_decimal(spec.warn_min)}–{format_decimal(spec.warn_max)} {unit}; "
+            "check the value and its unit"
+        ]
+    return []
+
+
+def is_tenfold_jump(previous: Decimal | None, new: Decimal) -> bool:
+    """Return True when a value differs ≥10× from a previous value > 0 (a drop to 0 counts)."""
+    if previous is None or previous <= 0:
+        return False
+    if new <= 0:
+        # An infinite ratio: a drop to zero is also the classic unit-slip signature.
+        return True
+    return new / previous >= TENFOLD_JUMP_RATIO or previous / new >= TENFOLD_JUMP_RATIO
