@@ -1,0 +1,55 @@
+# CRS Risk: two commands on a fresh clone (Python 3.11+, make).
+#   make run   install, migrate, seed demo data on SQLite, serve on 127.0.0.1:$${PORT:-8000}
+#   make test  install, lint, checks, the whole suite, on the database DATABASE_URL names
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+PORT ?= 8000
+# The development environment, as for `make run`; production is DEBUG off.
+DEV_ENV := DEBUG=1
+
+.PHONY: venv run test lint format check migrate demo bench screenshots clean messages
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+migrate: venv
+	$(DEV_ENV) $(PY) manage.py migrate --noinput
+
+demo: migrate
+	$(DEV_ENV) $(PY) manage.py demo --if-empty
+
+run: demo
+	$(DEV_ENV) $(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+check: venv
+	$(DEV_ENV) $(PY) manage.py check
+	$(DEV_ENV) $(PY) manage.py makemigrations --check --dry-run
+
+test: lint check
+	$(DEV_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(DEV_ENV) $(PY) bench/run.py
+
+messages: venv
+	$(DEV_ENV) $(PY) manage.py makemessages -l zh_Hans --ignore=.venv
+	$(DEV_ENV) $(PY) manage.py compilemessages --ignore=.venv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,17 @@
+"""Create the three role groups of SPEC 7. No accounts are created here."""
+
+from django.db import migrations
+
+ROLES = ("clinician", "hematologist", "admin")
+
+
+def forward(apps, schema_editor):
+    Group = apps.get_model("auth", "Group")
+    for name in ROLES:
+        Group.objects.get_or_create(name=name)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("accounts", "0001_initial"), ("auth", "0012_alter_user_first_name_max_length")]
+
+    operations = [migrations.RunPython(forward, migrations.RunPython.noop)]

@@ -1,0 +1,385 @@
+"""Clinical data: patients, infusions, labs, daily observations, events (SPEC 2).
+
+Every clinical model keeps a change history (django-simple-history) and is
+written only through ``patients.services``. Nothing here is hard-deleted by the
+application: a removal is a *void* with a reason.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+from simple_history.models import HistoricalRecords
+
+from scoring.rules.units import ANALYTES
+
+MRN_VALIDATOR = RegexValidator(
+    r"^[A-Za-z0-9_-]{1,32}$",
+    message=_("MRN must be 1–32 characters of A–Z, a–z, 0–9, '-' and '_'."),
+)
+TMAX_MIN_C = Decimal("30.0")  # SPEC 2.3
+TMAX_MAX_C = Decimal("45.0")  # SPEC 2.3
+
+
+class Source(models.TextChoices):
+    FORM = "form", _("form")
+    CSV = "csv", _("CSV import")
+    API = "api", _("API")
+    FHIR = "fhir", _("FHIR")
+
+
+class Sex(models.TextChoices):
+    FEMALE = "F", _("female")
+    MALE = "M", _("male")
+    UNKNOWN = "U", _("unknown")
+
+
+class Analyte(models.TextChoices):
+    CRP = "crp", _("C-reactive protein")
+    FERRITIN = "ferritin", _("Ferritin")
+    IL6 = "il6", _("Interleukin-6")
+    APTT = "aptt", _("APTT")
+    ANC = "anc", _("Absolute neutrophil count")
+    PLATELETS = "platelets", _("Platelets")
+    LDH = "ldh", _("Lactate dehydrogenase")
+    BCELL = "bcell", _("CD19+ B cells")
+
+
+class Comparator(models.TextChoices):
+    LT = "<", "<"
+    LE = "<=", "<="
+    GT = ">", ">"
+    GE = ">=", ">="
+
+
+class Hypotension(models.TextChoices):
+    NONE = "none", _("none")
+    NO_VASOPRESSOR = "no_vasopressor", _("hypotension not needing vasopressors")
+    ONE_VASOPRESSOR = "one_vasopressor", _("one vasopressor (± vasopressin)")
+    MULTIPLE_VASOPRESSORS = "multiple_vasopressors", _("several vasopressors")
+
+
+class Oxygen(models.TextChoices):
+    NONE = "none", _("none")
+    LOW_FLOW = "low_flow", _("low flow (nasal cannula ≤ 6 L/min, blow-by)")
+    HIGH_FLOW = "high_flow", _("high flow (> 6 L/min, facemask, non-rebreather, Venturi)")
+    POSITIVE_PRESSURE = "positive_pressure", _("positive pressure (CPAP, BiPAP, ventilation)")
+
+
+class EventKind(models.TextChoices):
+    CR = "cr", _("complete remission")
+    RELAPSE = "relapse", _("relapse")
+    DEATH = "death", _("death")
+    PREEMPTIVE_THERAPY = "preemptive_therapy", _("preemptive therapy")
+    HSCT = "hsct", _("allogeneic HSCT")
+    LAST_FOLLOW_UP = "last_follow_up", _("last follow-up")
+
+
+EVENT_DETAILS: dict[str, tuple[str, ...]] = {
+    EventKind.DEATH: ("crs", "other"),
+    EventKind.PREEMPTIVE_THERAPY: ("anti_leukemic", "immunomodulatory"),
+}
+
+
+class CareTeam(models.Model):
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class VoidableQuerySet(models.QuerySet):
+    def active(self) -> VoidableQuerySet:
+        return self.filter(voided_at__isnull=True)
+
+
+class Voidable(models.Model):
+    """A row that is voided with a reason instead of being deleted (SPEC 2.2)."""
+
+    voided_at = models.DateTimeField(null=True, blank=True)
+    voided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    void_reason = models.TextField(blank=True)
+
+    objects = VoidableQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_voided(self) -> bool:
+        return self.voided_at is not None
+
+
+class Entered(models.Model):
+    """Who entered a row, when, from where; ``version`` guards against stale edits."""
+
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.FORM)
+    entered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    entered_at = models.DateTimeField()
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        abstract = True
+
+
+class Patient(models.Model):
+    mrn = models.CharField(_("MRN"), max_length=32, unique=True, validators=[MRN_VALIDATOR])
+    name = models.CharField(_("name"), max_length=200)
+    sex = models.CharField(_("sex"), max_length=1, choices=Sex.choices, default=Sex.UNKNOWN)
+    birth_date = models.DateField(_("birth date"), null=True, blank=True)
+    care_team = models.ForeignKey(CareTeam, on_delete=models.PROTECT, related_name="patients")
+    diagnosis = models.CharField(_("diagnosis"), max_length=100, default="B-ALL")
+    synthetic = models.BooleanField(default=False, help_text=_("Synthetic demo patient, not a real person."))
+    # A hematologist may end monitoring earlier or extend it (SPEC 8.1); days post-infusion.
+    monitoring_end_day = models.IntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    version = models.PositiveIntegerField(default=1)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["mrn"]
+        constraints = [
+            # The MRN is the key of every import and of the API (SPEC 2.1).
+            models.CheckConstraint(
+                condition=Q(mrn__regex=r"^[A-Za-z0-9_-]{1,32}$"), name="patient_mrn_format"
+            ),
+            models.CheckConstraint(condition=Q(sex__in=["F", "M", "U"]), name="patient_sex_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mrn} {self.name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("patients:detail", kwargs={"mrn": self.mrn})
+
+
+class Infusion(models.Model):
+    """The CAR-T infusion: day 0. One per patient for now (SPEC 2.1)."""
+
+    patient = models.OneToOneField(Patient, on_delete=models.PROTECT, related_name="infusion")
+    product = models.CharField(_("product"), max_length=200, blank=True)
+    infusion_date = models.DateField(_("infusion date"))
+    lymphodepletion_start = models.DateField(_("lymphodepletion start"), null=True, blank=True)
+    baseline_mrd_pct = models.DecimalField(
+        _("baseline MRD (%)"),
+        max_digits=9,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(100))],
+    )
+    post_ld_mrd_pct = models.DecimalField(
+        _("post-lymphodepletion MRD (%)"),
+        max_digits=9,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(100))],
+    )
+    version = models.PositiveIntegerField(default=1)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(baseline_mrd_pct__isnull=True)
+                | Q(baseline_mrd_pct__gte=0, baseline_mrd_pct__lte=100),
+                name="infusion_baseline_mrd_0_100",
+            ),
+            models.CheckConstraint(
+                condition=Q(post_ld_mrd_pct__isnull=True)
+                | Q(post_ld_mrd_pct__gte=0, post_ld_mrd_pct__lte=100),
+                name="infusion_post_ld_mrd_0_100",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient.mrn} infusion {self.infusion_date}"
+
+
+def _lab_range_condition() -> Q:
+    """Each analyte's value within its reject range (SPEC 2.2), enforced by the database."""
+    condition = Q()
+    for code, spec in ANALYTES.items():
+        condition |= Q(analyte=code, value__gte=spec.reject_min, value__lte=spec.reject_max)
+    return condition
+
+
+class LabResult(Voidable, Entered):
+    """One measurement, long format, canonical unit (SPEC 2.2)."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="labs")
+    analyte = models.CharField(max_length=16, choices=Analyte.choices)
+    value = models.DecimalField(max_digits=18, decimal_places=6)
+    comparator = models.CharField(max_length=2, choices=Comparator.choices, blank=True)
+    collected_at = models.DateTimeField()
+    entered_value = models.CharField(max_length=64)
+    entered_unit = models.CharField(max_length=32, blank=True)
+    loinc = models.CharField(max_length=16, blank=True)
+    note = models.TextField(blank=True)
+    flags = models.JSONField(default=list, blank=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["patient_id", "collected_at", "analyte"]
+        indexes = [models.Index(fields=["patient", "analyte", "collected_at"])]
+        constraints = [
+            models.CheckConstraint(condition=_lab_range_condition(), name="lab_value_in_range"),
+            # One live value per patient, analyte and collection time; a different value
+            # is a correction of that row, never a silent second row.
+            models.UniqueConstraint(
+                fields=["patient", "analyte", "collected_at"],
+                condition=Q(voided_at__isnull=True),
+                name="lab_unique_live_measurement",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.analyte} {self.comparator}{self.value} @ {self.collected_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def canonical_unit(self) -> str:
+        return ANALYTES[self.analyte].canonical_unit
+
+
+class Observation(Voidable, Entered):
+    """Daily bedside observation: the ASTCT inputs of one calendar day (SPEC 2.3)."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="observations")
+    date = models.DateField()
+    tmax_c = models.DecimalField(max_digits=3, decimal_places=1, null=True, blank=True)
+    hypotension = models.CharField(max_length=24, choices=Hypotension.choices, default=Hypotension.NONE)
+    oxygen = models.CharField(max_length=24, choices=Oxygen.choices, default=Oxygen.NONE)
+    antipyretic = models.BooleanField(default=False)
+    tocilizumab = models.BooleanField(default=False)
+    corticosteroids = models.BooleanField(default=False)
+    note = models.TextField(blank=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["patient_id", "date"]
+        constraints = [
+            # One row per patient per day: a new entry for that day is an update.
+            models.UniqueConstraint(
+                fields=["patient", "date"],
+                condition=Q(voided_at__isnull=True),
+                name="observation_one_per_day",
+            ),
+            models.CheckConstraint(
+                condition=Q(tmax_c__isnull=True) | Q(tmax_c__gte=TMAX_MIN_C, tmax_c__lte=TMAX_MAX_C),
+                name="observation_tmax_30_45",
+            ),
+            models.CheckConstraint(
+                condition=Q(hypotension__in=Hypotension.values), name="observation_hypotension"
+            ),
+            models.CheckConstraint(condition=Q(oxygen__in=Oxygen.values), name="observation_oxygen"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient.mrn} observation {self.date}"
+
+
+class ClinicalEvent(Voidable, Entered):
+    """An outcome or event with a date (SPEC 2.4)."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="events")
+    kind = models.CharField(max_length=24, choices=EventKind.choices)
+    date = models.DateField()
+    detail = models.CharField(max_length=24, blank=True)
+    note = models.TextField(blank=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["patient_id", "date", "kind"]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=EventKind.values), name="event_kind"),
+            models.CheckConstraint(
+                condition=~Q(kind="death") | Q(detail__in=["crs", "other"]),
+                name="event_death_detail",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="preemptive_therapy") | Q(detail__in=["anti_leukemic", "immunomodulatory"]),
+                name="event_preemptive_detail",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient.mrn} {self.kind} {self.date}"
+
+
+class GradeOverride(Voidable, Entered):
+    """A hematologist's recorded CRS grade for one day, with its reason (SPEC 2.4)."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="grade_overrides")
+    date = models.DateField()
+    grade = models.PositiveSmallIntegerField(validators=[MaxValueValidator(4)])
+    reason = models.TextField()
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["patient_id", "date"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "date"],
+                condition=Q(voided_at__isnull=True),
+                name="override_one_per_day",
+            ),
+            models.CheckConstraint(condition=Q(grade__lte=4), name="override_grade_0_4"),
+            models.CheckConstraint(condition=~Q(reason=""), name="override_reason_required"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient.mrn} grade {self.grade} on {self.date}"
+
+
+class SiteParameters(models.Model):
+    """Clinical site parameters edited by hematologists (SPEC 8.5). A single row."""
+
+    bcell_threshold = models.DecimalField(
+        _("B-cell threshold τ (cells/µL)"), max_digits=12, decimal_places=6, default=Decimal(0)
+    )
+    regeneration_window_days = models.PositiveIntegerField(_("regeneration window W (days)"), default=45)
+    confirm_regeneration = models.BooleanField(_("confirm regeneration with a repeat"), default=True)
+    crs_outcome_window = models.PositiveIntegerField(_("CRS outcome window (days)"), default=30)
+    default_care_team = models.ForeignKey(
+        CareTeam, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    version = models.PositiveIntegerField(default=1)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name_plural = "site parameters"
+        constraints = [
+            models.CheckConstraint(condition=Q(bcell_threshold__gte=0), name="site_tau_nonnegative"),
+            models.CheckConstraint(condition=Q(regeneration_window_days__gte=1), name="site_window_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return "Site parameters"
+
+    @classmethod
+    def load(cls) -> SiteParameters:
+        """Return the single row, creating it with the SPEC defaults."""
+        obj, _created = cls.objects.get_or_create(pk=1)
+        return obj

@@ -1,0 +1,783 @@
+"""Clinical write services (SPEC 2, 4). Every write path goes through here.
+
+Each service takes keyword-only arguments, runs in one transaction, validates,
+saves with its change history, and recomputes the derived results of the
+affected patient before the transaction commits. Errors are Django
+``ValidationError`` keyed by field, with a message that says what is accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from patients.models import (
+    EVENT_DETAILS,
+    MRN_VALIDATOR,
+    TMAX_MAX_C,
+    TMAX_MIN_C,
+    CareTeam,
+    ClinicalEvent,
+    EventKind,
+    GradeOverride,
+    Hypotension,
+    Infusion,
+    LabResult,
+    Observation,
+    Oxygen,
+    Patient,
+    SiteParameters,
+    Source,
+)
+from scoring.models import Alert
+from scoring.rules import units
+from scoring.rules.days import MAX_DAY, MIN_DAY, day_of, day_of_date
+from scoring.services import recompute_all, recompute_patients, site_zone
+
+
+class ConflictError(ValidationError):
+    """An edit made from a stale version (optimistic locking, SPEC 7)."""
+
+
+class NeedsConfirmation(Exception):  # noqa: N818  # a state the form handles, not a failure
+    """Values were plausible but unusual; the user must confirm them (SPEC 2.2)."""
+
+    def __init__(self, warnings: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(w for ws in warnings.values() for w in ws))
+        self.warnings = warnings
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _save(obj: Any, *, user: Any, reason: str = "") -> None:
+    """Save with the change history's user and reason (django-simple-history)."""
+    obj._history_user = user if getattr(user, "is_authenticated", False) else None
+    obj._change_reason = reason or None
+    obj.save()
+
+
+def _check_version(obj: Any, expected_version: int | None, what: str) -> None:
+    if expected_version is not None and obj.version != expected_version:
+        raise ConflictError(
+            f"This {what} was changed by someone else since you opened it "
+            f"(you edited version {expected_version}, the record is now at version {obj.version}). "
+            "Nothing was saved: reload it, review the change, and try again.",
+            code="conflict",
+        )
+
+
+def _require_reason(reason: str, what: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": f"A reason is required to {what}."})
+    return reason
+
+
+def _check_day(day: int, field_name: str) -> None:
+    if not MIN_DAY <= day <= MAX_DAY:
+        raise ValidationError(
+            {
+                field_name: (
+                    f"Day {day:+d} after infusion is outside the accepted range "
+                    f"{MIN_DAY}…+{MAX_DAY}: probably a wrong date or a wrong patient."
+                )
+            }
+        )
+
+
+def _lock_patient(patient: Patient) -> Patient:
+    """Serialize writers of one patient, so two recomputes never interleave."""
+    return Patient.objects.select_for_update().select_related("infusion").get(pk=patient.pk)
+
+
+def _recompute(patient: Patient) -> None:
+    recompute_patients([patient.pk])
+
+
+# --- patients ------------------------------------------------------------------------------
+
+INFUSION_FIELDS = (
+    "product",
+    "infusion_date",
+    "lymphodepletion_start",
+    "baseline_mrd_pct",
+    "post_ld_mrd_pct",
+)
+PATIENT_FIELDS = ("name", "sex", "birth_date", "care_team", "diagnosis", "monitoring_end_day")
+
+
+def default_care_team() -> CareTeam:
+    """The site's default care team, created on first use."""
+    params = SiteParameters.load()
+    if params.default_care_team is None:
+        team, _created = CareTeam.objects.get_or_create(name="Default")
+        params.default_care_team = team
+        params.save()
+    return params.default_care_team
+
+
+def _validate_mrd(values: dict[str, Any]) -> None:
+    for name in ("baseline_mrd_pct", "post_ld_mrd_pct"):
+        v = values.get(name)
+        if v is not None and not Decimal(0) <= Decimal(v) <= Decimal(100):
+            raise ValidationError({name: f"MRD must be between 0 and 100 %, not {v}."})
+
+
+def _validate_dates(values: dict[str, Any]) -> None:
+    inf, ld = values.get("infusion_date"), values.get("lymphodepletion_start")
+    if inf is None:
+        raise ValidationError({"infusion_date": "The infusion date is required: it defines day 0."})
+    if ld is not None and ld > inf:
+        raise ValidationError(
+            {"lymphodepletion_start": "Lymphodepletion must start on or before the infusion date."}
+        )
+    birth = values.get("birth_date")
+    if birth is not None and birth > inf:
+        raise ValidationError({"birth_date": "The birth date lies after the infusion date."})
+
+
+@transaction.atomic
+def patient_register(
+    *,
+    user: Any,
+    mrn: str,
+    name: str,
+    infusion_date: date,
+    care_team: CareTeam | None = None,
+    sex: str = "U",
+    birth_date: date | None = None,
+    diagnosis: str = "B-ALL",
+    product: str = "",
+    lymphodepletion_start: date | None = None,
+    baseline_mrd_pct: Decimal | None = None,
+    post_ld_mrd_pct: Decimal | None = None,
+    synthetic: bool = False,
+) -> Patient:
+    """Register a patient with their infusion, and compute their first results."""
+    mrn = (mrn or "").strip()
+    try:
+        MRN_VALIDATOR(mrn)
+    except ValidationError as exc:
+        raise ValidationError({"mrn": exc.messages}) from exc
+    if not (name or "").strip():
+        raise ValidationError({"name": "A name is required."})
+    if sex not in ("F", "M", "U"):
+        raise ValidationError({"sex": f"Sex must be F, M or U, not {sex!r}."})
+    if Patient.objects.filter(mrn=mrn).exists():
+        raise ValidationError({"mrn": f"A patient with MRN {mrn} already exists."})
+    values = {
+        "infusion_date": infusion_date,
+        "lymphodepletion_start": lymphodepletion_start,
+        "birth_date": birth_date,
+        "baseline_mrd_pct": baseline_mrd_pct,
+        "post_ld_mrd_pct": post_ld_mrd_pct,
+    }
+    _validate_dates(values)
+    _validate_mrd(values)
+    patient = Patient(
+        mrn=mrn,
+        name=name.strip(),
+        sex=sex,
+        birth_date=birth_date,
+        care_team=care_team or default_care_team(),
+        diagnosis=diagnosis or "B-ALL",
+        synthetic=synthetic,
+    )
+    _save(patient, user=user, reason="registered")
+    infusion = Infusion(
+        patient=patient,
+        product=product or "",
+        infusion_date=infusion_date,
+        lymphodepletion_start=lymphodepletion_start,
+        baseline_mrd_pct=baseline_mrd_pct,
+        post_ld_mrd_pct=post_ld_mrd_pct,
+    )
+    _save(infusion, user=user, reason="registered")
+    _recompute(patient)
+    return patient
+
+
+@transaction.atomic
+def patient_update(
+    *, user: Any, patient: Patient, expected_version: int | None, reason: str, **changes: Any
+) -> Patient:
+    """Edit a patient's demographics or infusion data, keeping the history."""
+    reason = _require_reason(reason, "change a patient record")
+    patient = _lock_patient(patient)
+    _check_version(patient, expected_version, "patient record")
+    unknown = set(changes) - set(PATIENT_FIELDS) - set(INFUSION_FIELDS)
+    if unknown:
+        raise ValidationError(f"Unknown patient fields: {', '.join(sorted(unknown))}.")
+    infusion = patient.infusion
+    merged = {f: getattr(infusion, f) for f in INFUSION_FIELDS}
+    merged["birth_date"] = patient.birth_date
+    merged.update({k: v for k, v in changes.items() if k in (*INFUSION_FIELDS, "birth_date")})
+    _validate_dates(merged)
+    _validate_mrd(merged)
+    if "name" in changes and not (changes["name"] or "").strip():
+        raise ValidationError({"name": "A name is required."})
+    patient_changed = infusion_changed = False
+    for f in PATIENT_FIELDS:
+        if f in changes and getattr(patient, f) != changes[f]:
+            setattr(patient, f, changes[f])
+            patient_changed = True
+    for f in INFUSION_FIELDS:
+        if f in changes and getattr(infusion, f) != changes[f]:
+            setattr(infusion, f, changes[f])
+            infusion_changed = True
+    patient.version += 1
+    _save(patient, user=user, reason=reason)
+    if infusion_changed:
+        infusion.version += 1
+        _save(infusion, user=user, reason=reason)
+    if infusion_changed or patient_changed:
+        _recompute(patient)
+    return patient
+
+
+# --- labs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabEntry:
+    """One analyte of a panel, as typed."""
+
+    analyte: str
+    value: str
+    unit: str = ""
+    note: str = ""
+
+
+@dataclass
+class ValidatedLab:
+    analyte: str
+    comparator: str
+    value: Decimal
+    entered_value: str
+    entered_unit: str
+    loinc: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def validate_lab(
+    *,
+    analyte: str,
+    value_text: str,
+    unit: str,
+    previous: Decimal | None = None,
+    field_name: str | None = None,
+) -> ValidatedLab:
+    """Parse, convert and range-check one lab value; raise ValidationError naming the field.
+
+    ``analyte`` may be a code or a LOINC. ``previous`` is the patient's previous
+    canonical value of the analyte, for the ×10 jump warning.
+    """
+    key = field_name or "analyte"
+    try:
+        spec = units.resolve_analyte(analyte)
+    except units.AnalyteError as exc:
+        raise ValidationError({key: str(exc)}) from exc
+    key = field_name or "value"
+    loinc = analyte.strip() if analyte.strip() in spec.loinc else spec.loinc[0]
+    try:
+        comparator, number = units.parse_value(value_text)
+    except ValueError as exc:
+        raise ValidationError({key: f"{spec.label}: {exc}"}) from exc
+    try:
+        canonical = units.to_canonical(spec.code, number, unit or "")
+    except units.UnitError as exc:
+        raise ValidationError({field_name or "unit": str(exc)}) from exc
+    try:
+        warnings = list(units.check_range(spec.code, canonical))
+    except units.RangeError as exc:
+        raise ValidationError({key: str(exc)}) from exc
+    if comparator is None and previous is not None and units.is_tenfold_jump(previous, canonical):
+        warnings.append(
+            f"{spec.label} {canonical.normalize():f} {spec.canonical_unit} differs 10-fold or more from "
+            f"the previous value {Decimal(previous).normalize():f} {spec.canonical_unit}. "
+            "Check the unit (mg/dL vs mg/L, cells/µL vs 10^9/L)."
+        )
+    return ValidatedLab(
+        analyte=spec.code,
+        comparator=comparator or "",
+        value=canonical,
+        entered_value=value_text.strip(),
+        entered_unit=(unit or "").strip(),
+        loinc=loinc,
+        warnings=warnings,
+    )
+
+
+def previous_lab_value(patient: Patient, analyte: str, before: datetime) -> Decimal | None:
+    """The patient's latest live, uncensored value of ``analyte`` before ``before``."""
+    row = (
+        LabResult.objects.active()
+        .filter(patient=patient, analyte=analyte, collected_at__lt=before, comparator="")
+        .order_by("-collected_at")
+        .values_list("value", flat=True)
+        .first()
+    )
+    return None if row is None else Decimal(row)
+
+
+def check_collected_at(patient: Patient, collected_at: datetime, field_name: str = "collected_at") -> int:
+    """Return the day of ``collected_at``; refuse naive times and days out of range."""
+    if collected_at is None or timezone.is_naive(collected_at):
+        raise ValidationError({field_name: "The collection time is required, with a time zone."})
+    day = day_of(collected_at, site_zone(), patient.infusion.infusion_date)
+    _check_day(day, field_name)
+    return day
+
+
+@transaction.atomic
+def lab_panel_record(
+    *,
+    user: Any,
+    patient: Patient,
+    collected_at: datetime,
+    entries: Sequence[LabEntry],
+    confirmed: bool = False,
+    source: str = Source.FORM,
+) -> list[LabResult]:
+    """Record the analytes of one collection time at once, all or nothing."""
+    patient = _lock_patient(patient)
+    errors: dict[str, list[str]] = {}
+    try:
+        check_collected_at(patient, collected_at)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    entries = [e for e in entries if (e.value or "").strip()]
+    if not entries and not errors:
+        raise ValidationError({"__all__": "Enter at least one value."})
+    validated: list[tuple[LabEntry, ValidatedLab]] = []
+    warnings: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for entry in entries:
+        try:
+            spec = units.resolve_analyte(entry.analyte)
+        except units.AnalyteError as exc:
+            errors.setdefault(entry.analyte, []).append(str(exc))
+            continue
+        if spec.code in seen:
+            errors.setdefault(spec.code, []).append(f"{spec.label} is entered twice in this panel.")
+            continue
+        seen.add(spec.code)
+        previous = None if errors else previous_lab_value(patient, spec.code, collected_at)
+        try:
+            v = validate_lab(
+                analyte=entry.analyte,
+                value_text=entry.value,
+                unit=entry.unit,
+                previous=previous,
+                field_name=spec.code,
+            )
+        except ValidationError as exc:
+            for k, msgs in exc.message_dict.items():
+                errors.setdefault(k, []).extend(msgs)
+            continue
+        if (
+            not errors
+            and LabResult.objects.active()
+            .filter(patient=patient, analyte=v.analyte, collected_at=collected_at)
+            .exists()
+        ):
+            errors.setdefault(spec.code, []).append(
+                f"{spec.label} is already recorded at this collection time: correct that entry instead."
+            )
+            continue
+        if v.warnings:
+            warnings[spec.code] = v.warnings
+        validated.append((entry, v))
+    if errors:
+        raise ValidationError(errors)
+    if warnings and not confirmed:
+        raise NeedsConfirmation(warnings)
+    now = timezone.now()
+    rows = []
+    for entry, v in validated:
+        lab = LabResult(
+            patient=patient,
+            analyte=v.analyte,
+            value=v.value,
+            comparator=v.comparator,
+            collected_at=collected_at,
+            entered_value=v.entered_value,
+            entered_unit=v.entered_unit,
+            loinc=v.loinc,
+            note=entry.note,
+            flags=v.warnings,
+            source=source,
+            entered_by=user if getattr(user, "is_authenticated", False) else None,
+            entered_at=now,
+        )
+        _save(lab, user=user, reason="entered")
+        rows.append(lab)
+    _recompute(patient)
+    return rows
+
+
+def lab_record(
+    *,
+    user: Any,
+    patient: Patient,
+    analyte: str,
+    value: str,
+    unit: str = "",
+    collected_at: datetime,
+    note: str = "",
+    confirmed: bool = False,
+    source: str = Source.FORM,
+) -> LabResult:
+    """Record one lab value (a panel of one)."""
+    (lab,) = lab_panel_record(
+        user=user,
+        patient=patient,
+        collected_at=collected_at,
+        entries=[LabEntry(analyte=analyte, value=value, unit=unit, note=note)],
+        confirmed=confirmed,
+        source=source,
+    )
+    return lab
+
+
+@transaction.atomic
+def lab_correct(
+    *,
+    user: Any,
+    lab: LabResult,
+    expected_version: int | None,
+    value: str,
+    unit: str = "",
+    reason: str,
+    collected_at: datetime | None = None,
+    confirmed: bool = False,
+) -> LabResult:
+    """Correct a lab value; the previous value stays in the history with the reason."""
+    reason = _require_reason(reason, "correct a lab value")
+    patient = _lock_patient(lab.patient)
+    lab = LabResult.objects.select_for_update().get(pk=lab.pk)
+    if lab.is_voided:
+        raise ValidationError("This lab value is voided and can no longer be corrected.")
+    _check_version(lab, expected_version, "lab value")
+    new_time = collected_at or lab.collected_at
+    check_collected_at(patient, new_time)
+    previous = previous_lab_value(patient, lab.analyte, new_time)
+    v = validate_lab(analyte=lab.analyte, value_text=value, unit=unit, previous=previous)
+    if v.warnings and not confirmed:
+        raise NeedsConfirmation({lab.analyte: v.warnings})
+    lab.value, lab.comparator = v.value, v.comparator
+    lab.entered_value, lab.entered_unit = v.entered_value, v.entered_unit
+    lab.collected_at = new_time
+    lab.flags = v.warnings
+    lab.version += 1
+    try:
+        with transaction.atomic():
+            _save(lab, user=user, reason=reason)
+    except IntegrityError as exc:
+        raise ValidationError(
+            {"collected_at": "Another live value of this analyte exists at that collection time."}
+        ) from exc
+    _recompute(patient)
+    return lab
+
+
+@transaction.atomic
+def lab_void(*, user: Any, lab: LabResult, expected_version: int | None, reason: str) -> LabResult:
+    """Void a lab value with a reason; it stops counting but is never deleted."""
+    reason = _require_reason(reason, "void a lab value")
+    patient = _lock_patient(lab.patient)
+    lab = LabResult.objects.select_for_update().get(pk=lab.pk)
+    _check_version(lab, expected_version, "lab value")
+    if lab.is_voided:
+        raise ValidationError("This lab value is already voided.")
+    lab.voided_at = timezone.now()
+    lab.voided_by = user if getattr(user, "is_authenticated", False) else None
+    lab.void_reason = reason
+    lab.version += 1
+    _save(lab, user=user, reason=f"voided: {reason}")
+    _recompute(patient)
+    return lab
+
+
+# --- observations --------------------------------------------------------------------------
+
+OBSERVATION_FIELDS = (
+    "tmax_c",
+    "hypotension",
+    "oxygen",
+    "antipyretic",
+    "tocilizumab",
+    "corticosteroids",
+)
+
+
+def validate_observation(values: dict[str, Any]) -> dict[str, Any]:
+    """Check the ASTCT inputs of one day (SPEC 2.3); return them normalised."""
+    out = dict(values)
+    tmax = out.get("tmax_c")
+    if tmax is not None and tmax != "":
+        try:
+            tmax = Decimal(str(tmax))
+        except ArithmeticError as exc:
+            raise ValidationError({"tmax_c": f"Tmax must be a number in °C, not {tmax!r}."}) from exc
+        if not tmax.is_finite() or not TMAX_MIN_C <= tmax <= TMAX_MAX_C:
+            raise ValidationError(
+                {"tmax_c": f"Tmax {tmax} °C is outside the accepted range 30.0–45.0 °C (or leave it empty)."}
+            )
+        out["tmax_c"] = tmax.quantize(Decimal("0.1"))
+    else:
+        out["tmax_c"] = None
+    if out.get("hypotension", "none") not in Hypotension.values:
+        raise ValidationError({"hypotension": f"Hypotension must be one of {', '.join(Hypotension.values)}."})
+    if out.get("oxygen", "none") not in Oxygen.values:
+        raise ValidationError({"oxygen": f"Oxygen must be one of {', '.join(Oxygen.values)}."})
+    out.setdefault("hypotension", Hypotension.NONE)
+    out.setdefault("oxygen", Oxygen.NONE)
+    for flag in ("antipyretic", "tocilizumab", "corticosteroids"):
+        out[flag] = bool(out.get(flag, False))
+    return out
+
+
+@transaction.atomic
+def observation_record(
+    *,
+    user: Any,
+    patient: Patient,
+    date: date,
+    expected_version: int | None = None,
+    reason: str = "",
+    note: str = "",
+    source: str = Source.FORM,
+    **values: Any,
+) -> Observation:
+    """Record a day's observation; a second entry for that day updates it (with a reason)."""
+    patient = _lock_patient(patient)
+    unknown = set(values) - set(OBSERVATION_FIELDS)
+    if unknown:
+        raise ValidationError(f"Unknown observation fields: {', '.join(sorted(unknown))}.")
+    _check_day(day_of_date(date, patient.infusion.infusion_date), "date")
+    clean = validate_observation(values)
+    existing = Observation.objects.active().select_for_update().filter(patient=patient, date=date).first()
+    if existing is None:
+        if expected_version:
+            raise ConflictError(
+                "The observation you edited has been voided since you opened it. Nothing was saved.",
+                code="conflict",
+            )
+        obs = Observation(
+            patient=patient,
+            date=date,
+            note=note,
+            source=source,
+            entered_by=user if getattr(user, "is_authenticated", False) else None,
+            entered_at=timezone.now(),
+            **clean,
+        )
+        _save(obs, user=user, reason="entered")
+    else:
+        _check_version(existing, expected_version, "observation")
+        if all(getattr(existing, f) == v for f, v in clean.items()) and note == existing.note:
+            return existing
+        reason = _require_reason(reason, f"change the observation of {date:%Y-%m-%d}")
+        for f, v in clean.items():
+            setattr(existing, f, v)
+        existing.note = note
+        existing.version += 1
+        _save(existing, user=user, reason=reason)
+        obs = existing
+    _recompute(patient)
+    return obs
+
+
+@transaction.atomic
+def observation_void(
+    *, user: Any, observation: Observation, expected_version: int | None, reason: str
+) -> Observation:
+    """Void a day's observation with a reason."""
+    reason = _require_reason(reason, "void an observation")
+    patient = _lock_patient(observation.patient)
+    obs = Observation.objects.select_for_update().get(pk=observation.pk)
+    _check_version(obs, expected_version, "observation")
+    if obs.is_voided:
+        raise ValidationError("This observation is already voided.")
+    obs.voided_at = timezone.now()
+    obs.voided_by = user if getattr(user, "is_authenticated", False) else None
+    obs.void_reason = reason
+    obs.version += 1
+    _save(obs, user=user, reason=f"voided: {reason}")
+    _recompute(patient)
+    return obs
+
+
+# --- events and overrides ------------------------------------------------------------------
+
+
+def validate_event(kind: str, detail: str) -> tuple[str, str]:
+    """Check an event kind and its detail (SPEC 2.4)."""
+    if kind not in EventKind.values:
+        raise ValidationError({"kind": f"Event must be one of {', '.join(EventKind.values)}, not {kind!r}."})
+    allowed = EVENT_DETAILS.get(kind)
+    detail = (detail or "").strip()
+    if allowed and detail not in allowed:
+        raise ValidationError({"detail": f"A {kind} event needs a detail: {' or '.join(allowed)}."})
+    if not allowed and detail:
+        raise ValidationError({"detail": f"A {kind} event takes no detail."})
+    return kind, detail
+
+
+@transaction.atomic
+def event_record(
+    *,
+    user: Any,
+    patient: Patient,
+    kind: str,
+    date: date,
+    detail: str = "",
+    note: str = "",
+    source: str = Source.FORM,
+) -> ClinicalEvent:
+    """Record a clinical event or outcome."""
+    patient = _lock_patient(patient)
+    kind, detail = validate_event(kind, detail)
+    _check_day(day_of_date(date, patient.infusion.infusion_date), "date")
+    event = ClinicalEvent(
+        patient=patient,
+        kind=kind,
+        date=date,
+        detail=detail,
+        note=note,
+        source=source,
+        entered_by=user if getattr(user, "is_authenticated", False) else None,
+        entered_at=timezone.now(),
+    )
+    _save(event, user=user, reason="entered")
+    _recompute(patient)
+    return event
+
+
+@transaction.atomic
+def event_void(
+    *, user: Any, event: ClinicalEvent, expected_version: int | None, reason: str
+) -> ClinicalEvent:
+    """Void an event with a reason."""
+    reason = _require_reason(reason, "void an event")
+    patient = _lock_patient(event.patient)
+    event = ClinicalEvent.objects.select_for_update().get(pk=event.pk)
+    _check_version(event, expected_version, "event")
+    if event.is_voided:
+        raise ValidationError("This event is already voided.")
+    event.voided_at = timezone.now()
+    event.voided_by = user if getattr(user, "is_authenticated", False) else None
+    event.void_reason = reason
+    event.version += 1
+    _save(event, user=user, reason=f"voided: {reason}")
+    _recompute(patient)
+    return event
+
+
+@transaction.atomic
+def grade_override_set(*, user: Any, patient: Patient, date: date, grade: int, reason: str) -> GradeOverride:
+    """Record a hematologist's CRS grade for a day; the computed grade is kept too."""
+    reason = _require_reason(reason, "override a CRS grade")
+    patient = _lock_patient(patient)
+    if not isinstance(grade, int) or not 0 <= grade <= 4:
+        raise ValidationError({"grade": "A recorded grade must be 0–4 (grade 5 is a death from CRS)."})
+    day = day_of_date(date, patient.infusion.infusion_date)
+    if day < 0:
+        raise ValidationError({"date": "There is no CRS grade before infusion (day 0)."})
+    _check_day(day, "date")
+    current = GradeOverride.objects.active().select_for_update().filter(patient=patient, date=date).first()
+    now = timezone.now()
+    if current is not None:
+        current.voided_at, current.void_reason = now, f"replaced: {reason}"
+        current.voided_by = user if getattr(user, "is_authenticated", False) else None
+        current.version += 1
+        _save(current, user=user, reason=f"replaced: {reason}")
+    override = GradeOverride(
+        patient=patient,
+        date=date,
+        grade=grade,
+        reason=reason,
+        entered_by=user if getattr(user, "is_authenticated", False) else None,
+        entered_at=now,
+    )
+    _save(override, user=user, reason=reason)
+    _recompute(patient)
+    return override
+
+
+@transaction.atomic
+def grade_override_void(*, user: Any, override: GradeOverride, reason: str) -> GradeOverride:
+    """Remove a grade override (void with a reason); the computed grade applies again."""
+    reason = _require_reason(reason, "remove a grade override")
+    patient = _lock_patient(override.patient)
+    override = GradeOverride.objects.select_for_update().get(pk=override.pk)
+    if override.is_voided:
+        raise ValidationError("This override is already removed.")
+    override.voided_at, override.void_reason = timezone.now(), reason
+    override.voided_by = user if getattr(user, "is_authenticated", False) else None
+    override.version += 1
+    _save(override, user=user, reason=f"voided: {reason}")
+    _recompute(patient)
+    return override
+
+
+@transaction.atomic
+def alert_acknowledge(*, user: Any, alert: Alert, note: str) -> Alert:
+    """A hematologist acknowledges an alert with a note; the alert is kept."""
+    note = (note or "").strip()
+    if not note:
+        raise ValidationError({"note": "An acknowledgement needs a note."})
+    alert = Alert.objects.select_for_update().get(pk=alert.pk)
+    if alert.acknowledged_at is not None:
+        raise ValidationError("This alert is already acknowledged.")
+    alert.acknowledged_at = timezone.now()
+    alert.acknowledged_by = user
+    alert.acknowledgement_note = note
+    _save(alert, user=user, reason=f"acknowledged: {note}")
+    return alert
+
+
+# --- site parameters -----------------------------------------------------------------------
+
+SITE_FIELDS = (
+    "bcell_threshold",
+    "regeneration_window_days",
+    "confirm_regeneration",
+    "crs_outcome_window",
+    "default_care_team",
+)
+
+
+@transaction.atomic
+def site_parameters_update(
+    *, user: Any, expected_version: int | None, reason: str, **changes: Any
+) -> SiteParameters:
+    """Change the clinical site parameters and recompute every patient (SPEC 8.5)."""
+    reason = _require_reason(reason, "change the site parameters")
+    unknown = set(changes) - set(SITE_FIELDS)
+    if unknown:
+        raise ValidationError(f"Unknown site parameters: {', '.join(sorted(unknown))}.")
+    SiteParameters.load()
+    params = SiteParameters.objects.select_for_update().get(pk=1)
+    _check_version(params, expected_version, "site parameters")
+    if "bcell_threshold" in changes and Decimal(changes["bcell_threshold"]) < 0:
+        raise ValidationError({"bcell_threshold": "τ must be 0 cells/µL or more."})
+    if "regeneration_window_days" in changes and int(changes["regeneration_window_days"]) < 1:
+        raise ValidationError({"regeneration_window_days": "W must be at least 1 day."})
+    if "crs_outcome_window" in changes and not 0 <= int(changes["crs_outcome_window"]) <= MAX_DAY:
+        raise ValidationError({"crs_outcome_window": f"The window must be 0–{MAX_DAY} days."})
+    for f, v in changes.items():
+        setattr(params, f, v)
+    params.version += 1
+    _save(params, user=user, reason=reason)
+    recompute_all()
+    return params

@@ -1,0 +1,207 @@
+"""Derive every result of one patient from plain inputs (pure: no Django, no clock).
+
+This module glues the rules of ``scoring.rules`` into the per-day rows, the
+per-patient summary and the alert conditions that ``scoring.services`` stores.
+A from-scratch recomputation is exactly a call of :func:`assess_patient`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from scoring.rules import astct, bcell, measix, score
+from scoring.rules.alerts import AlertCondition, alert_conditions
+from scoring.rules.score import FactorResult, ModelSpec, ScoreResult
+from scoring.rules.types import Event, Lab, Observation, Override, SiteParams
+
+
+@dataclass(frozen=True)
+class PatientInputs:
+    """Everything the rules read about one patient; days already computed in site time."""
+
+    infusion_date: date
+    baseline_mrd_pct: Decimal | None
+    post_ld_mrd_pct: Decimal | None
+    lymphodepletion_day: int | None
+    labs: tuple[Lab, ...]
+    observations: tuple[Observation, ...]
+    overrides: tuple[Override, ...] = ()
+    events: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True)
+class DayRow:
+    """The stored result of one patient-day (``DailyAssessment``)."""
+
+    day: int
+    date: date
+    points: int
+    max_points: int
+    band: str
+    band_final: bool
+    provisional: bool
+    factors: list[dict[str, Any]]
+    crs_grade: int | None
+    crs_computed_grade: int | None
+    crs_review: bool
+    crs_overridden: bool
+    fever_waived: bool
+    tocilizumab: bool
+    corticosteroids: bool
+    antipyretic: bool
+    bcell_status: str
+    first_regeneration_day: int | None
+    m_easix: Decimal | None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The stored per-patient summary (``PatientSummary``)."""
+
+    day7_points: int
+    day7_max_points: int
+    day7_band: str
+    day7_band_final: bool
+    day7_complete: bool
+    day7_factors: list[dict[str, Any]]
+    max_crs_grade: int
+    max_crs_day: int | None
+    severe_crs: bool
+    severe_observed_day: int | None
+    severe_observed_grade: int | None
+    bcell_status: str
+    first_regeneration_day: int | None
+    m_easix_pre_ld: Decimal | None
+    m_easix_pre_ld_day: int | None
+    m_easix_pre_ld_approximate: bool
+    last_data_day: int
+
+
+@dataclass(frozen=True)
+class Assessment:
+    rows: tuple[DayRow, ...]
+    summary: Summary
+    alerts: tuple[AlertCondition, ...]
+    day7: ScoreResult
+    grades: tuple[astct.DayGrade, ...] = field(default=())
+
+
+def factor_to_dict(f: FactorResult) -> dict[str, Any]:
+    """JSON-safe breakdown of one factor, for storage and display."""
+    return {
+        "code": f.code,
+        "input": f.input,
+        "label": f.label,
+        "comparison": f.comparison,
+        "cut": str(f.cut),
+        "points_possible": f.points_possible,
+        "points": f.points,
+        "missing": f.missing,
+        "value": None if f.value is None else str(f.value),
+        "comparator": f.comparator or "",
+        "day": f.day,
+        "collected_at": None if f.collected_at is None else f.collected_at.isoformat(),
+        "flags": list(f.flags),
+    }
+
+
+def last_data_day(inputs: PatientInputs) -> int:
+    """The last day with a lab or an observation, at least day 0 (SPEC 8.2)."""
+    days = [lab.day for lab in inputs.labs] + [obs.day for obs in inputs.observations]
+    return max([0, *days])
+
+
+def _hsct_day(events: Sequence[Event]) -> int | None:
+    days = [e.day for e in events if e.kind == "hsct"]
+    return min(days) if days else None
+
+
+def assess_patient(inputs: PatientInputs, model: ModelSpec, params: SiteParams) -> Assessment:
+    """Compute the per-day rows, the summary and the alert conditions of one patient."""
+    last_day = last_data_day(inputs)
+    days = range(0, last_day + 1)
+    grades = astct.grade_days(inputs.observations, inputs.overrides)
+    grade_by_day = {g.day: g for g in grades}
+    hsct_day = _hsct_day(inputs.events)
+    bcell_labs = [lab for lab in inputs.labs if lab.analyte == "bcell"]
+    bcell_by_day = bcell.bcell_status_by_day(bcell_labs, days=days, params=params, hsct_day=hsct_day)
+
+    rows = []
+    for d in days:
+        running = score.running_score(
+            model,
+            day=d,
+            baseline_mrd_pct=inputs.baseline_mrd_pct,
+            post_ld_mrd_pct=inputs.post_ld_mrd_pct,
+            labs=inputs.labs,
+            observations=inputs.observations,
+        )
+        g = grade_by_day.get(d)
+        b = bcell_by_day[d]
+        rows.append(
+            DayRow(
+                day=d,
+                date=inputs.infusion_date + timedelta(days=d),
+                points=running.points,
+                max_points=running.max_points,
+                band=running.band,
+                band_final=running.band_final,
+                provisional=running.provisional,
+                factors=[factor_to_dict(f) for f in running.factors],
+                crs_grade=None if g is None else g.grade,
+                crs_computed_grade=None if g is None else g.computed_grade,
+                crs_review=False if g is None else g.review,
+                crs_overridden=False if g is None else g.overridden,
+                fever_waived=False if g is None else g.waived,
+                tocilizumab=False if g is None else g.tocilizumab,
+                corticosteroids=False if g is None else g.corticosteroids,
+                antipyretic=False if g is None else g.antipyretic,
+                bcell_status=b.status,
+                first_regeneration_day=b.first_regeneration_day,
+                m_easix=measix.daily_m_easix(inputs.labs, day=d).value,
+            )
+        )
+
+    day7 = score.day7_score(
+        model,
+        baseline_mrd_pct=inputs.baseline_mrd_pct,
+        post_ld_mrd_pct=inputs.post_ld_mrd_pct,
+        labs=inputs.labs,
+        therapy_days=inputs.observations,
+    )
+    max_grade = astct.max_crs_grade(grades, inputs.events, window=params.crs_outcome_window)
+    severe = astct.first_severe_day(grades)
+    final_bcell = bcell_by_day[last_day]
+    pre_ld = measix.pre_ld_m_easix(inputs.labs, lymphodepletion_day=inputs.lymphodepletion_day)
+    summary = Summary(
+        day7_points=day7.points,
+        day7_max_points=day7.max_points,
+        day7_band=day7.band,
+        day7_band_final=day7.band_final,
+        day7_complete=day7.complete,
+        day7_factors=[factor_to_dict(f) for f in day7.factors],
+        max_crs_grade=max_grade.grade,
+        max_crs_day=max_grade.day,
+        severe_crs=max_grade.severe,
+        severe_observed_day=None if severe is None else severe[0],
+        severe_observed_grade=None if severe is None else severe[1],
+        bcell_status=final_bcell.status,
+        first_regeneration_day=final_bcell.first_regeneration_day,
+        m_easix_pre_ld=pre_ld.value,
+        m_easix_pre_ld_day=pre_ld.day,
+        m_easix_pre_ld_approximate=pre_ld.approximate,
+        last_data_day=last_day,
+    )
+    has_cr = any(e.kind == "cr" for e in inputs.events)
+    conditions = alert_conditions(day7=day7, grades=grades, bcell_by_day=bcell_by_day, has_cr=has_cr)
+    return Assessment(
+        rows=tuple(rows),
+        summary=summary,
+        alerts=tuple(conditions),
+        day7=day7,
+        grades=tuple(grades),
+    )

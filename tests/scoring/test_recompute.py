@@ -1,0 +1,208 @@
+"""The recompute contract (SPEC 4) for every write path of the services."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from patients import services
+from patients.models import LabResult
+from scoring.models import Alert, DailyAssessment, ModelStatus, PatientSummary, ScoreModel
+from scoring.rules.score import PROVISIONAL_V0, model_spec_to_dict
+from scoring.services import score_model_activate
+from tests.invariants import assert_stored_equals_scratch
+
+pytestmark = pytest.mark.django_db
+UTC = ZoneInfo("UTC")
+
+
+def at(day: int, hour: int = 8) -> datetime:
+    """A collection time on ``day`` after the 2025-03-01 infusion of the fixture patient."""
+    return datetime(2025, 3, 1 + day, hour, tzinfo=UTC) if day < 28 else datetime(2025, 3, 28, tzinfo=UTC)
+
+
+def day7_panel(user, patient, *, crp: str = "250") -> None:
+    services.lab_panel_record(
+        user=user,
+        patient=patient,
+        collected_at=at(7),
+        entries=[
+            services.LabEntry("anc", "0.2"),
+            services.LabEntry("crp", crp),
+            services.LabEntry("ferritin", "12000"),
+            services.LabEntry("il6", "300"),
+            services.LabEntry("aptt", "48"),
+        ],
+        confirmed=True,
+    )
+
+
+def test_provisional_v0_is_active_and_matches_the_rules_module():
+    model = ScoreModel.objects.active()
+    assert model.name == "provisional-v0"
+    assert model.provenance == "provisional"
+    assert model.spec == model_spec_to_dict(PROVISIONAL_V0)
+
+
+def test_register_stores_day0_row_and_summary(patient):
+    rows = DailyAssessment.objects.filter(patient=patient)
+    assert [r.day for r in rows] == [0]
+    assert rows[0].model.name == "provisional-v0"
+    summary = PatientSummary.objects.get(patient=patient)
+    assert summary.max_crs_grade == 0
+    assert_stored_equals_scratch(patient)
+
+
+def test_lab_panel_recomputes_day7_score_in_same_transaction(clinician, patient):
+    services.patient_update(
+        user=clinician,
+        patient=patient,
+        expected_version=patient.version,
+        reason="MRD reported",
+        baseline_mrd_pct=Decimal("12"),
+        post_ld_mrd_pct=Decimal("3"),
+    )
+    day7_panel(clinician, patient)
+    summary = PatientSummary.objects.get(patient=patient)
+    assert (summary.day7_points, summary.day7_band, summary.day7_complete) == (4, "high", True)
+    assert Alert.objects.filter(patient=patient, kind="day7_high", day=7, resolved_at=None).exists()
+    assert_stored_equals_scratch(patient)
+
+
+def test_lab_correction_keeps_history_and_resolves_alert(clinician, patient):
+    services.patient_update(
+        user=clinician, patient=patient, expected_version=1, reason="MRD", baseline_mrd_pct=Decimal(12)
+    )
+    day7_panel(clinician, patient)
+    crp = LabResult.objects.get(patient=patient, analyte="crp")
+    services.lab_correct(
+        user=clinician, lab=crp, expected_version=crp.version, value="25", unit="mg/L", reason="typo"
+    )
+    crp.refresh_from_db()
+    assert crp.value == Decimal("25")
+    assert crp.history.count() == 2
+    assert crp.history.first().history_change_reason == "typo"
+    assert crp.history.last().value == Decimal("250")
+    alert = Alert.objects.get(patient=patient, kind="day7_high")
+    assert alert.resolved_at is not None
+    assert_stored_equals_scratch(patient)
+
+
+def test_stale_correction_is_refused_and_changes_nothing(clinician, patient):
+    lab = services.lab_record(user=clinician, patient=patient, analyte="crp", value="30", collected_at=at(2))
+    services.lab_correct(user=clinician, lab=lab, expected_version=1, value="31", reason="recheck")
+    with pytest.raises(services.ConflictError):
+        services.lab_correct(user=clinician, lab=lab, expected_version=1, value="99", reason="stale")
+    lab.refresh_from_db()
+    assert lab.value == Decimal("31")
+
+
+def test_void_stops_counting_but_keeps_row(clinician, patient):
+    lab = services.lab_record(user=clinician, patient=patient, analyte="crp", value="300", collected_at=at(7))
+    services.lab_void(user=clinician, lab=lab, expected_version=lab.version, reason="wrong patient")
+    assert LabResult.objects.filter(pk=lab.pk).exists()
+    summary = PatientSummary.objects.get(patient=patient)
+    crp = next(f for f in summary.day7_factors if f["code"] == "crp_d7")
+    assert crp["missing"] is True
+    assert_stored_equals_scratch(patient)
+
+
+def test_refused_lab_stores_nothing_and_keeps_results(clinician, patient):
+    before = list(DailyAssessment.objects.filter(patient=patient).values())
+    with pytest.raises(ValidationError) as exc:
+        services.lab_record(
+            user=clinician, patient=patient, analyte="crp", value="30", unit="mmol/L", collected_at=at(1)
+        )
+    assert "mg/L" in str(exc.value)
+    assert not LabResult.objects.exists()
+    assert list(DailyAssessment.objects.filter(patient=patient).values()) == before
+
+
+def test_tenfold_jump_needs_confirmation(clinician, patient):
+    services.lab_record(user=clinician, patient=patient, analyte="crp", value="20", collected_at=at(1))
+    with pytest.raises(services.NeedsConfirmation):
+        services.lab_record(user=clinician, patient=patient, analyte="crp", value="200", collected_at=at(2))
+    assert LabResult.objects.count() == 1
+    services.lab_record(
+        user=clinician, patient=patient, analyte="crp", value="200", collected_at=at(2), confirmed=True
+    )
+    assert LabResult.objects.count() == 2
+
+
+def test_observation_grade3_raises_alert_and_update_needs_reason(clinician, patient):
+    services.observation_record(
+        user=clinician,
+        patient=patient,
+        date=date(2025, 3, 3),
+        tmax_c="38.4",
+        hypotension="one_vasopressor",
+        oxygen="low_flow",
+    )
+    row = DailyAssessment.objects.get(patient=patient, day=2)
+    assert row.crs_grade == 3
+    assert Alert.objects.filter(patient=patient, kind="severe_crs", day=2).exists()
+    with pytest.raises(ValidationError):
+        services.observation_record(
+            user=clinician, patient=patient, date=date(2025, 3, 3), tmax_c="37.0", hypotension="none"
+        )
+    obs = services.observation_record(
+        user=clinician,
+        patient=patient,
+        date=date(2025, 3, 3),
+        tmax_c="37.0",
+        reason="entered on wrong day",
+    )
+    assert obs.history.count() == 2
+    assert DailyAssessment.objects.get(patient=patient, day=2).crs_grade == 0
+    assert_stored_equals_scratch(patient)
+
+
+def test_event_and_override_recompute(hematologist, patient):
+    services.observation_record(user=hematologist, patient=patient, date=date(2025, 3, 2), tmax_c="39.0")
+    services.grade_override_set(
+        user=hematologist, patient=patient, date=date(2025, 3, 2), grade=0, reason="documented infection"
+    )
+    row = DailyAssessment.objects.get(patient=patient, day=1)
+    assert (row.crs_computed_grade, row.crs_grade, row.crs_overridden) == (1, 0, True)
+    services.event_record(
+        user=hematologist, patient=patient, kind="death", date=date(2025, 3, 5), detail="crs"
+    )
+    assert PatientSummary.objects.get(patient=patient).max_crs_grade == 5
+    assert_stored_equals_scratch(patient)
+
+
+def test_site_parameter_change_recomputes_everyone(hematologist, patient):
+    services.lab_record(user=hematologist, patient=patient, analyte="bcell", value="0", collected_at=at(7))
+    services.lab_record(user=hematologist, patient=patient, analyte="bcell", value="3", collected_at=at(20))
+    assert PatientSummary.objects.get(patient=patient).bcell_status == "regeneration_suspected"
+    services.site_parameters_update(
+        user=hematologist, expected_version=1, reason="local policy", confirm_regeneration=False
+    )
+    summary = PatientSummary.objects.get(patient=patient)
+    assert (summary.bcell_status, summary.first_regeneration_day) == ("early_regeneration", 20)
+    assert_stored_equals_scratch(patient)
+
+
+def test_activation_recomputes_under_new_model_and_freezes_old(hematologist, patient):
+    services.patient_update(
+        user=hematologist, patient=patient, expected_version=1, reason="MRD", baseline_mrd_pct=Decimal(12)
+    )
+    day7_panel(hematologist, patient)
+    old = ScoreModel.objects.active()
+    spec = model_spec_to_dict(PROVISIONAL_V0)
+    spec["factors"][0]["points"] = 3
+    new = ScoreModel.objects.create(name="local-v1", provenance="edited", spec=spec)
+    score_model_activate(model=new, user=hematologist)
+    old.refresh_from_db()
+    assert old.status == ModelStatus.RETIRED
+    assert PatientSummary.objects.get(patient=patient, model=new).day7_points == 6
+    assert PatientSummary.objects.get(patient=patient, model=old).day7_points == 4
+    # A write now recomputes only the active version; the old results stay frozen.
+    services.lab_record(user=hematologist, patient=patient, analyte="crp", value="50", collected_at=at(8))
+    assert DailyAssessment.objects.filter(patient=patient, model=new, day=8).exists()
+    assert not DailyAssessment.objects.filter(patient=patient, model=old, day=8).exists()
+    assert_stored_equals_scratch(patient)
