@@ -1,0 +1,83 @@
+"""Access checks and the access log, shared by every view, export and API endpoint (SPEC 7)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+
+from crsrisk.accounts.models import AccessLog
+from crsrisk.accounts.roles import is_clinical, is_hematologist, visible_patients
+from patients.models import Patient
+
+security_log = logging.getLogger("crsrisk.security")
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client address as seen by Django (a proxy must set REMOTE_ADDR correctly)."""
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def log_access(request: HttpRequest, mrn: str, page: str, *, granted: bool = True) -> None:
+    """Append one line to the access log: who opened which record, when, on which page."""
+    user = request.user if request.user.is_authenticated else None
+    AccessLog.objects.create(
+        user=user,
+        username=getattr(user, "username", "") or "",
+        mrn=mrn[:32],
+        page=page[:200],
+        granted=granted,
+        ip_address=client_ip(request),
+    )
+    if not granted:
+        security_log.warning(
+            "denied patient access user=%s mrn=%s page=%s ip=%s",
+            getattr(user, "username", "-"),
+            mrn[:32],
+            page,
+            client_ip(request),
+        )
+
+
+def get_patient_or_404(request: HttpRequest, mrn: str, page: str, *, log: bool = True) -> Patient:
+    """The patient if the user's care teams include them; else 404, logged (SPEC 7)."""
+    patient = visible_patients(request.user).select_related("infusion", "care_team").filter(mrn=mrn).first()
+    if patient is None:
+        log_access(request, mrn, page, granted=False)
+        raise Http404("No such patient")
+    if log:
+        log_access(request, mrn, page)
+    return patient
+
+
+def clinical_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Login required; clinicians and hematologists only (admins see no clinical data)."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not is_clinical(request.user):
+            raise PermissionDenied("Clinical pages are for clinicians and hematologists.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def hematologist_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Login required; hematologists only."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not is_hematologist(request.user):
+            raise PermissionDenied("This action is for hematologists.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
