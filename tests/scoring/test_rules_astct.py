@@ -138,9 +138,14 @@ def test_fever_alone_is_not_waived() -> None:
 
 @pytest.mark.parametrize("therapy", ["antipyretic", "tocilizumab", "corticosteroids"])
 def test_each_therapy_in_episode_waives_fever(therapy: str) -> None:
-    grades = by_day(
-        grade_days([obs(1, "38.5"), obs(2, "38.2", **{therapy: True}), obs(3, "37.0", "one_vasopressor")])
+    day2 = Observation(
+        day=2,
+        tmax_c=D("38.2"),
+        antipyretic=therapy == "antipyretic",
+        tocilizumab=therapy == "tocilizumab",
+        corticosteroids=therapy == "corticosteroids",
     )
+    grades = by_day(grade_days([obs(1, "38.5"), day2, obs(3, "37.0", "one_vasopressor")]))
     assert (grades[3].grade, grades[3].waived) == (3, True)
 
 
