@@ -32,6 +32,7 @@ run: demo
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(DEV_ENV) $(VENV)/bin/mypy scoring/rules scoring/assess.py
 
 format: venv
 	$(VENV)/bin/ruff format .
