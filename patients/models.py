@@ -383,3 +383,49 @@ class SiteParameters(models.Model):
         """Return the single row, creating it with the SPEC defaults."""
         obj, _created = cls.objects.get_or_create(pk=1)
         return obj
+
+
+class TransferDirection(models.TextChoices):
+    IMPORT = "import", _("import")
+    EXPORT = "export", _("export")
+
+
+class DataTransfer(models.Model):
+    """One import or export of CSV files, kept in the audit trail (SPEC 8.2). Append-only.
+
+    Refused and dry-run imports are recorded too, so the trail shows every attempt.
+    """
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    username = models.CharField(max_length=150, blank=True)
+    direction = models.CharField(max_length=8, choices=TransferDirection.choices)
+    # patients, labs, observations, events, or cohort for an export of all six files.
+    kind = models.CharField(max_length=16)
+    filename = models.CharField(max_length=500, blank=True)
+    rows_created = models.PositiveIntegerField(default=0)
+    rows_skipped = models.PositiveIntegerField(default=0)
+    rows_updated = models.PositiveIntegerField(default=0)
+    rows_refused = models.PositiveIntegerField(default=0)
+    patients = models.PositiveIntegerField(default=0)
+    dry_run = models.BooleanField(default=False)
+    accepted = models.BooleanField(default=False)
+    correction_reason = models.TextField(blank=True)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.direction} {self.kind} {self.filename}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        # The audit trail is append-only from the application (SPEC 7).
+        if not self._state.adding:
+            raise ValueError("A data transfer record is append-only and cannot be changed.")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise ValueError("A data transfer record is append-only and cannot be deleted.")
