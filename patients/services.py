@@ -95,7 +95,7 @@ def _check_day(day: int, field_name: str) -> None:
 
 def _lock_patient(patient: Patient) -> Patient:
     """Serialize writers of one patient, so two recomputes never interleave."""
-    return Patient.objects.select_for_update().select_related("infusion").get(pk=patient.pk)
+    return Patient.objects.select_for_update(of=("self",)).select_related("infusion").get(pk=patient.pk)
 
 
 def _recompute(patient: Patient) -> None:
