@@ -1,21 +1,34 @@
-"""Site-level views: the landing redirect and the health check."""
+"""Site-level views: the landing redirect, the About page, the health check, error pages."""
 
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect
+from django.http import HttpRequest, HttpResponse, HttpResponseServerError, JsonResponse
+from django.shortcuts import redirect, render
+from django.template import loader
+from django.urls import NoReverseMatch, reverse
 
-from crsrisk.accounts.roles import is_admin
+from crsrisk.accounts.roles import is_admin, is_clinical
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     """Send each role to its starting page."""
+    if is_clinical(request.user):
+        return redirect("patients:ward")
     if is_admin(request.user):
-        return redirect("admin:index")
-    return redirect("admin:index")
+        try:
+            return redirect(reverse("accounts:user-list"))
+        except NoReverseMatch:
+            return redirect("admin:index")
+    return render(request, "no_role.html", status=403)
+
+
+@login_required
+def about(request: HttpRequest) -> HttpResponse:
+    """What the application does and does not do (SPEC 3.6)."""
+    return render(request, "about.html")
 
 
 def health(request: HttpRequest) -> JsonResponse:
@@ -23,3 +36,20 @@ def health(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return render(request, "400.html", status=400)
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return render(request, "403.html", status=403)
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return render(request, "404.html", status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    # No request context: the failure may lie in a context processor or the database.
+    return HttpResponseServerError(loader.get_template("500.html").render())

@@ -1,0 +1,491 @@
+"""Forms turn typed text into domain values; the services decide what is stored (SPEC 2, 9).
+
+Errors name the field and say what is accepted. Service ``ValidationError``s
+are attached back to the fields with :func:`add_service_errors`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from patients.models import (
+    CareTeam,
+    EventKind,
+    Hypotension,
+    Oxygen,
+    Sex,
+)
+from patients.services import LabEntry
+from scoring.rules.units import ANALYTES, AnalyteSpec
+from scoring.services import site_zone
+
+DATE_WIDGET = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+TIME_WIDGET = forms.TimeInput(attrs={"type": "time"}, format="%H:%M")
+LOW_FLOW_MAX_L_MIN = Decimal(6)  # nasal cannula ≤ 6 L/min is low flow, SPEC 2.3
+FLOW_MAX_L_MIN = Decimal(80)  # no oxygen device delivers more; a typo guard
+PEDIATRIC_SBP_BASE_MMHG = 70  # SBP < 70 + 2 × age for ages 1–10, SPEC 2.3
+PEDIATRIC_SBP_PER_YEAR_MMHG = 2
+OLDER_SBP_MMHG = 90  # SBP < 90 mmHg above 10 years, SPEC 2.3
+MAX_VASOPRESSORS = 6
+
+
+def add_service_errors(
+    form: forms.Form, exc: ValidationError, field_map: Mapping[str, str] | None = None
+) -> None:
+    """Attach a service ValidationError to the form: by field where it names one, else to the form."""
+    field_map = field_map or {}
+    if hasattr(exc, "error_dict"):
+        for key, messages in exc.message_dict.items():
+            name = field_map.get(key, key)
+            target = name if name in form.fields else None
+            for message in messages:
+                form.add_error(target, message)
+    else:
+        for message in exc.messages:
+            form.add_error(None, message)
+
+
+def site_datetime(day: date, time: Any) -> datetime:
+    """An aware datetime from a date and a time typed in site time (SPEC 1)."""
+    return timezone.make_aware(datetime.combine(day, time), site_zone())
+
+
+class VersionedForm(forms.Form):
+    """A form that carries the version it edits, for optimistic locking."""
+
+    version = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=0)
+
+
+class ReasonForm(VersionedForm):
+    reason = forms.CharField(
+        label=_("Reason"),
+        widget=forms.Textarea(attrs={"rows": 2}),
+        max_length=1000,
+        error_messages={"required": _("A reason is required.")},
+    )
+
+
+# --- patients ------------------------------------------------------------------------------
+
+
+class PatientForm(forms.Form):
+    """Demographics and infusion data (SPEC 2.1)."""
+
+    mrn = forms.CharField(
+        label=_("MRN"),
+        max_length=32,
+        help_text=_("1–32 characters: letters, digits, '-' and '_'."),
+    )
+    name = forms.CharField(label=_("Name"), max_length=200)
+    sex = forms.ChoiceField(label=_("Sex"), choices=Sex.choices, initial=Sex.UNKNOWN)
+    birth_date = forms.DateField(label=_("Birth date"), required=False, widget=DATE_WIDGET)
+    care_team = forms.ModelChoiceField(label=_("Care team"), queryset=CareTeam.objects.none())
+    diagnosis = forms.CharField(label=_("Diagnosis"), max_length=100, initial="B-ALL")
+    product = forms.CharField(label=_("CAR-T product"), max_length=200, required=False)
+    infusion_date = forms.DateField(label=_("Infusion date (day 0)"), widget=DATE_WIDGET)
+    lymphodepletion_start = forms.DateField(
+        label=_("Lymphodepletion start"), required=False, widget=DATE_WIDGET
+    )
+    baseline_mrd_pct = forms.DecimalField(
+        label=_("Baseline MRD (%)"),
+        required=False,
+        min_value=0,
+        max_value=100,
+        max_digits=9,
+        decimal_places=6,
+        help_text=_("Bone-marrow MRD before lymphodepletion, 0–100 % of nucleated cells."),
+    )
+    post_ld_mrd_pct = forms.DecimalField(
+        label=_("Post-lymphodepletion MRD (%)"),
+        required=False,
+        min_value=0,
+        max_value=100,
+        max_digits=9,
+        decimal_places=6,
+        help_text=_("After lymphodepletion and before infusion, 0–100 %."),
+    )
+
+    def __init__(self, *args: Any, teams: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["care_team"].queryset = teams if teams is not None else CareTeam.objects.none()
+        if teams is not None and len(teams) == 1 and not self.is_bound:
+            self.initial.setdefault("care_team", teams[0].pk)
+
+
+class PatientEditForm(PatientForm):
+    """Edit a patient; a reason is required and the version guards against stale edits."""
+
+    version = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=0)
+    monitoring_end_day = forms.IntegerField(
+        label=_("End of monitoring (day)"),
+        required=False,
+        min_value=-30,
+        max_value=730,
+        help_text=_("The ward list shows the patient until this day; empty means day +90."),
+    )
+    reason = forms.CharField(
+        label=_("Reason for the change"), max_length=1000, widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+    def __init__(self, *args: Any, can_set_monitoring: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        del self.fields["mrn"]
+        if not can_set_monitoring:
+            del self.fields["monitoring_end_day"]
+
+
+# --- labs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnalyteRow:
+    """One analyte line of the panel form."""
+
+    spec: AnalyteSpec
+    value: forms.BoundField
+    unit: forms.BoundField
+    warnings: list[str]
+
+    @property
+    def errors(self) -> list[str]:
+        return [*self.value.errors, *self.unit.errors]
+
+
+class LabPanelForm(forms.Form):
+    """All analytes of one collection time, each with its unit (SPEC 2.2)."""
+
+    collected_date = forms.DateField(label=_("Collection date"), widget=DATE_WIDGET)
+    collected_time = forms.TimeField(label=_("Collection time"), widget=TIME_WIDGET)
+    note = forms.CharField(label=_("Note"), required=False, max_length=1000)
+    confirm_digest = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.warnings: dict[str, list[str]] = {}
+        for code, spec in ANALYTES.items():
+            self.fields[f"{code}_value"] = forms.CharField(
+                label=spec.label,
+                required=False,
+                max_length=64,
+                widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off", "size": 10}),
+            )
+            # A plain CharField rendered as a select: any posted unit reaches the unit rules,
+            # which refuse it with the list of accepted units (SPEC 2.2).
+            self.fields[f"{code}_unit"] = forms.CharField(
+                label=_("Unit of %(analyte)s") % {"analyte": spec.label},
+                required=False,
+                max_length=32,
+                initial=spec.canonical_unit,
+                widget=forms.Select(choices=[(u, u) for u in spec.accepted_units]),
+            )
+
+    def analyte_rows(self) -> Iterator[AnalyteRow]:
+        for code, spec in ANALYTES.items():
+            yield AnalyteRow(spec, self[f"{code}_value"], self[f"{code}_unit"], self.warnings.get(code, []))
+
+    def collected_at(self) -> datetime:
+        return site_datetime(self.cleaned_data["collected_date"], self.cleaned_data["collected_time"])
+
+    def entries(self) -> list[LabEntry]:
+        note = self.cleaned_data.get("note", "")
+        return [
+            LabEntry(
+                analyte=code,
+                value=self.cleaned_data.get(f"{code}_value", ""),
+                unit=self.cleaned_data.get(f"{code}_unit", ""),
+                note=note,
+            )
+            for code in ANALYTES
+            if (self.cleaned_data.get(f"{code}_value") or "").strip()
+        ]
+
+    def digest(self) -> str:
+        """Fingerprint of the values a confirmation applies to; changed values need a new one."""
+        payload = {
+            "at": self.collected_at().isoformat(),
+            "entries": [(e.analyte, e.value.strip(), e.unit.strip()) for e in self.entries()],
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+    def field_map(self) -> dict[str, str]:
+        mapping = {code: f"{code}_value" for code in ANALYTES}
+        mapping["collected_at"] = "collected_date"
+        return mapping
+
+
+class LabCorrectForm(ReasonForm):
+    """Correct one lab value; the previous value stays in the history (SPEC 2.2)."""
+
+    value = forms.CharField(
+        label=_("Value"),
+        max_length=64,
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+    )
+    unit = forms.CharField(label=_("Unit"), required=False, max_length=32)
+    collected_date = forms.DateField(label=_("Collection date"), widget=DATE_WIDGET)
+    collected_time = forms.TimeField(label=_("Collection time"), widget=TIME_WIDGET)
+    confirm_digest = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args: Any, analyte: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        spec = ANALYTES[analyte]
+        self.fields["unit"].widget = forms.Select(choices=[(u, u) for u in spec.accepted_units])
+        self.fields["unit"].initial = spec.canonical_unit
+        self.warnings: list[str] = []
+
+    def collected_at(self) -> datetime:
+        return site_datetime(self.cleaned_data["collected_date"], self.cleaned_data["collected_time"])
+
+    def digest(self) -> str:
+        payload = [
+            self.cleaned_data["value"].strip(),
+            self.cleaned_data.get("unit", ""),
+            self.collected_at().isoformat(),
+        ]
+        return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:32]
+
+
+class VoidForm(ReasonForm):
+    """Void a row with a reason; it stops counting but is never deleted."""
+
+
+# --- observations --------------------------------------------------------------------------
+
+OXYGEN_DEVICES = [
+    ("none", _("Room air (no oxygen)")),
+    ("nasal_cannula", _("Nasal cannula")),
+    ("blow_by", _("Blow-by")),
+    ("facemask", _("Facemask")),
+    ("non_rebreather", _("Non-rebreather mask")),
+    ("venturi", _("Venturi mask")),
+    ("cpap", _("CPAP")),
+    ("bipap", _("BiPAP")),
+    ("intubation", _("Intubation and mechanical ventilation")),
+]
+DEVICE_CATEGORY = {
+    "none": Oxygen.NONE,
+    "blow_by": Oxygen.LOW_FLOW,
+    "facemask": Oxygen.HIGH_FLOW,
+    "non_rebreather": Oxygen.HIGH_FLOW,
+    "venturi": Oxygen.HIGH_FLOW,
+    "cpap": Oxygen.POSITIVE_PRESSURE,
+    "bipap": Oxygen.POSITIVE_PRESSURE,
+    "intubation": Oxygen.POSITIVE_PRESSURE,
+}
+RECORDED_DEVICE = "recorded"
+
+
+def oxygen_category(device: str, flow_l_min: Decimal | None) -> str:
+    """The ASTCT oxygen category of a device and flow (SPEC 2.3)."""
+    if device == "nasal_cannula":
+        if flow_l_min is None:
+            raise ValidationError(
+                {"oxygen_flow": _("Enter the nasal-cannula flow in L/min (≤ 6 is low flow, > 6 high flow).")}
+            )
+        return Oxygen.LOW_FLOW if flow_l_min <= LOW_FLOW_MAX_L_MIN else Oxygen.HIGH_FLOW
+    return DEVICE_CATEGORY[device]
+
+
+def hypotension_category(vasopressors: int, vasopressin: bool, hypotension_without: bool) -> str:
+    """The ASTCT hypotension category; vasopressin is not counted among several (SPEC 2.3)."""
+    if vasopressors >= 2:
+        return Hypotension.MULTIPLE_VASOPRESSORS
+    if vasopressors == 1 or vasopressin:
+        return Hypotension.ONE_VASOPRESSOR
+    if hypotension_without:
+        return Hypotension.NO_VASOPRESSOR
+    return Hypotension.NONE
+
+
+def sbp_norm_mmhg(birth_date: date | None, on: date) -> tuple[int, int] | None:
+    """(age in years, SBP threshold) for the pediatric hypotension norm of SPEC 2.3, or None."""
+    if birth_date is None:
+        return None
+    age = on.year - birth_date.year - ((on.month, on.day) < (birth_date.month, birth_date.day))
+    if age < 1:
+        return None
+    if age <= 10:
+        return age, PEDIATRIC_SBP_BASE_MMHG + PEDIATRIC_SBP_PER_YEAR_MMHG * age
+    return age, OLDER_SBP_MMHG
+
+
+class ObservationForm(VersionedForm):
+    """A day's bedside observation; devices and vasopressors become ASTCT categories."""
+
+    date = forms.DateField(label=_("Date"), widget=DATE_WIDGET)
+    tmax_c = forms.DecimalField(
+        label=_("Highest temperature (°C)"),
+        required=False,
+        min_value=Decimal("30.0"),
+        max_value=Decimal("45.0"),
+        max_digits=3,
+        decimal_places=1,
+        widget=forms.NumberInput(attrs={"step": "0.1", "inputmode": "decimal"}),
+        help_text=_("30.0–45.0 °C, or leave empty if not measured."),
+        error_messages={
+            "min_value": _("Tmax must be between 30.0 and 45.0 °C, or empty."),
+            "max_value": _("Tmax must be between 30.0 and 45.0 °C, or empty."),
+            "invalid": _("Tmax must be a number in °C with a decimal point, such as 38.4."),
+        },
+    )
+    oxygen_device = forms.ChoiceField(label=_("Oxygen device"), choices=OXYGEN_DEVICES, initial="none")
+    oxygen_flow = forms.DecimalField(
+        label=_("Oxygen flow (L/min)"),
+        required=False,
+        min_value=0,
+        max_value=FLOW_MAX_L_MIN,
+        max_digits=4,
+        decimal_places=1,
+        widget=forms.NumberInput(attrs={"step": "0.5", "inputmode": "decimal"}),
+        help_text=_("Needed for a nasal cannula: ≤ 6 L/min is low flow, > 6 L/min high flow."),
+    )
+    vasopressors = forms.IntegerField(
+        label=_("Vasopressors other than vasopressin"),
+        min_value=0,
+        max_value=MAX_VASOPRESSORS,
+        initial=0,
+        widget=forms.NumberInput(attrs={"inputmode": "numeric"}),
+    )
+    vasopressin = forms.BooleanField(label=_("Vasopressin given"), required=False)
+    hypotension_without_vasopressors = forms.BooleanField(
+        label=_("Hypotension not needing vasopressors"), required=False
+    )
+    antipyretic = forms.BooleanField(label=_("Antipyretic given"), required=False)
+    tocilizumab = forms.BooleanField(label=_("Tocilizumab given"), required=False)
+    corticosteroids = forms.BooleanField(label=_("Corticosteroids given"), required=False)
+    note = forms.CharField(label=_("Note"), required=False, max_length=1000)
+    reason = forms.CharField(
+        label=_("Reason for the change"),
+        required=False,
+        max_length=1000,
+        help_text=_("Required when you change a day that is already recorded."),
+    )
+
+    def __init__(self, *args: Any, recorded_oxygen: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.recorded_oxygen = recorded_oxygen
+        if recorded_oxygen:
+            label = _("As recorded: %(category)s") % {"category": Oxygen(recorded_oxygen).label}
+            self.fields["oxygen_device"].choices = [(RECORDED_DEVICE, label), *OXYGEN_DEVICES]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        device = data.get("oxygen_device")
+        if device == RECORDED_DEVICE and self.recorded_oxygen:
+            data["oxygen"] = self.recorded_oxygen
+        elif device:
+            try:
+                data["oxygen"] = oxygen_category(device, data.get("oxygen_flow"))
+            except ValidationError as exc:
+                add_service_errors(self, exc)
+        if data.get("vasopressors") is not None:
+            data["hypotension"] = hypotension_category(
+                data["vasopressors"],
+                data.get("vasopressin", False),
+                data.get("hypotension_without_vasopressors", False),
+            )
+        return data
+
+    def values(self) -> dict[str, Any]:
+        d = self.cleaned_data
+        return {
+            "tmax_c": d.get("tmax_c"),
+            "hypotension": d["hypotension"],
+            "oxygen": d["oxygen"],
+            "antipyretic": d.get("antipyretic", False),
+            "tocilizumab": d.get("tocilizumab", False),
+            "corticosteroids": d.get("corticosteroids", False),
+        }
+
+
+def observation_initial(obs: Any) -> dict[str, Any]:
+    """Pre-fill the form from a recorded day (the categories map back losslessly)."""
+    vasopressors = {"one_vasopressor": 1, "multiple_vasopressors": 2}.get(obs.hypotension, 0)
+    return {
+        "date": obs.date,
+        "tmax_c": obs.tmax_c,
+        "oxygen_device": RECORDED_DEVICE if obs.oxygen != Oxygen.NONE else "none",
+        "vasopressors": vasopressors,
+        "hypotension_without_vasopressors": obs.hypotension == Hypotension.NO_VASOPRESSOR,
+        "antipyretic": obs.antipyretic,
+        "tocilizumab": obs.tocilizumab,
+        "corticosteroids": obs.corticosteroids,
+        "note": obs.note,
+        "version": obs.version,
+    }
+
+
+# --- events, overrides, alerts, site parameters --------------------------------------------
+
+EVENT_DETAIL_CHOICES = [
+    ("", _("— none —")),
+    ("crs", _("death from CRS")),
+    ("other", _("death from another cause")),
+    ("anti_leukemic", _("anti-leukemic (chemotherapy, targeted agent, second CAR-T)")),
+    ("immunomodulatory", _("immunomodulatory (interferon, IL-2)")),
+]
+
+
+class EventForm(forms.Form):
+    """A clinical event or outcome (SPEC 2.4)."""
+
+    kind = forms.ChoiceField(label=_("Event"), choices=EventKind.choices)
+    date = forms.DateField(label=_("Date"), widget=DATE_WIDGET)
+    detail = forms.ChoiceField(
+        label=_("Detail"),
+        choices=EVENT_DETAIL_CHOICES,
+        required=False,
+        help_text=_("Required for a death (CRS or other) and for preemptive therapy (its type)."),
+    )
+    note = forms.CharField(label=_("Note"), required=False, max_length=1000)
+
+
+class OverrideForm(forms.Form):
+    """A hematologist's CRS grade for one day, with its reason (SPEC 2.4)."""
+
+    date = forms.DateField(label=_("Date"), widget=DATE_WIDGET)
+    grade = forms.TypedChoiceField(
+        label=_("Recorded CRS grade"),
+        coerce=int,
+        choices=[(g, str(g)) for g in range(5)],
+        help_text=_("0–4; grade 5 comes only from a recorded death from CRS."),
+    )
+    reason = forms.CharField(
+        label=_("Reason"),
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_("For example: fever from a documented infection."),
+    )
+
+
+class AlertAckForm(forms.Form):
+    note = forms.CharField(label=_("Acknowledgement note"), max_length=1000)
+
+
+class SiteParametersForm(ReasonForm):
+    """Clinical site parameters (SPEC 8.5); a change recomputes every patient."""
+
+    bcell_threshold = forms.DecimalField(
+        label=_("B-cell threshold τ (cells/µL)"), min_value=0, max_digits=12, decimal_places=6
+    )
+    regeneration_window_days = forms.IntegerField(
+        label=_("Regeneration window W (days)"), min_value=1, max_value=730
+    )
+    confirm_regeneration = forms.BooleanField(
+        label=_("Confirm regeneration with a repeat sample"), required=False
+    )
+    crs_outcome_window = forms.IntegerField(label=_("CRS outcome window (days)"), min_value=0, max_value=730)
+    default_care_team = forms.ModelChoiceField(
+        label=_("Default care team"), queryset=CareTeam.objects.all(), required=False
+    )

@@ -1,0 +1,425 @@
+"""Reads for the ward pages (SPEC 3.5, 8.1): constant query counts, no N+1.
+
+Selectors take the user and an explicit ``today`` (the caller passes
+``timezone.localdate()``); reminders depend on the date and are computed here
+from the stored results and the pure ``scoring.rules.alerts.reminders`` rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.utils.translation import gettext as _
+
+from crsrisk.accounts.roles import visible_patients
+from patients.models import ClinicalEvent, EventKind, LabResult, Observation, Patient
+from scoring.models import Alert, DailyAssessment, PatientSummary, ScoreModel
+from scoring.rules import alerts as alert_rules
+from scoring.rules.days import day_of, day_of_date, format_day
+from scoring.rules.score import FactorResult, ScoreResult
+from scoring.rules.units import ANALYTES
+from scoring.services import site_zone
+
+WARD_FIRST_DAY = -30  # active from day −30, SPEC 8.1
+WARD_LAST_DAY = 90  # to day +90 unless monitoring_end_day says otherwise, SPEC 8.1
+BAND_RANK = {"high": 2, "intermediate": 1, "low": 0}
+SEARCH_MAX_CHARS = 100
+
+
+@dataclass(frozen=True)
+class WardRow:
+    """One line of the ward list, with everything it shows."""
+
+    patient: Patient
+    day: int
+    summary: PatientSummary | None
+    running: DailyAssessment | None
+    trend: str  # "up", "same", "down" or "" when there is no yesterday to compare with
+    trend_delta: int | None
+    sort_band: str
+    sort_points: int
+    alerts: list[Alert] = field(default_factory=list)
+    reminders: list[str] = field(default_factory=list)
+
+    @property
+    def day_display(self) -> str:
+        return format_day(self.day)
+
+    @property
+    def severe_observed(self) -> bool:
+        return bool(self.summary and self.summary.severe_observed_day is not None)
+
+    @property
+    def day7_reached(self) -> bool:
+        return self.day >= 7
+
+
+def _live_alerts_prefetch() -> Prefetch:
+    return Prefetch(
+        "alerts",
+        queryset=Alert.objects.filter(resolved_at__isnull=True, acknowledged_at__isnull=True).order_by(
+            "day", "kind"
+        ),
+        to_attr="open_alerts",
+    )
+
+
+def ward_patients(
+    user: AbstractBaseUser | AnonymousUser, *, today: date, query: str = ""
+) -> QuerySet[Patient]:
+    """Active patients of the user's teams: not dead, roughly days −30…+90 (refined in Python)."""
+    dead = ClinicalEvent.objects.active().filter(patient=OuterRef("pk"), kind=EventKind.DEATH)
+    qs = (
+        visible_patients(user)
+        .filter(infusion__isnull=False, infusion__infusion_date__lte=today - timedelta(days=WARD_FIRST_DAY))
+        .filter(
+            Q(infusion__infusion_date__gte=today - timedelta(days=WARD_LAST_DAY))
+            | Q(monitoring_end_day__gt=WARD_LAST_DAY)
+        )
+        .filter(~Exists(dead))
+    )
+    query = (query or "").strip()[:SEARCH_MAX_CHARS]
+    if query:
+        qs = qs.filter(Q(mrn__icontains=query) | Q(name__icontains=query))
+    return qs
+
+
+def score_result_from_stored(factors: list[dict[str, Any]], *, model: str, day: int) -> ScoreResult:
+    """Rebuild the rules' ScoreResult from a stored factor breakdown (for the reminder rule)."""
+    results = tuple(
+        FactorResult(
+            code=f["code"],
+            input=f["input"],
+            label=f.get("label", ""),
+            comparison=f["comparison"],
+            cut=Decimal(f["cut"]),
+            points_possible=f["points_possible"],
+            points=f["points"],
+            missing=f["missing"],
+            value=None if f.get("value") is None else Decimal(f["value"]),
+            comparator=f.get("comparator") or None,
+            day=f.get("day"),
+            collected_at=None,
+            flags=tuple(f.get("flags", ())),
+        )
+        for f in factors
+    )
+    points = sum(f.points for f in results)
+    max_points = points + sum(f.points_possible for f in results if f.missing)
+    return ScoreResult(
+        model=model,
+        day=day,
+        points=points,
+        max_points=max_points,
+        band="",
+        band_final=False,
+        complete=not any(f.missing for f in results),
+        provisional=False,
+        factors=results,
+        landmark=True,
+    )
+
+
+def reminder_texts(reminders: list[alert_rules.Reminder], day7: ScoreResult | None) -> list[str]:
+    """Translated reminder texts (the rule's messages are English)."""
+    out = []
+    for r in reminders:
+        if r.kind == alert_rules.REMINDER_DAY7_PANEL:
+            missing = (
+                [ANALYTES[f.input].label for f in day7.factors if f.missing and f.input in ANALYTES]
+                if day7
+                else []
+            )
+            out.append(
+                _("Day-7 panel incomplete: missing %(labs)s.") % {"labs": ", ".join(missing)}
+                if missing
+                else _("Day-7 panel incomplete: no day-7 labs.")
+            )
+        elif r.kind == alert_rules.REMINDER_BCELL_OVERDUE:
+            out.append(
+                _("B-cell count overdue: none in the last %(n)d days.")
+                % {"n": alert_rules.BCELL_OVERDUE_AFTER_DAYS}
+            )
+        elif r.kind == alert_rules.REMINDER_OBSERVATION_MISSING:
+            out.append(_("No bedside observation entered today."))
+        else:  # pragma: no cover - a new reminder kind shows its rule text
+            out.append(r.message)
+    return out
+
+
+def patient_reminders(
+    patient: Patient,
+    *,
+    today_day: int,
+    summary: PatientSummary | None,
+    model: str,
+    bcell_labs: list[LabResult],
+    observations: list[Observation],
+) -> list[str]:
+    """Reminders due today for one patient, from its live B-cell labs and observations."""
+    tz = site_zone()
+    d0 = patient.infusion.infusion_date
+    day7 = score_result_from_stored(summary.day7_factors, model=model, day=7) if summary is not None else None
+    due = alert_rules.reminders(
+        today_day=today_day,
+        day7=day7,
+        bcell_days=[day_of(lab.collected_at, tz, d0) for lab in bcell_labs],
+        observation_days=[day_of_date(o.date, d0) for o in observations],
+    )
+    return reminder_texts(due, day7)
+
+
+def _trend(rows: dict[int, DailyAssessment], running: DailyAssessment | None) -> tuple[str, int | None]:
+    if running is None:
+        return "", None
+    before = rows.get(running.day - 1)
+    if before is None:
+        return "", None
+    delta = running.points - before.points
+    return ("up" if delta > 0 else "down" if delta < 0 else "same"), delta
+
+
+def ward_rows(
+    user: AbstractBaseUser | AnonymousUser, *, today: date, query: str = ""
+) -> tuple[ScoreModel, list[WardRow]]:
+    """The ward list (SPEC 8.1), sorted by risk, in a constant number of queries."""
+    model = ScoreModel.objects.active()
+    patients = list(
+        ward_patients(user, today=today, query=query)
+        .select_related("infusion", "care_team")
+        .prefetch_related(
+            Prefetch(
+                "summaries", queryset=PatientSummary.objects.filter(model=model), to_attr="active_summary"
+            ),
+            Prefetch(
+                "assessments",
+                queryset=DailyAssessment.objects.filter(model=model).only(
+                    "id", "patient_id", "day", "points", "max_points", "band", "band_final", "provisional"
+                ),
+                to_attr="active_rows",
+            ),
+            _live_alerts_prefetch(),
+            Prefetch(
+                "labs",
+                queryset=LabResult.objects.active()
+                .filter(analyte="bcell")
+                .only("id", "patient_id", "collected_at"),
+                to_attr="bcell_labs",
+            ),
+            Prefetch(
+                "observations",
+                queryset=Observation.objects.active().only("id", "patient_id", "date"),
+                to_attr="obs_dates",
+            ),
+        )
+    )
+    rows = []
+    for p in patients:
+        day = day_of_date(today, p.infusion.infusion_date)
+        last_day = p.monitoring_end_day if p.monitoring_end_day is not None else WARD_LAST_DAY
+        if not WARD_FIRST_DAY <= day <= last_day:
+            continue
+        summary = p.active_summary[0] if p.active_summary else None  # type: ignore[attr-defined]
+        by_day = {r.day: r for r in p.active_rows}  # type: ignore[attr-defined]
+        past = [d for d in by_day if d <= day]
+        running = by_day[max(past)] if day >= 0 and past else None
+        trend, delta = _trend(by_day, running)
+        if day >= 7 and summary is not None:
+            sort_band, sort_points = summary.day7_band, summary.day7_points
+        elif running is not None:
+            sort_band, sort_points = running.band, running.points
+        else:
+            sort_band, sort_points = "low", 0
+        rows.append(
+            WardRow(
+                patient=p,
+                day=day,
+                summary=summary,
+                running=running,
+                trend=trend,
+                trend_delta=delta,
+                sort_band=sort_band,
+                sort_points=sort_points,
+                alerts=list(p.open_alerts),  # type: ignore[attr-defined]
+                reminders=patient_reminders(
+                    p,
+                    today_day=day,
+                    summary=summary,
+                    model=model.name,
+                    bcell_labs=p.bcell_labs,  # type: ignore[attr-defined]  # Prefetch to_attr
+                    observations=p.obs_dates,  # type: ignore[attr-defined]  # Prefetch to_attr
+                ),
+            )
+        )
+    rows.sort(
+        key=lambda r: (not r.severe_observed, -BAND_RANK.get(r.sort_band, 0), -r.sort_points, r.patient.mrn)
+    )
+    return model, rows
+
+
+# --- one patient's record ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    """The clinical rows shown on the patient page, voided ones included (shown as voided)."""
+
+    labs: list[LabResult]
+    observations: list[Observation]
+    events: list[ClinicalEvent]
+    overrides: list[Any]
+
+    @property
+    def live_labs(self) -> list[LabResult]:
+        return [lab for lab in self.labs if lab.voided_at is None]
+
+    @property
+    def live_observations(self) -> list[Observation]:
+        return [o for o in self.observations if o.voided_at is None]
+
+
+def patient_record(patient: Patient) -> PatientRecord:
+    """Labs, observations, events and grade overrides of one patient, newest first."""
+    from patients.models import GradeOverride
+
+    return PatientRecord(
+        labs=list(
+            LabResult.objects.filter(patient=patient)
+            .select_related("entered_by")
+            .order_by("-collected_at", "analyte", "-id")
+        ),
+        observations=list(
+            Observation.objects.filter(patient=patient).select_related("entered_by").order_by("-date", "-id")
+        ),
+        events=list(ClinicalEvent.objects.filter(patient=patient).order_by("-date", "-id")),
+        overrides=list(GradeOverride.objects.active().filter(patient=patient).order_by("-date")),
+    )
+
+
+@dataclass(frozen=True)
+class HistoryChange:
+    field: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One change of one clinical row: who, when, what, old → new, why."""
+
+    when: Any
+    who: str
+    what: str
+    action: str
+    changes: list[HistoryChange]
+    reason: str
+
+
+HISTORY_SKIPPED_FIELDS = {"id", "patient", "version", "created_at", "entered_at", "flags"}
+HISTORY_LIMIT = 1000
+
+
+def _history_value(value: Any, names: dict[str, dict[int, str]], field_name: str) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return _("yes") if value else _("no")
+    if isinstance(value, Decimal):
+        text = format(value.normalize(), "f")
+        return "0" if text in ("-0", "0") else text
+    if field_name in names:
+        return names[field_name].get(value, str(value))
+    return str(value)
+
+
+def _describe(model_name: str, record: Any, patient: Patient) -> str:
+    if model_name == "Patient":
+        return _("Patient %(mrn)s") % {"mrn": patient.mrn}
+    if model_name == "Infusion":
+        return _("Infusion")
+    if model_name == "LabResult":
+        label = ANALYTES[record.analyte].label if record.analyte in ANALYTES else record.analyte
+        return _("Lab %(analyte)s collected %(when)s") % {
+            "analyte": label,
+            "when": record.collected_at.astimezone(site_zone()).strftime("%Y-%m-%d %H:%M"),
+        }
+    if model_name == "Observation":
+        return _("Observation of %(date)s") % {"date": record.date.isoformat()}
+    if model_name == "ClinicalEvent":
+        return _("Event %(kind)s on %(date)s") % {
+            "kind": record.get_kind_display(),
+            "date": record.date.isoformat(),
+        }
+    return _("CRS grade override of %(date)s") % {"date": record.date.isoformat()}
+
+
+def record_history(patient: Patient) -> list[HistoryEntry]:
+    """The change history of a patient's clinical rows, newest first, in a constant number of queries."""
+    from django.contrib.auth import get_user_model
+
+    from patients.models import CareTeam, GradeOverride, Infusion
+
+    sources: list[tuple[Any, dict[str, Any]]] = [
+        (Patient, {"id": patient.pk}),
+        (Infusion, {"patient_id": patient.pk}),
+        (LabResult, {"patient_id": patient.pk}),
+        (Observation, {"patient_id": patient.pk}),
+        (ClinicalEvent, {"patient_id": patient.pk}),
+        (GradeOverride, {"patient_id": patient.pk}),
+    ]
+    names: dict[str, dict[int, str]] = {
+        "care_team": dict(CareTeam.objects.values_list("id", "name")),
+    }
+    raw: list[tuple[Any, Any, list[tuple[str, str, Any, Any]]]] = []
+    user_ids: set[int] = set()
+    for model, filters in sources:
+        fields = [f for f in model._meta.concrete_fields if f.name not in HISTORY_SKIPPED_FIELDS]
+        records = (
+            model.history.filter(**filters)
+            .select_related("history_user")
+            .order_by("id", "history_date", "history_id")
+        )
+        previous: dict[int, Any] = {}
+        for rec in records[:HISTORY_LIMIT]:
+            before = previous.get(rec.id)
+            diffs = []
+            for f in fields:
+                new = getattr(rec, f.attname)
+                old = None if before is None else getattr(before, f.attname)
+                if before is None and new in (None, "", False):
+                    continue
+                if before is not None and old == new:
+                    continue
+                diffs.append((f.name, str(f.verbose_name), old, new))
+                if f.name in ("entered_by", "voided_by", "created_by") and new is not None:
+                    user_ids.add(new)
+            previous[rec.id] = rec
+            raw.append((model, rec, diffs))
+    users = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("id", "username"))
+    names["entered_by"] = names["voided_by"] = users
+    actions = {"+": _("created"), "~": _("changed"), "-": _("deleted")}
+    entries = [
+        HistoryEntry(
+            when=rec.history_date,
+            who=rec.history_user.get_username() if rec.history_user else _("system"),
+            what=_describe(model.__name__, rec, patient),
+            action=actions.get(rec.history_type, rec.history_type),
+            changes=[
+                HistoryChange(
+                    field=label,
+                    old="" if rec.history_type == "+" else _history_value(old, names, name),
+                    new=_history_value(new, names, name),
+                )
+                for name, label, old, new in diffs
+            ],
+            reason=rec.history_change_reason or "",
+        )
+        for model, rec, diffs in raw
+    ]
+    entries.sort(key=lambda e: e.when, reverse=True)
+    return entries[:HISTORY_LIMIT]

@@ -1,0 +1,24 @@
+"""Ward pages under /patients/."""
+
+from django.urls import path
+
+from patients import views
+
+app_name = "patients"
+
+urlpatterns = [
+    path("", views.ward, name="ward"),
+    path("register/", views.register, name="register"),
+    path("<str:mrn>/", views.detail, name="detail"),
+    path("<str:mrn>/edit/", views.edit, name="edit"),
+    path("<str:mrn>/history/", views.history, name="history"),
+    path("<str:mrn>/labs/new/", views.lab_entry, name="lab-entry"),
+    path("<str:mrn>/labs/<int:pk>/correct/", views.lab_correct, name="lab-correct"),
+    path("<str:mrn>/labs/<int:pk>/void/", views.lab_void, name="lab-void"),
+    path("<str:mrn>/observations/new/", views.observation_entry, name="observation-entry"),
+    path("<str:mrn>/observations/<int:pk>/void/", views.observation_void, name="observation-void"),
+    path("<str:mrn>/events/new/", views.event_entry, name="event-entry"),
+    path("<str:mrn>/events/<int:pk>/void/", views.event_void, name="event-void"),
+    path("<str:mrn>/override/", views.override, name="override"),
+    path("<str:mrn>/alerts/<int:pk>/acknowledge/", views.alert_ack, name="alert-ack"),
+]

@@ -1,0 +1,401 @@
+"""Plotly figures of a patient's timeline, built as JSON-safe dicts (SPEC 8.1).
+
+Templates embed each figure with ``json_script`` and ``static/js/charts.js``
+draws it with ``Plotly.newPlot``: no inline script, so the CSP stays strict.
+Every number is a float or int here, never a Decimal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.utils.translation import gettext as _
+
+from scoring.rules.days import day_of
+from scoring.rules.score import LANDMARK_DAY, ModelSpec
+from scoring.rules.units import ANALYTES
+
+COLOR_LOW = "#1a7f37"
+COLOR_MID = "#9a6700"
+COLOR_HIGH = "#cf222e"
+COLOR_LINE = "#0550ae"
+COLOR_MUTED = "#57606a"
+GRADE_COLORS = ["#8c959f", "#bf8700", "#d1242f", "#a40e26", "#6e011a", "#3d0010"]
+CHART_HEIGHT_PX = 280
+HOURS_PER_DAY = 24
+SYMBOL_BY_COMPARATOR = {"<": "triangle-down", "<=": "triangle-down", ">": "triangle-up", ">=": "triangle-up"}
+LAB_CHART_ORDER = ("crp", "ferritin", "il6", "aptt", "anc", "platelets", "ldh")
+
+
+@dataclass(frozen=True)
+class ChartLab:
+    """A live lab value as the charts need it."""
+
+    analyte: str
+    day: float  # day after infusion with the local time of day as a fraction
+    value: float
+    comparator: str
+
+
+def chart_labs(labs: Sequence[Any], tz: ZoneInfo, infusion_date: date) -> list[ChartLab]:
+    """Place live lab results on the day axis, in site time."""
+    out = []
+    for lab in labs:
+        local = lab.collected_at.astimezone(tz)
+        day = day_of(lab.collected_at, tz, infusion_date)
+        fraction = (local.hour + local.minute / 60) / HOURS_PER_DAY
+        out.append(ChartLab(lab.analyte, round(day + fraction, 4), float(lab.value), lab.comparator or ""))
+    return sorted(out, key=lambda x: x.day)
+
+
+def _layout(title: str, y_title: str, **extra: Any) -> dict[str, Any]:
+    layout: dict[str, Any] = {
+        "title": {"text": title, "font": {"size": 15}},
+        "height": CHART_HEIGHT_PX,
+        "margin": {"l": 56, "r": 16, "t": 40, "b": 44},
+        "xaxis": {"title": {"text": _("Day after infusion")}, "zeroline": False},
+        "yaxis": {"title": {"text": y_title}, "rangemode": "tozero"},
+        "legend": {"orientation": "h", "y": -0.3},
+        "paper_bgcolor": "#ffffff",
+        "plot_bgcolor": "#ffffff",
+        "font": {"family": "system-ui, sans-serif", "color": "#1b1f23"},
+        "shapes": [],
+        "annotations": [],
+    }
+    layout.update(extra)
+    return layout
+
+
+def _vline(x: float, label: str, color: str = COLOR_MUTED) -> tuple[dict[str, Any], dict[str, Any]]:
+    shape = {
+        "type": "line",
+        "x0": x,
+        "x1": x,
+        "yref": "paper",
+        "y0": 0,
+        "y1": 1,
+        "line": {"color": color, "dash": "dot", "width": 1.5},
+    }
+    note = {
+        "x": x,
+        "yref": "paper",
+        "y": 1,
+        "text": label,
+        "showarrow": False,
+        "xanchor": "left",
+        "yanchor": "top",
+        "font": {"size": 11, "color": color},
+    }
+    return shape, note
+
+
+def _hline(y: float, label: str, color: str = COLOR_HIGH) -> tuple[dict[str, Any], dict[str, Any]]:
+    shape = {
+        "type": "line",
+        "xref": "paper",
+        "x0": 0,
+        "x1": 1,
+        "y0": y,
+        "y1": y,
+        "line": {"color": color, "dash": "dash", "width": 1.5},
+    }
+    note = {
+        "xref": "paper",
+        "x": 1,
+        "y": y,
+        "text": label,
+        "showarrow": False,
+        "xanchor": "right",
+        "yanchor": "bottom",
+        "font": {"size": 11, "color": color},
+    }
+    return shape, note
+
+
+def running_score_figure(rows: Sequence[Any], model: ModelSpec, summary: Any) -> dict[str, Any]:
+    """Running score by day with band shading, the upper bound and the day-7 marker."""
+    top = max(model.total_points, 1)
+    layout = _layout(_("Running score (trend)"), _("Points"))
+    layout["yaxis"].update({"range": [-0.5, top + 0.5], "dtick": 1})
+    bands = [
+        (-0.5, model.intermediate_from - 0.5, COLOR_LOW, _("low")),
+        (model.intermediate_from - 0.5, model.high_from - 0.5, COLOR_MID, _("intermediate")),
+        (model.high_from - 0.5, top + 0.5, COLOR_HIGH, _("high")),
+    ]
+    for y0, y1, color, label in bands:
+        if y1 <= y0:
+            continue
+        layout["shapes"].append(
+            {
+                "type": "rect",
+                "xref": "paper",
+                "x0": 0,
+                "x1": 1,
+                "y0": y0,
+                "y1": y1,
+                "fillcolor": color,
+                "opacity": 0.09,
+                "line": {"width": 0},
+                "layer": "below",
+            }
+        )
+        layout["annotations"].append(
+            {
+                "xref": "paper",
+                "x": 0.005,
+                "y": y1 - 0.05,
+                "text": label,
+                "showarrow": False,
+                "xanchor": "left",
+                "yanchor": "top",
+                "font": {"size": 11, "color": color},
+            }
+        )
+    shape, note = _vline(LANDMARK_DAY, _("day 7 (landmark)"))
+    layout["shapes"].append(shape)
+    layout["annotations"].append(note)
+    days = [r.day for r in rows]
+    data: list[dict[str, Any]] = [
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "name": _("Upper bound (missing inputs)"),
+            "x": days,
+            "y": [r.max_points for r in rows],
+            "line": {"color": COLOR_MUTED, "dash": "dash", "width": 1},
+        },
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": _("Running score"),
+            "x": days,
+            "y": [r.points for r in rows],
+            "line": {"color": COLOR_LINE, "width": 2},
+            "marker": {
+                "size": 8,
+                "symbol": ["circle-open" if r.provisional else "circle" for r in rows],
+            },
+            "text": [_("provisional") if r.provisional else "" for r in rows],
+        },
+    ]
+    if summary is not None:
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": _("Day-7 score"),
+                "x": [LANDMARK_DAY],
+                "y": [summary.day7_points],
+                "marker": {"size": 14, "symbol": "star", "color": COLOR_HIGH},
+            }
+        )
+    return {"data": data, "layout": layout}
+
+
+def lab_figures(labs: Sequence[ChartLab], model: ModelSpec) -> list[dict[str, Any]]:
+    """One chart per analyte with values, with the active model's cut-point line."""
+    cuts = {f.input: f for f in model.factors}
+    figures = []
+    for code in LAB_CHART_ORDER:
+        values = [x for x in labs if x.analyte == code]
+        if not values:
+            continue
+        spec = ANALYTES[code]
+        layout = _layout(f"{spec.label} ({spec.canonical_unit})", spec.canonical_unit)
+        factor = cuts.get(code)
+        if factor is not None:
+            shape, note = _hline(
+                float(factor.cut),
+                _("cut-point %(cmp)s %(cut)s") % {"cmp": factor.comparison, "cut": factor.cut},
+            )
+            layout["shapes"].append(shape)
+            layout["annotations"].append(note)
+            layout["yaxis"]["range"] = [0, max(float(factor.cut), *(v.value for v in values)) * 1.15]
+        shape, note = _vline(LANDMARK_DAY, _("day 7"))
+        layout["shapes"].append(shape)
+        figures.append(
+            {
+                "analyte": code,
+                "data": [
+                    {
+                        "type": "scatter",
+                        "mode": "lines+markers",
+                        "name": spec.label,
+                        "x": [v.day for v in values],
+                        "y": [v.value for v in values],
+                        "text": [f"{v.comparator}{v.value:g} {spec.canonical_unit}" for v in values],
+                        "hovertemplate": "%{text}<extra></extra>",
+                        "marker": {
+                            "size": 9,
+                            "color": COLOR_LINE,
+                            "symbol": [SYMBOL_BY_COMPARATOR.get(v.comparator, "circle") for v in values],
+                        },
+                        "line": {"color": COLOR_LINE, "width": 1.5},
+                    }
+                ],
+                "layout": layout,
+            }
+        )
+    return figures
+
+
+def bcell_figure(
+    labs: Sequence[ChartLab], *, window_days: int, threshold: Decimal, first_regeneration_day: int | None
+) -> dict[str, Any] | None:
+    """CD19+ B-cell counts with the day-W line and the regeneration marker."""
+    values = [x for x in labs if x.analyte == "bcell"]
+    if not values:
+        return None
+    unit = ANALYTES["bcell"].canonical_unit
+    layout = _layout(_("CD19+ B cells (%(unit)s)") % {"unit": unit}, unit)
+    shape, note = _vline(window_days, _("day %(w)s") % {"w": window_days}, COLOR_HIGH)
+    layout["shapes"].append(shape)
+    layout["annotations"].append(note)
+    if threshold > 0:
+        shape, note = _hline(float(threshold), _("threshold τ"), COLOR_MUTED)
+        layout["shapes"].append(shape)
+        layout["annotations"].append(note)
+    data: list[dict[str, Any]] = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": _("CD19+ B cells"),
+            "x": [v.day for v in values],
+            "y": [v.value for v in values],
+            "text": [f"{v.comparator}{v.value:g} {unit}" for v in values],
+            "hovertemplate": "%{text}<extra></extra>",
+            "marker": {
+                "size": 9,
+                "color": COLOR_LINE,
+                "symbol": [SYMBOL_BY_COMPARATOR.get(v.comparator, "circle") for v in values],
+            },
+        }
+    ]
+    if first_regeneration_day is not None:
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": _("Regeneration (day r)"),
+                "x": [first_regeneration_day],
+                "y": [max((v.value for v in values if int(v.day) == first_regeneration_day), default=0)],
+                "marker": {"size": 16, "symbol": "star", "color": COLOR_HIGH},
+            }
+        )
+    return {"data": data, "layout": layout}
+
+
+def crs_grade_figure(rows: Sequence[Any]) -> dict[str, Any]:
+    """ASTCT grade per observed day, with review days and therapy markers."""
+    graded = [r for r in rows if r.crs_grade is not None]
+    layout = _layout(_("CRS grade (ASTCT 2019)"), _("Grade"))
+    layout["yaxis"].update({"range": [0, 6], "dtick": 1})
+    layout["bargap"] = 0.3
+    data: list[dict[str, Any]] = [
+        {
+            "type": "bar",
+            "name": _("CRS grade"),
+            "x": [r.day for r in graded],
+            "y": [r.crs_grade for r in graded],
+            "marker": {"color": [GRADE_COLORS[min(r.crs_grade, 5)] for r in graded]},
+            "text": [_("override") if r.crs_overridden else "" for r in graded],
+        }
+    ]
+    markers = [
+        ("review", _("Not graded as CRS: review"), 0.3, "x", COLOR_MID, lambda r: r.crs_review),
+        ("antipyretic", _("Antipyretic"), 4.6, "triangle-up", COLOR_MUTED, lambda r: r.antipyretic),
+        ("tocilizumab", _("Tocilizumab"), 5.1, "diamond", COLOR_LINE, lambda r: r.tocilizumab),
+        ("steroids", _("Corticosteroids"), 5.6, "square", "#8250df", lambda r: r.corticosteroids),
+    ]
+    for _key, name, y, symbol, color, pick in markers:
+        chosen = [r.day for r in rows if pick(r)]
+        if chosen:
+            data.append(
+                {
+                    "type": "scatter",
+                    "mode": "markers",
+                    "name": name,
+                    "x": chosen,
+                    "y": [y] * len(chosen),
+                    "marker": {"size": 11, "symbol": symbol, "color": color},
+                }
+            )
+    return {"data": data, "layout": layout}
+
+
+def m_easix_figure(rows: Sequence[Any], summary: Any) -> dict[str, Any] | None:
+    """Daily m-EASIX (trend, not validated) and the pre-lymphodepletion value."""
+    daily = [r for r in rows if r.m_easix is not None]
+    pre = summary is not None and summary.m_easix_pre_ld is not None
+    if not daily and not pre:
+        return None
+    layout = _layout(_("m-EASIX"), _("LDH × CRP (mg/dL) / platelets"))
+    data: list[dict[str, Any]] = []
+    if daily:
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": _("Daily m-EASIX (trend)"),
+                "x": [r.day for r in daily],
+                "y": [float(r.m_easix) for r in daily],
+                "line": {"color": COLOR_LINE},
+            }
+        )
+    if pre:
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": _("Pre-lymphodepletion m-EASIX"),
+                "x": [summary.m_easix_pre_ld_day],
+                "y": [float(summary.m_easix_pre_ld)],
+                "marker": {"size": 13, "symbol": "diamond", "color": COLOR_HIGH},
+            }
+        )
+    return {"data": data, "layout": layout}
+
+
+def timeline_figures(
+    *,
+    rows: Sequence[Any],
+    summary: Any,
+    model: ModelSpec,
+    labs: Sequence[Any],
+    tz: ZoneInfo,
+    infusion_date: date,
+    window_days: int,
+    threshold: Decimal,
+) -> list[dict[str, Any]]:
+    """All charts of the patient page, each with an id, a title and a Plotly figure."""
+    placed = chart_labs(labs, tz, infusion_date)
+    figures: list[tuple[str, dict[str, Any] | None]] = [
+        ("chart-score", running_score_figure(rows, model, summary)),
+        ("chart-crs", crs_grade_figure(rows)),
+        (
+            "chart-bcell",
+            bcell_figure(
+                placed,
+                window_days=window_days,
+                threshold=threshold,
+                first_regeneration_day=None if summary is None else summary.first_regeneration_day,
+            ),
+        ),
+        ("chart-measix", m_easix_figure(rows, summary)),
+    ]
+    figures += [(f"chart-lab-{fig.pop('analyte')}", fig) for fig in lab_figures(placed, model)]
+    return [
+        {
+            "id": chart_id,
+            "data_id": f"{chart_id}-data",
+            "title": fig["layout"]["title"]["text"],
+            "figure": fig,
+        }
+        for chart_id, fig in figures
+        if fig is not None
+    ]

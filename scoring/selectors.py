@@ -1,0 +1,245 @@
+"""Reads of the stored results for the patient page and the model pages (SPEC 3, 5, 8.1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
+
+from patients.models import Patient, SiteParameters
+from scoring.models import Alert, DailyAssessment, PatientSummary, ScoreModel
+from scoring.rules import astct, bcell, measix, score
+from scoring.rules.days import day_of_date, format_day
+from scoring.rules.units import ANALYTES
+
+# The rules' caveats are English constants. These literal copies make them translatable
+# (makemessages extracts literals only); tests/web/test_i18n.py checks they stay identical.
+CAVEAT_MSGIDS = (
+    gettext_noop(
+        "Model provisional-v0: its cut-points are clinical conventions chosen by this project, "
+        "each with its source. They are not the published weights or cut-points of Ke et al. 2025, "
+        "which are not available. The high band is not a validated trigger for tocilizumab or "
+        "corticosteroids."
+    ),
+    gettext_noop("trend: the model is validated on day 7 only"),
+    gettext_noop(
+        "hypotension/hypoxia without fever: not graded as CRS. Check for masked fever, or another cause."
+    ),
+    gettext_noop(
+        "Continuing B-cell aplasia does not rule out relapse: CD19-negative relapse gives no B-cell signal."
+    ),
+    gettext_noop(
+        "In one retrospective study (55 patients treated, 45 of them in CR), early B-cell "
+        "regeneration (within 45 days) was associated with clinical relapse, and preemptive "
+        "anti-leukemic therapy (chemotherapy, targeted agents, second CAR-T) with longer "
+        "relapse-free survival than immunomodulatory therapy (interferon, IL-2). This is not a "
+        "treatment recommendation."
+    ),
+    gettext_noop(
+        "m-EASIX was studied before lymphodepletion in adults (Pennisi et al., Blood Adv 2021; "
+        "AUC about 0.80 for severe CRS). It is not validated in children."
+    ),
+    gettext_noop("trend: daily m-EASIX after infusion is not validated"),
+    gettext_noop("approximate timing"),
+)
+RULE_CAVEATS = (
+    score.MODEL_CAVEAT_PROVISIONAL,
+    score.TREND_CAVEAT,
+    astct.REVIEW_MESSAGE,
+    bcell.APLASIA_CAVEAT,
+    bcell.EARLY_REGENERATION_EVIDENCE,
+    measix.ADULT_CAVEAT,
+    measix.DAILY_CAVEAT,
+    measix.APPROXIMATE_TIMING_LABEL,
+)
+
+MRD_UNIT = "%"
+PROVISIONAL_MODEL_NAME = "provisional-v0"
+
+
+def input_label(code: str) -> str:
+    """The display name of a factor input."""
+    if code == score.BASELINE_MRD_INPUT:
+        return _("Baseline MRD")
+    if code == score.POST_LD_MRD_INPUT:
+        return _("Post-lymphodepletion MRD")
+    return ANALYTES[code].label if code in ANALYTES else code
+
+
+def input_unit(code: str) -> str:
+    if code in score.MRD_INPUTS:
+        return MRD_UNIT
+    return ANALYTES[code].canonical_unit if code in ANALYTES else ""
+
+
+def flag_text(flag: str) -> str:
+    """Explain a factor flag in words."""
+    texts = {
+        score.FLAG_FROM_DAY_6: _("from day 6 (no day-7 value)"),
+        score.FLAG_FROM_DAY_8: _("from day 8 (no day-6 or day-7 value)"),
+        score.FLAG_AFTER_TOCILIZUMAB: _("drawn after tocilizumab: IL-6 reads higher and CRP lower"),
+        score.FLAG_AFTER_CORTICOSTEROIDS: _("drawn after corticosteroids: the ANC reads higher"),
+        score.FLAG_CENSORED_UNDECIDED: _("censored value cannot decide this factor: counted as missing"),
+    }
+    if flag in texts:
+        return texts[flag]
+    if flag.startswith("from_day_"):
+        return _("from day %(day)s") % {"day": flag.removeprefix("from_day_")}
+    return flag
+
+
+def _num(text: str | None) -> str:
+    if text is None:
+        return ""
+    value = Decimal(text).normalize()
+    out = format(value, "f")
+    return "0" if out in ("-0", "0") else out
+
+
+@dataclass(frozen=True)
+class FactorView:
+    """One factor of a score breakdown, ready to show."""
+
+    code: str
+    label: str
+    input: str
+    value: str
+    day: str
+    cut: str
+    points: int
+    points_possible: int
+    missing: bool
+    flags: list[str]
+
+
+def factor_views(factors: list[dict[str, Any]]) -> list[FactorView]:
+    """The stored breakdown, with units; a missing input is shown as missing, never 0."""
+    out = []
+    for f in factors:
+        unit = input_unit(f["input"])
+        value = (
+            "" if f.get("value") is None else f"{f.get('comparator') or ''}{_num(f['value'])} {unit}".strip()
+        )
+        out.append(
+            FactorView(
+                code=f["code"],
+                label=f.get("label") or f["code"],
+                input=input_label(f["input"]),
+                value=value,
+                day="" if f.get("day") is None else format_day(f["day"]),
+                cut=f"{f['comparison']} {_num(f['cut'])} {unit}".strip(),
+                points=f["points"],
+                points_possible=f["points_possible"],
+                missing=f["missing"],
+                flags=[flag_text(x) for x in f.get("flags", [])],
+            )
+        )
+    return out
+
+
+@dataclass
+class Timeline:
+    """Everything the patient page shows about the derived results."""
+
+    model: ScoreModel
+    params: SiteParameters
+    summary: PatientSummary | None
+    rows: list[DailyAssessment]
+    today_day: int
+    running: DailyAssessment | None
+    day7_factors: list[FactorView]
+    running_factors: list[FactorView]
+    alerts: list[Alert]
+    caveats: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def open_alerts(self) -> list[Alert]:
+        return [a for a in self.alerts if a.resolved_at is None and a.acknowledged_at is None]
+
+    @property
+    def day7_missing(self) -> list[str]:
+        return [f.input for f in self.day7_factors if f.missing]
+
+    @property
+    def is_provisional_model(self) -> bool:
+        return self.model.provenance == "provisional"
+
+    @property
+    def severe_observed(self) -> bool:
+        return self.summary is not None and self.summary.severe_observed_day is not None
+
+    @property
+    def review_days(self) -> list[str]:
+        return [format_day(r.day) for r in self.rows if r.crs_review]
+
+    @property
+    def m_easix_pre_ld_log2(self) -> float | None:
+        if self.summary is None or self.summary.m_easix_pre_ld is None:
+            return None
+        value = Decimal(self.summary.m_easix_pre_ld)
+        return None if value <= 0 else round(float(value.ln() / Decimal(2).ln()), 2)
+
+
+def timeline(patient: Patient, *, today: date) -> Timeline:
+    """Stored results of one patient under the active model, with the alerts."""
+    model = ScoreModel.objects.active()
+    rows = list(DailyAssessment.objects.filter(patient=patient, model=model).order_by("day"))
+    summary = PatientSummary.objects.filter(patient=patient, model=model).first()
+    today_day = day_of_date(today, patient.infusion.infusion_date)
+    past = [r for r in rows if r.day <= today_day]
+    running = past[-1] if past and today_day >= 0 else None
+    alerts = list(
+        Alert.objects.filter(patient=patient).select_related("acknowledged_by").order_by("-day", "kind")
+    )
+    return Timeline(
+        model=model,
+        params=SiteParameters.load(),
+        summary=summary,
+        rows=rows,
+        today_day=today_day,
+        running=running,
+        day7_factors=factor_views(summary.day7_factors) if summary else [],
+        running_factors=factor_views(running.factors) if running else [],
+        alerts=alerts,
+        caveats={
+            "provisional": _(score.MODEL_CAVEAT_PROVISIONAL),
+            "trend": _(score.TREND_CAVEAT),
+            "review": _(astct.REVIEW_MESSAGE),
+            "aplasia": _(bcell.APLASIA_CAVEAT),
+            "early_regeneration": _(bcell.EARLY_REGENERATION_EVIDENCE),
+            "measix_adult": _(measix.ADULT_CAVEAT),
+            "measix_daily": _(measix.DAILY_CAVEAT),
+            "approximate": _(measix.APPROXIMATE_TIMING_LABEL),
+        },
+    )
+
+
+def score_models() -> list[ScoreModel]:
+    """Every score model version, the active one first."""
+    return sorted(ScoreModel.objects.all(), key=lambda m: (m.status != "active", m.status, m.name))
+
+
+def score_model_views(model: ScoreModel) -> dict[str, Any]:
+    """A model card: its factors with units, band thresholds and total points."""
+    spec = model.to_spec()
+    return {
+        "factors": [
+            {
+                "code": f.code,
+                "input": input_label(f.input),
+                "cut": f"{f.comparison} {_num(str(f.cut))} {input_unit(f.input)}".strip(),
+                "points": f.points,
+                "label": f.label,
+                "rationale": f.rationale,
+            }
+            for f in spec.factors
+        ],
+        "intermediate_from": spec.intermediate_from,
+        "high_from": spec.high_from,
+        "total_points": spec.total_points,
+        "history": list(model.history.select_related("history_user").order_by("-history_date")[:50]),
+    }

@@ -1,0 +1,14 @@
+"""Score model and site parameter pages under /scoring/ (hematologists)."""
+
+from django.urls import path
+
+from scoring import views
+
+app_name = "scoring"
+
+urlpatterns = [
+    path("models/", views.model_list, name="model-list"),
+    path("models/<str:name>/", views.model_detail, name="model-detail"),
+    path("models/<str:name>/activate/", views.model_activate, name="model-activate"),
+    path("site-parameters/", views.site_parameters, name="site-parameters"),
+]
