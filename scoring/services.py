@@ -8,7 +8,7 @@ scores derived from them. A bulk write calls it once for all affected patients.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import datetime
 from decimal import Decimal
 from itertools import islice
@@ -28,7 +28,7 @@ from patients.models import (
     Patient,
     SiteParameters,
 )
-from scoring.assess import Assessment, PatientInputs, assess_patient
+from scoring.assess import Assessment, PatientInputs, Summary, assess_patient
 from scoring.models import Alert, DailyAssessment, ModelStatus, PatientSummary, ScoreModel
 from scoring.rules import types as rt
 from scoring.rules.days import day_of, day_of_date
@@ -192,8 +192,13 @@ def recompute_all(*, model: ScoreModel | None = None) -> int:
     return recompute_patients(ids, model=model)
 
 
+def _shallow(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields, without ``asdict``'s deep copy of the factor lists."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
 def _row_values(row: Any) -> dict[str, Any]:
-    values = asdict(row)
+    values = _shallow(row)
     values.pop("day")
     return values
 
@@ -236,7 +241,7 @@ def _store_summaries(assessments: dict[int, Assessment], model: ScoreModel, now:
     }
     to_create, to_update = [], []
     for pid, assessment in assessments.items():
-        values = asdict(assessment.summary)
+        values = _shallow(assessment.summary)
         current = existing.get(pid)
         if current is None:
             to_create.append(PatientSummary(patient_id=pid, model=model, computed_at=now, **values))
@@ -245,8 +250,8 @@ def _store_summaries(assessments: dict[int, Assessment], model: ScoreModel, now:
                 setattr(current, f, v)
             current.computed_at = now
             to_update.append(current)
-    fields = [*asdict(next(iter(assessments.values())).summary).keys(), "computed_at"] if assessments else []
-    PatientSummary.objects.bulk_update(to_update, fields, batch_size=500)
+    summary_fields = [f.name for f in fields(Summary)] + ["computed_at"]
+    PatientSummary.objects.bulk_update(to_update, summary_fields, batch_size=500)
     PatientSummary.objects.bulk_create(to_create, batch_size=500)
 
 
