@@ -132,6 +132,8 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+# Length and a blocklist, no composition rules (NIST SP 800-63B 3.1.1.2; docs/security.md).
+# NumericPasswordValidator is left out: "not all digits" is a composition rule.
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {
@@ -139,7 +141,6 @@ AUTH_PASSWORD_VALIDATORS = [
         "OPTIONS": {"min_length": 12},
     },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
-    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "home"
@@ -154,12 +155,25 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 
 # django-axes: 5 failures in 15 minutes lock the account until an admin unlocks it.
+# The lock has no cool-off (AXES_COOLOFF_TIME None); the 15-minute counting window is
+# applied by crsrisk.accounts.lockout.WindowedLockoutHandler over axes' failure log.
+# Locked by username only: behind a reverse proxy every client shares one address, and an
+# address lock would shut the whole ward out (docs/security.md).
+AXES_HANDLER = "crsrisk.accounts.lockout.WindowedLockoutHandler"
 AXES_FAILURE_LIMIT = 5
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_FAILURE_WINDOW_SECONDS = env.int("AXES_FAILURE_WINDOW_SECONDS", default=15 * 60)
+AXES_LOCKOUT_PARAMETERS = ["username"]
 AXES_COOLOFF_TIME = None
 AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_LOCKOUT_TEMPLATE = "accounts/locked.html"
 AXES_VERBOSE = False
+# Unlocking goes through the audited account pages, not axes' admin (it would delete attempts silently).
+AXES_ENABLE_ADMIN = False
+# axes.W006 warns that a lock without the address can be dodged by rotating User-Agents;
+# a username lock counts every failure of the account whatever the client, so it cannot.
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+AXES_SENSITIVE_PARAMETERS = ["old_password", "new_password1", "new_password2", "password1", "password2"]
 
 # --- Internationalisation ------------------------------------------------------------------
 LANGUAGE_CODE = "en"

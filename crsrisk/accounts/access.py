@@ -12,7 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 
 from crsrisk.accounts.models import AccessLog
-from crsrisk.accounts.roles import is_clinical, is_hematologist, visible_patients
+from crsrisk.accounts.roles import is_admin, is_clinical, is_hematologist, visible_patients
 from patients.models import Patient
 
 security_log = logging.getLogger("crsrisk.security")
@@ -78,6 +78,20 @@ def hematologist_required(view: Callable[..., HttpResponse]) -> Callable[..., Ht
             return redirect_to_login(request.get_full_path())
         if not is_hematologist(request.user):
             raise PermissionDenied("This action is for hematologists.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def admin_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Login required; the admin role only (account administration and the security audit)."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not is_admin(request.user):
+            raise PermissionDenied("Account administration is for admins.")
         return view(request, *args, **kwargs)
 
     return wrapper

@@ -1,0 +1,47 @@
+"""The Django admin may look at accounts but never write them (SPEC 7).
+
+Accounts are created, changed and deactivated through the audited account pages
+(``accounts:user-list``), never deleted; API tokens are issued there and shown once, so the
+admin does not list them. The access log and security events are not in the admin at all:
+the security audit page shows them, read-only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
+from django.http import HttpRequest
+from rest_framework.authtoken.models import TokenProxy
+
+
+class _ViewOnly:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ViewOnlyUserAdmin(_ViewOnly, UserAdmin):
+    list_display = ["username", "is_active", "last_login", "date_joined"]
+    list_filter = ["is_active", "groups"]
+
+
+class ViewOnlyGroupAdmin(_ViewOnly, GroupAdmin):
+    pass
+
+
+for model, model_admin in ((User, ViewOnlyUserAdmin), (Group, ViewOnlyGroupAdmin)):
+    if admin.site.is_registered(model):
+        admin.site.unregister(model)
+    admin.site.register(model, model_admin)
+
+# DRF registers its token admin, which would list every key in clear text.
+if admin.site.is_registered(TokenProxy):
+    admin.site.unregister(TokenProxy)

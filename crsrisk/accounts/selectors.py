@@ -1,0 +1,95 @@
+"""Reads for the account administration and security audit pages (SPEC 7)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from axes.models import AccessAttempt
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.utils import timezone
+
+from crsrisk.accounts.models import AccessLog, Profile, Role, SecurityEvent
+from rest_framework.authtoken.models import Token
+
+
+@dataclass(frozen=True)
+class UserRow:
+    user: User
+    role: str | None
+    care_teams: list[str]
+    all_care_teams: bool
+    locked: bool
+    has_token: bool
+
+
+def _role(user: User) -> str | None:
+    names = {g.name for g in user.groups.all()}
+    return next((r.value for r in (Role.HEMATOLOGIST, Role.CLINICIAN, Role.ADMIN) if r.value in names), None)
+
+
+def user_rows() -> list[UserRow]:
+    """Every account with its role, teams, lock and token state, in a constant number of queries."""
+    users = (
+        User.objects.order_by("username")
+        .select_related("profile")
+        .prefetch_related("groups", Prefetch("profile__care_teams"))
+        .annotate(has_token=Exists(Token.objects.filter(user=OuterRef("pk"))))
+    )
+    locked = set(
+        AccessAttempt.objects.filter(failures_since_start__gte=settings.AXES_FAILURE_LIMIT).values_list(
+            "username", flat=True
+        )
+    )
+    rows = []
+    for user in users:
+        profile: Profile | None = getattr(user, "profile", None)
+        rows.append(
+            UserRow(
+                user=user,
+                role=_role(user),
+                care_teams=[t.name for t in profile.care_teams.all()] if profile else [],
+                all_care_teams=bool(profile and profile.all_care_teams),
+                locked=user.username in locked,
+                has_token=user.has_token,  # type: ignore[attr-defined]  # annotated above
+            )
+        )
+    return rows
+
+
+def user_row(user: User) -> UserRow:
+    """One account's row."""
+    return next(r for r in user_rows() if r.user.pk == user.pk)
+
+
+def _day_start(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def _filter_window(qs: QuerySet[Any], filters: dict[str, Any]) -> QuerySet[Any]:
+    if filters.get("username"):
+        qs = qs.filter(username__iexact=filters["username"])
+    if filters.get("date_from"):
+        qs = qs.filter(at__gte=_day_start(filters["date_from"]))
+    if filters.get("date_to"):
+        qs = qs.filter(at__lt=_day_start(filters["date_to"] + timedelta(days=1)))
+    return qs
+
+
+def security_events(filters: dict[str, Any]) -> QuerySet[SecurityEvent]:
+    """Security events, newest first, filtered by kind, username and site-time dates."""
+    qs = _filter_window(SecurityEvent.objects.select_related("actor"), filters)
+    if filters.get("kind"):
+        qs = qs.filter(kind=filters["kind"])
+    return qs.order_by("-at", "-pk")
+
+
+def access_entries(filters: dict[str, Any]) -> QuerySet[AccessLog]:
+    """Access-log lines, newest first: who opened which record, when. No clinical values."""
+    qs = _filter_window(AccessLog.objects.all(), filters)
+    if filters.get("mrn"):
+        qs = qs.filter(mrn=filters["mrn"])
+    return qs.order_by("-at", "-pk")
