@@ -11,9 +11,9 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
 from crsrisk.accounts.models import AccessLog, Profile, Role, SecurityEvent
-from rest_framework.authtoken.models import Token
 
 
 @dataclass(frozen=True)
