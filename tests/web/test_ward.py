@@ -1,0 +1,155 @@
+"""The ward list (SPEC 3.5, 8.1): who is on it, the risk order, reminders, constant queries."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from patients import services
+from patients.selectors import ward_rows
+from tests.web.conftest import at, register
+
+pytestmark = pytest.mark.django_db
+
+
+def day7_panel(user, patient, *, crp="250", anc="0.2", ferritin="12000", il6="600", aptt="48"):
+    services.lab_panel_record(
+        user=user,
+        patient=patient,
+        collected_at=at(patient, 7),
+        entries=[
+            services.LabEntry("anc", anc),
+            services.LabEntry("crp", crp),
+            services.LabEntry("ferritin", ferritin),
+            services.LabEntry("il6", il6),
+            services.LabEntry("aptt", aptt),
+        ],
+        confirmed=True,
+    )
+
+
+def test_empty_ward_has_a_clear_message(clin_client):
+    response = clin_client.get(reverse("patients:ward"))
+    assert response.status_code == 200
+    assert b"No active patients" in response.content
+
+
+def test_ward_lists_active_patients_only(clin_client, clinician, team):
+    register(clinician, team, "ACTIVE", day=10)
+    register(clinician, team, "PRE", day=-20)
+    register(clinician, team, "OLD", day=120)
+    register(clinician, team, "FUTURE", day=-40)
+    dead = register(clinician, team, "DEAD", day=12)
+    services.event_record(
+        user=clinician, patient=dead, kind="death", detail="other", date=timezone.localdate()
+    )
+    extended = register(clinician, team, "EXT", day=120)
+    services.patient_update(
+        user=clinician,
+        patient=extended,
+        expected_version=None,
+        reason="long follow-up",
+        monitoring_end_day=180,
+    )
+    ended = register(clinician, team, "ENDED", day=40)
+    services.patient_update(
+        user=clinician, patient=ended, expected_version=None, reason="moved", monitoring_end_day=30
+    )
+    _model, rows = ward_rows(clinician, today=timezone.localdate())
+    assert sorted(r.patient.mrn for r in rows) == ["ACTIVE", "EXT", "PRE"]
+
+
+def test_ward_sorts_severe_first_then_day7_band_then_points_then_mrn(clinician, team):
+    low = register(clinician, team, "A-LOW", day=9)
+    day7_panel(clinician, low, crp="10", anc="2", ferritin="100", il6="10", aptt="30")
+    high = register(clinician, team, "B-HIGH", day=9)
+    day7_panel(clinician, high)
+    mid_running = register(clinician, team, "C-EARLY", day=3, baseline_mrd_pct=12, post_ld_mrd_pct=10)
+    severe = register(clinician, team, "D-SEVERE", day=4)
+    services.observation_record(
+        user=clinician,
+        patient=severe,
+        date=severe.infusion.infusion_date + timedelta(days=2),
+        tmax_c="39.0",
+        hypotension="one_vasopressor",
+    )
+    quiet = register(clinician, team, "E-QUIET", day=2)
+    _model, rows = ward_rows(clinician, today=timezone.localdate())
+    assert [r.patient.mrn for r in rows] == ["D-SEVERE", "B-HIGH", "C-EARLY", "A-LOW", "E-QUIET"]
+    by_mrn = {r.patient.mrn: r for r in rows}
+    assert by_mrn["B-HIGH"].summary.day7_band == "high"
+    assert by_mrn["C-EARLY"].sort_band == "intermediate"
+    assert mid_running and quiet
+
+
+def test_ward_row_shows_trend_grade_bcell_alerts_and_reminders(clin_client, clinician, team):
+    p = register(clinician, team, "T1", day=10)
+    services.lab_record(user=clinician, patient=p, analyte="crp", value="10", collected_at=at(p, 8))
+    services.lab_record(
+        user=clinician, patient=p, analyte="crp", value="250", collected_at=at(p, 10), confirmed=True
+    )
+    _model, rows = ward_rows(clinician, today=timezone.localdate())
+    (row,) = rows
+    assert row.day == 10
+    assert row.running.day == 10
+    assert row.trend == "up" and row.trend_delta == 1
+    texts = " ".join(row.reminders)
+    assert "Day-7 panel incomplete" in texts
+    assert "B-cell count overdue" in texts
+    html = clin_client.get(reverse("patients:ward")).content.decode()
+    assert "up since yesterday" in html
+    assert "not assessed" in html
+
+
+def test_ward_search_by_mrn_or_name(clin_client, clinician, team):
+    register(clinician, team, "ZX-1", name="Alice Wong")
+    register(clinician, team, "QQ-2", name="Bob Li")
+    html = clin_client.get(reverse("patients:ward"), {"q": "wong"}).content.decode()
+    assert "ZX-1" in html and "QQ-2" not in html
+    html = clin_client.get(reverse("patients:ward"), {"q": "qq-"}).content.decode()
+    assert "QQ-2" in html and "ZX-1" not in html
+    html = clin_client.get(reverse("patients:ward"), {"q": "nobody"}).content.decode()
+    assert "No active patient matches" in html
+
+
+def _ward_queries(client) -> int:
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(reverse("patients:ward"))
+    assert response.status_code == 200
+    return len(ctx.captured_queries)
+
+
+def _add_patients(user, team, start: int, count: int) -> None:
+    for i in range(start, start + count):
+        p = register(user, team, f"Q{i:03d}", day=i % 20)
+        services.lab_record(user=user, patient=p, analyte="bcell", value="0", collected_at=at(p, 1))
+        services.observation_record(user=user, patient=p, date=p.infusion.infusion_date, tmax_c="38.6")
+
+
+def test_ward_query_count_is_the_same_for_3_and_30_patients(clin_client, clinician, team):
+    _add_patients(clinician, team, 0, 3)
+    three = _ward_queries(clin_client)
+    _add_patients(clinician, team, 3, 27)
+    thirty = _ward_queries(clin_client)
+    assert three == thirty, f"{three} queries for 3 patients, {thirty} for 30"
+
+
+def test_patient_page_query_count_does_not_grow_with_data(clin_client, clinician, team):
+    p = register(clinician, team, "QP", day=20)
+    url = reverse("patients:detail", args=[p.mrn])
+    services.lab_record(user=clinician, patient=p, analyte="crp", value="10", collected_at=at(p, 1))
+    with CaptureQueriesContext(connection) as small:
+        clin_client.get(url)
+    for d in range(2, 15):
+        services.lab_record(user=clinician, patient=p, analyte="crp", value="11", collected_at=at(p, d))
+        services.observation_record(
+            user=clinician, patient=p, date=p.infusion.infusion_date + timedelta(days=d), tmax_c="37"
+        )
+    with CaptureQueriesContext(connection) as big:
+        clin_client.get(url)
+    assert len(small.captured_queries) == len(big.captured_queries)
