@@ -104,7 +104,7 @@ class PatientForm(forms.Form):
         max_value=100,
         max_digits=9,
         decimal_places=6,
-        help_text=_("Bone-marrow MRD before lymphodepletion, 0–100 % of nucleated cells."),
+        help_text=_("Bone-marrow MRD before lymphodepletion: percent of nucleated cells, 0–100."),
     )
     post_ld_mrd_pct = forms.DecimalField(
         label=_("Post-lymphodepletion MRD (%)"),
