@@ -69,7 +69,12 @@ def test_export_writes_six_files_with_exact_columns(tmp_path, hematologist):
     assert (bcell["value"], bcell["unit"]) == ("<1", "cells/µL")
     summary = {r["mrn"]: r for r in read(tmp_path, "summary")}
     a1 = summary["A001"]
-    assert (a1["day7_points"], a1["day7_band"], a1["day7_complete"], a1["severe_crs"]) == ("4", "high", "1", "1")
+    assert (a1["day7_points"], a1["day7_band"], a1["day7_complete"], a1["severe_crs"]) == (
+        "4",
+        "high",
+        "1",
+        "1",
+    )
     assessments = [r for r in read(tmp_path, "assessments") if r["mrn"] == "A001"]
     assert [int(r["day"]) for r in assessments] == list(range(0, 8))  # last lab on day 7; events are not data
     assert {r["model"] for r in assessments} == {"provisional-v0"}
@@ -93,7 +98,9 @@ def test_export_query_count_is_constant(tmp_path):
         export_cohort(directory=tmp_path / "a")
     services_user = None
     for i in range(5):
-        services.patient_register(user=services_user, mrn=f"X{i}", name="x", infusion_date=datetime(2025, 1, 1).date())
+        services.patient_register(
+            user=services_user, mrn=f"X{i}", name="x", infusion_date=datetime(2025, 1, 1).date()
+        )
         services.lab_record(
             user=None,
             patient=Patient.objects.get(mrn=f"X{i}"),
@@ -109,7 +116,7 @@ def test_export_query_count_is_constant(tmp_path):
 def test_round_trip_reproduces_the_same_data(tmp_path):
     load_fixtures()
     # A value given in another unit, a LOINC and a site-time sample all come back canonical.
-    extra = "mrn,collected_at,analyte,value,unit,note\nA002,2025-03-13,14723-1,2247,pmol/L,\"a, quoted note\"\n"
+    extra = 'mrn,collected_at,analyte,value,unit,note\nA002,2025-03-13,14723-1,2247,pmol/L,"a, quoted note"\n'
     assert imports.run_import("labs", extra, filename="extra.csv").ok
     first = tmp_path / "first"
     export_cohort(directory=first)
@@ -117,7 +124,16 @@ def test_round_trip_reproduces_the_same_data(tmp_path):
     from patients.models import ClinicalEvent, Infusion, Observation
     from scoring.models import Alert, DailyAssessment, PatientSummary
 
-    for model in (Alert, DailyAssessment, PatientSummary, LabResult, Observation, ClinicalEvent, Infusion, Patient):
+    for model in (
+        Alert,
+        DailyAssessment,
+        PatientSummary,
+        LabResult,
+        Observation,
+        ClinicalEvent,
+        Infusion,
+        Patient,
+    ):
         model.objects.all().delete()
     for kind in INPUTS:
         report = imports.run_import(kind, (first / f"{kind}.csv").read_bytes(), filename=f"{kind}.csv")
