@@ -12,6 +12,12 @@ from django.http import HttpRequest, HttpResponse
 SESSION_STARTED_KEY = "crs_session_started"
 
 
+def mark_session_start(request: HttpRequest) -> None:
+    """Start the absolute lifetime at login (``user_logged_in``), not at the next request."""
+    if hasattr(request, "session"):
+        request.session[SESSION_STARTED_KEY] = time.time()
+
+
 class SessionLifetimeMiddleware:
     """End an authenticated session after SESSION_ABSOLUTE_SECONDS, however active."""
 

@@ -1,6 +1,7 @@
 """Security events from Django's and django-axes' authentication signals (SPEC 7).
 
-These receivers only record what happened; they change no state.
+These receivers record what happened; the login receiver also starts the session's
+absolute lifetime.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 
 from crsrisk.accounts.access import client_ip
+from crsrisk.accounts.middleware import mark_session_start
 from crsrisk.accounts.models import SecurityEvent
 from crsrisk.accounts.services import security_event_record
 
@@ -23,6 +25,8 @@ def _ip(request: HttpRequest | None) -> str | None:
 
 @receiver(user_logged_in, dispatch_uid="crsrisk_login")
 def on_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    if request is not None:
+        mark_session_start(request)
     security_event_record(
         kind=SecurityEvent.Kind.LOGIN, username=user.get_username(), actor=user, ip_address=_ip(request)
     )
