@@ -350,7 +350,7 @@ def _labs(
         if d <= -4:
             return pre
         if d <= 0:
-            return pre * (nadir / pre) ** ((d + 4) / 4)
+            return float(pre * (nadir / pre) ** ((d + 4) / 4))
         if d <= recovery:
             return nadir
         return min(pre, nadir + (pre - nadir) * (d - recovery) / 14)

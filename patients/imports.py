@@ -31,6 +31,8 @@ from simple_history.utils import bulk_create_with_history, bulk_update_with_hist
 from patients import services
 from patients.models import (
     MRN_VALIDATOR,
+    TMAX_MAX_C,
+    TMAX_MIN_C,
     CareTeam,
     ClinicalEvent,
     DataTransfer,
@@ -82,12 +84,12 @@ OPTIONAL_COLUMNS: dict[str, frozenset[str]] = {PATIENTS: frozenset({"lymphodeple
 
 BARE_DATE_HOUR = 12  # a bare date in labs.csv means 12:00 site time, SPEC 8.2
 MRD_PLACES = 6  # MRD is stored to 6 decimal places (Infusion.*_mrd_pct)
-NAME_MAX_LENGTH = Patient._meta.get_field("name").max_length
-TEAM_MAX_LENGTH = CareTeam._meta.get_field("name").max_length
-DIAGNOSIS_MAX_LENGTH = Patient._meta.get_field("diagnosis").max_length
-PRODUCT_MAX_LENGTH = Infusion._meta.get_field("product").max_length
-ENTERED_VALUE_MAX_LENGTH = LabResult._meta.get_field("entered_value").max_length
-ENTERED_UNIT_MAX_LENGTH = LabResult._meta.get_field("entered_unit").max_length
+NAME_MAX_LENGTH: int = Patient._meta.get_field("name").max_length or 0
+TEAM_MAX_LENGTH: int = CareTeam._meta.get_field("name").max_length or 0
+DIAGNOSIS_MAX_LENGTH: int = Patient._meta.get_field("diagnosis").max_length or 0
+PRODUCT_MAX_LENGTH: int = Infusion._meta.get_field("product").max_length or 0
+ENTERED_VALUE_MAX_LENGTH: int = LabResult._meta.get_field("entered_value").max_length or 0
+ENTERED_UNIT_MAX_LENGTH: int = LabResult._meta.get_field("entered_unit").max_length or 0
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$")
@@ -815,8 +817,8 @@ def _plan_labs(
                 analyte=c.raw("analyte"), value_text=c.raw("value"), unit=c.raw("unit")
             )
         except ValidationError as exc:
-            for key, messages in exc.message_dict.items():
-                col = _lab_field_to_column(key)
+            for field_key, messages in exc.message_dict.items():
+                col = _lab_field_to_column(field_key)
                 for message in messages:
                     c.error(col, message)
             continue
@@ -928,16 +930,16 @@ def _flag_tenfold_jumps(stored: Iterable[LabResult], incoming: Sequence[_LabRow]
     for series in timeline.values():
         series.sort(key=lambda entry: entry[0])
         previous: Decimal | None = None
-        for _when, value, item in series:
-            if item is not None and units.is_tenfold_jump(previous, value):
+        for _when, value, incoming_row in series:
+            if incoming_row is not None and units.is_tenfold_jump(previous, value):
                 # Re-validate with the previous value to get the same message as the entry form.
                 again = services.validate_lab(
-                    analyte=item.lab.analyte,
-                    value_text=item.lab.entered_value,
-                    unit=item.lab.entered_unit,
+                    analyte=incoming_row.lab.analyte,
+                    value_text=incoming_row.lab.entered_value,
+                    unit=incoming_row.lab.entered_unit,
                     previous=previous,
                 )
-                item.lab.warnings = again.warnings
+                incoming_row.lab.warnings = again.warnings
             previous = value
 
 
@@ -969,9 +971,7 @@ def _plan_observations(
             if not MIN_DAY <= day <= MAX_DAY:
                 c.error("date", _day_error(day, "this date"))
         values = {
-            "tmax_c": c.decimal(
-                "tmax_c", low=services.TMAX_MIN_C, high=services.TMAX_MAX_C, unit="°C", places=1
-            ),
+            "tmax_c": c.decimal("tmax_c", low=TMAX_MIN_C, high=TMAX_MAX_C, unit="°C", places=1),
             "hypotension": c.choice("hypotension", Hypotension.values, Hypotension.NONE),
             "oxygen": c.choice("oxygen", Oxygen.values, Oxygen.NONE),
             "antipyretic": c.boolean("antipyretic"),
@@ -1093,9 +1093,9 @@ def _plan_events(
         try:
             services.validate_event(kind, detail)
         except ValidationError as exc:
-            for key, messages in exc.message_dict.items():
+            for field_key, messages in exc.message_dict.items():
                 for message in messages:
-                    c.error("event" if key == "kind" else "detail", message)
+                    c.error("event" if field_key == "kind" else "detail", message)
         if c.bad or patient is None or day_date is None:
             continue
         key = (patient.pk, kind, day_date, detail)
