@@ -28,6 +28,7 @@ COLOR_MUTED = "#57606a"
 GRADE_COLORS = ["#8c959f", "#bf8700", "#d1242f", "#a40e26", "#6e011a", "#3d0010"]
 CHART_HEIGHT_PX = 280
 HOURS_PER_DAY = 24
+X_MARGIN_DAYS = 0.7
 SYMBOL_BY_COMPARATOR = {"<": "triangle-down", "<=": "triangle-down", ">": "triangle-up", ">=": "triangle-up"}
 LAB_CHART_ORDER = ("crp", "ferritin", "il6", "aptt", "anc", "platelets", "ldh")
 
@@ -389,6 +390,14 @@ def timeline_figures(
         ("chart-measix", m_easix_figure(rows, summary)),
     ]
     figures += [(f"chart-lab-{fig.pop('analyte')}", fig) for fig in lab_figures(placed, model)]
+    # One day axis for every chart, so they read side by side.
+    days = [float(r.day) for r in rows] + [x.day for x in placed]
+    x_range = [min([0.0, *days]) - X_MARGIN_DAYS, max([float(LANDMARK_DAY), *days]) + X_MARGIN_DAYS]
+    for chart_id, fig in figures:
+        if fig is not None:
+            fig["layout"]["xaxis"]["range"] = list(x_range)
+            if chart_id == "chart-bcell":  # the day-W line stays in view
+                fig["layout"]["xaxis"]["range"][1] = max(x_range[1], window_days + 2 * X_MARGIN_DAYS)
     return [
         {
             "id": chart_id,

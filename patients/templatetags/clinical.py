@@ -1,0 +1,32 @@
+"""Template filters for clinical values."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django import template
+
+from scoring.rules.days import format_day
+from scoring.rules.units import format_decimal
+
+register = template.Library()
+
+
+@register.filter
+def plain(value: Any) -> str:
+    """A decimal without exponent or trailing zeros: 0.300000 → 0.3; None → ""."""
+    if value is None or value == "":
+        return ""
+    try:
+        return format_decimal(Decimal(str(value)))
+    except (InvalidOperation, ValueError):
+        return str(value)
+
+
+@register.filter
+def signed_day(value: Any) -> str:
+    """A day after infusion, signed: +7, 0, −3."""
+    if value is None or value == "":
+        return ""
+    return format_day(int(value))
