@@ -205,6 +205,30 @@ def patient_register(
     return patient
 
 
+def _check_data_fits_infusion(patient: Patient, infusion_date: date) -> None:
+    """Refuse a new infusion date that would put stored data outside days −30…+730."""
+    tz = site_zone()
+    days = [
+        day_of(ts, tz, infusion_date) for ts in patient.labs.active().values_list("collected_at", flat=True)
+    ]
+    for model in (Observation, ClinicalEvent):
+        days += [
+            day_of_date(d, infusion_date)
+            for d in model.objects.active().filter(patient=patient).values_list("date", flat=True)
+        ]
+    outside = [d for d in days if not MIN_DAY <= d <= MAX_DAY]
+    if outside:
+        raise ValidationError(
+            {
+                "infusion_date": (
+                    f"With this infusion date, {len(outside)} stored value(s) would fall outside days "
+                    f"{MIN_DAY}…+{MAX_DAY} (e.g. day {outside[0]:+d}): "
+                    "check the date, or void those values first."
+                )
+            }
+        )
+
+
 @transaction.atomic
 def patient_update(
     *, user: Any, patient: Patient, expected_version: int | None, reason: str, **changes: Any
@@ -224,6 +248,8 @@ def patient_update(
     _validate_mrd(merged)
     if "name" in changes and not (changes["name"] or "").strip():
         raise ValidationError({"name": "A name is required."})
+    if "infusion_date" in changes and changes["infusion_date"] != infusion.infusion_date:
+        _check_data_fits_infusion(patient, changes["infusion_date"])
     patient_changed = infusion_changed = False
     for f in PATIENT_FIELDS:
         if f in changes and getattr(patient, f) != changes[f]:

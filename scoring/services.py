@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Prefetch
 from django.utils import timezone
+from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
 from patients.models import (
     ClinicalEvent,
@@ -277,9 +278,13 @@ def _store_alerts(assessments: dict[int, Assessment], patient_ids: list[int], no
         if key not in wanted and alert.resolved_at is None:
             alert.resolved_at = now
             to_update.append(alert)
-    # Alerts keep a history of their own: write through save() so it is recorded.
-    for alert in to_create + to_update:
-        alert.save()
+    # Alerts keep a history of their own, written in bulk with the rows.
+    if to_create:
+        bulk_create_with_history(to_create, Alert, default_change_reason="raised by recompute")
+    if to_update:
+        bulk_update_with_history(
+            to_update, Alert, ["resolved_at", "message"], default_change_reason="recompute"
+        )
 
 
 def unresolved_alert_keys(patient: Patient) -> set[tuple[str, int]]:

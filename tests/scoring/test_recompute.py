@@ -206,3 +206,31 @@ def test_activation_recomputes_under_new_model_and_freezes_old(hematologist, pat
     assert DailyAssessment.objects.filter(patient=patient, model=new, day=8).exists()
     assert not DailyAssessment.objects.filter(patient=patient, model=old, day=8).exists()
     assert_stored_equals_scratch(patient)
+
+
+def test_infusion_date_change_refused_when_data_would_leave_range(clinician, patient):
+    services.lab_record(user=clinician, patient=patient, analyte="crp", value="30", collected_at=at(20))
+    with pytest.raises(ValidationError) as exc:
+        services.patient_update(
+            user=clinician,
+            patient=patient,
+            expected_version=patient.version,
+            reason="wrong date",
+            infusion_date=date(2025, 4, 25),
+        )
+    assert "infusion_date" in exc.value.message_dict
+    patient.infusion.refresh_from_db()
+    assert patient.infusion.infusion_date == date(2025, 3, 1)
+
+
+def test_infusion_date_change_moves_every_day(clinician, patient):
+    services.lab_record(user=clinician, patient=patient, analyte="crp", value="30", collected_at=at(7))
+    services.patient_update(
+        user=clinician,
+        patient=patient,
+        expected_version=patient.version,
+        reason="infusion was a day later",
+        infusion_date=date(2025, 3, 2),
+    )
+    assert DailyAssessment.objects.filter(patient=patient).order_by("day").last().day == 6
+    assert_stored_equals_scratch(patient)
