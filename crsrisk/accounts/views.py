@@ -185,6 +185,8 @@ def security_audit(request: HttpRequest) -> HttpResponse:
     filters = form.cleaned_data if form.is_valid() else {}
     source = filters.get("source", "")
     events = accesses = None
+    if form.is_bound and not form.is_valid():
+        source = "none"  # show the errors, not an unfiltered list
     if source in ("", "security"):
         events = Paginator(selectors.security_events(filters), AUDIT_PAGE_SIZE).get_page(
             request.GET.get("ev_page")
