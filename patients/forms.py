@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -118,7 +118,8 @@ class PatientForm(forms.Form):
 
     def __init__(self, *args: Any, teams: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["care_team"].queryset = teams if teams is not None else CareTeam.objects.none()
+        care_team = cast(forms.ModelChoiceField, self.fields["care_team"])  # type: ignore[type-arg]  # stubs
+        care_team.queryset = teams if teams is not None else CareTeam.objects.none()
         if teams is not None and len(teams) == 1 and not self.is_bound:
             self.initial.setdefault("care_team", teams[0].pk)
 
@@ -377,10 +378,12 @@ class ObservationForm(VersionedForm):
         self.recorded_oxygen = recorded_oxygen
         if recorded_oxygen:
             label = _("As recorded: %(category)s") % {"category": Oxygen(recorded_oxygen).label}
-            self.fields["oxygen_device"].choices = [(RECORDED_DEVICE, label), *OXYGEN_DEVICES]
+            device = cast(forms.ChoiceField, self.fields["oxygen_device"])
+            device.choices = [(RECORDED_DEVICE, label), *OXYGEN_DEVICES]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         device = data.get("oxygen_device")
         if device == RECORDED_DEVICE and self.recorded_oxygen:
             data["oxygen"] = self.recorded_oxygen

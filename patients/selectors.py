@@ -59,16 +59,6 @@ class WardRow:
         return self.day >= 7
 
 
-def _live_alerts_prefetch() -> Prefetch:
-    return Prefetch(
-        "alerts",
-        queryset=Alert.objects.filter(resolved_at__isnull=True, acknowledged_at__isnull=True).order_by(
-            "day", "kind"
-        ),
-        to_attr="open_alerts",
-    )
-
-
 def ward_patients(
     user: AbstractBaseUser | AnonymousUser, *, today: date, query: str = ""
 ) -> QuerySet[Patient]:
@@ -203,7 +193,13 @@ def ward_rows(
                 ),
                 to_attr="active_rows",
             ),
-            _live_alerts_prefetch(),
+            Prefetch(
+                "alerts",
+                queryset=Alert.objects.filter(
+                    resolved_at__isnull=True, acknowledged_at__isnull=True
+                ).order_by("day", "kind"),
+                to_attr="open_alerts",
+            ),
             Prefetch(
                 "labs",
                 queryset=LabResult.objects.active()
@@ -224,8 +220,8 @@ def ward_rows(
         last_day = p.monitoring_end_day if p.monitoring_end_day is not None else WARD_LAST_DAY
         if not WARD_FIRST_DAY <= day <= last_day:
             continue
-        summary = p.active_summary[0] if p.active_summary else None  # type: ignore[attr-defined]
-        by_day = {r.day: r for r in p.active_rows}  # type: ignore[attr-defined]
+        summary = p.active_summary[0] if p.active_summary else None
+        by_day = {r.day: r for r in p.active_rows}
         past = [d for d in by_day if d <= day]
         running = by_day[max(past)] if day >= 0 and past else None
         trend, delta = _trend(by_day, running)
@@ -245,14 +241,14 @@ def ward_rows(
                 trend_delta=delta,
                 sort_band=sort_band,
                 sort_points=sort_points,
-                alerts=list(p.open_alerts),  # type: ignore[attr-defined]
+                alerts=list(p.open_alerts),
                 reminders=patient_reminders(
                     p,
                     today_day=day,
                     summary=summary,
                     model=model.name,
-                    bcell_labs=p.bcell_labs,  # type: ignore[attr-defined]  # Prefetch to_attr
-                    observations=p.obs_dates,  # type: ignore[attr-defined]  # Prefetch to_attr
+                    bcell_labs=p.bcell_labs,
+                    observations=p.obs_dates,
                 ),
             )
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -35,7 +35,7 @@ def _teams(request: HttpRequest) -> QuerySet[CareTeam]:
         return CareTeam.objects.none()
     if profile.all_care_teams and is_hematologist(request.user):
         return CareTeam.objects.all()
-    return profile.care_teams.all()
+    return cast("QuerySet[CareTeam]", profile.care_teams.all())
 
 
 def _confirmed(request: HttpRequest, form: Any) -> bool:

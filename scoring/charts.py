@@ -308,13 +308,13 @@ def crs_grade_figure(rows: Sequence[Any]) -> dict[str, Any]:
         }
     ]
     markers = [
-        ("review", _("Not graded as CRS: review"), 0.3, "x", COLOR_MID, lambda r: r.crs_review),
-        ("antipyretic", _("Antipyretic"), 4.6, "triangle-up", COLOR_MUTED, lambda r: r.antipyretic),
-        ("tocilizumab", _("Tocilizumab"), 5.1, "diamond", COLOR_LINE, lambda r: r.tocilizumab),
-        ("steroids", _("Corticosteroids"), 5.6, "square", "#8250df", lambda r: r.corticosteroids),
+        ("crs_review", _("Not graded as CRS: review"), 0.3, "x", COLOR_MID),
+        ("antipyretic", _("Antipyretic"), 4.6, "triangle-up", COLOR_MUTED),
+        ("tocilizumab", _("Tocilizumab"), 5.1, "diamond", COLOR_LINE),
+        ("corticosteroids", _("Corticosteroids"), 5.6, "square", "#8250df"),
     ]
-    for _key, name, y, symbol, color, pick in markers:
-        chosen = [r.day for r in rows if pick(r)]
+    for attr, name, y, symbol, color in markers:
+        chosen = [r.day for r in rows if getattr(r, attr)]
         if chosen:
             data.append(
                 {
