@@ -522,6 +522,7 @@ ZH = {
     "Clinical site parameters. Every change is audited and recomputes every patient.": "临床站点参数。每次更改都会被审计，并重新计算所有患者。",
     "Save and recompute": "保存并重新计算",
     "(last data: day %(d)s)": "（最近数据：第 %(d)s 天）",
+    "Remove": "移除",
 }
 
 

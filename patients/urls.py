@@ -20,5 +20,6 @@ urlpatterns = [
     path("<str:mrn>/events/new/", views.event_entry, name="event-entry"),
     path("<str:mrn>/events/<int:pk>/void/", views.event_void, name="event-void"),
     path("<str:mrn>/override/", views.override, name="override"),
+    path("<str:mrn>/override/<int:pk>/void/", views.override_void, name="override-void"),
     path("<str:mrn>/alerts/<int:pk>/acknowledge/", views.alert_ack, name="alert-ack"),
 ]

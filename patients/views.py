@@ -353,6 +353,28 @@ def override(request: HttpRequest, mrn: str) -> HttpResponse:
 
 @hematologist_required
 @require_http_methods(GET_POST)
+def override_void(request: HttpRequest, mrn: str, pk: int) -> HttpResponse:
+    """Remove a grade override with a reason; the computed grade applies again."""
+    patient = get_patient_or_404(request, mrn, "grade override removal")
+    override = get_object_or_404(patient.grade_overrides.active(), pk=pk)
+    what = _("CRS grade override of %(date)s") % {"date": override.date.isoformat()}
+    form = forms.VoidForm(request.POST or None, initial={"version": override.version})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.grade_override_void(
+                user=request.user, override=override, reason=form.cleaned_data["reason"]
+            )
+        except ValidationError as exc:
+            forms.add_service_errors(form, exc)
+        else:
+            messages.success(request, _("Voided: %(what)s.") % {"what": what})
+            return redirect(patient)
+    context = {"patient": patient, "form": form, "what": what, "obj": override}
+    return render(request, "patients/void_form.html", context)
+
+
+@hematologist_required
+@require_http_methods(GET_POST)
 def alert_ack(request: HttpRequest, mrn: str, pk: int) -> HttpResponse:
     """Acknowledge an alert with a note (hematologists); the alert is kept."""
     patient = get_patient_or_404(request, mrn, "alert acknowledgement")

@@ -1,0 +1,105 @@
+"""The patient page explains its results: breakdown, flags, caveats, charts (SPEC 3.2–3.6)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+
+from patients import services
+from patients.models import GradeOverride
+from scoring import charts
+from scoring.rules.score import PROVISIONAL_V0
+from tests.web.conftest import at, register
+
+pytestmark = pytest.mark.django_db
+
+
+def page(client, patient) -> str:
+    return client.get(reverse("patients:detail", args=[patient.mrn])).content.decode()
+
+
+def test_breakdown_lists_missing_inputs_and_never_shows_them_as_zero(clin_client, clinician, team):
+    p = register(clinician, team, "TL1", day=9, baseline_mrd_pct=20, post_ld_mrd_pct=10)
+    services.lab_record(user=clinician, patient=p, analyte="crp", value="30", collected_at=at(p, 7))
+    html = page(clin_client, p)
+    assert "2 points (up to 6 with the missing inputs)" in html
+    assert "The band is a lower bound" in html
+    assert "Missing inputs" in html and "ANC, Ferritin, IL-6, APTT" in html
+    assert "could add 1" in html
+    assert "not the published weights or cut-points" in html
+    assert "trend: the model is validated on day 7 only" in html
+
+
+def test_day6_fallback_and_post_tocilizumab_flags_are_shown(clin_client, clinician, team):
+    p = register(clinician, team, "TL2", day=9)
+    services.observation_record(
+        user=clinician,
+        patient=p,
+        date=p.infusion.infusion_date + timedelta(days=5),
+        tmax_c="38.8",
+        tocilizumab=True,
+    )
+    services.lab_record(user=clinician, patient=p, analyte="il6", value="900", collected_at=at(p, 6))
+    html = page(clin_client, p)
+    assert "from day 6 (no day-7 value)" in html
+    assert "drawn after tocilizumab" in html
+
+
+def test_review_days_and_bcell_caveats_are_shown(clin_client, hematologist, team):
+    p = register(hematologist, team, "TL3", day=50)
+    services.observation_record(
+        user=hematologist,
+        patient=p,
+        date=p.infusion.infusion_date + timedelta(days=1),
+        tmax_c="37.0",
+        hypotension="multiple_vasopressors",
+    )
+    for d, v in ((7, "0"), (35, "4"), (42, "6")):
+        services.lab_record(user=hematologist, patient=p, analyte="bcell", value=v, collected_at=at(p, d))
+    services.event_record(
+        user=hematologist, patient=p, kind="cr", date=p.infusion.infusion_date + timedelta(days=28)
+    )
+    html = page(clin_client, p)
+    assert "not graded as CRS. Check for masked fever" in html
+    assert "early regeneration" in html
+    assert "This is not a treatment recommendation." in html
+    assert "CD19-negative relapse gives no B-cell signal" in html
+
+
+def test_override_can_be_removed_by_a_hematologist(hema_client, hematologist, ward_patient):
+    d = ward_patient.infusion.infusion_date + timedelta(days=1)
+    services.observation_record(user=hematologist, patient=ward_patient, date=d, tmax_c="39.0")
+    o = services.grade_override_set(
+        user=hematologist, patient=ward_patient, date=d, grade=0, reason="infection"
+    )
+    url = reverse("patients:override-void", args=[ward_patient.mrn, o.pk])
+    assert hema_client.post(url, {"reason": ""}).status_code == 200
+    assert hema_client.post(url, {"reason": "entered on the wrong day"}).status_code == 302
+    assert not GradeOverride.objects.active().exists()
+
+
+def test_charts_carry_cut_points_of_the_active_model_and_the_day_w_line(clinician, team):
+    p = register(clinician, team, "TL4", day=10)
+    services.lab_record(user=clinician, patient=p, analyte="crp", value="<5", collected_at=at(p, 7))
+    services.lab_record(user=clinician, patient=p, analyte="bcell", value="3", collected_at=at(p, 8))
+    from scoring.services import site_zone
+
+    figures = charts.timeline_figures(
+        rows=[],
+        summary=None,
+        model=PROVISIONAL_V0,
+        labs=list(p.labs.all()),
+        tz=site_zone(),
+        infusion_date=p.infusion.infusion_date,
+        window_days=45,
+        threshold=0,
+    )
+    by_id = {f["id"]: f["figure"] for f in figures}
+    crp = by_id["chart-lab-crp"]
+    assert any(s.get("y0") == 200.0 for s in crp["layout"]["shapes"])
+    assert crp["data"][0]["marker"]["symbol"] == ["triangle-down"]
+    bcell = by_id["chart-bcell"]
+    assert any(s.get("x0") == 45 for s in bcell["layout"]["shapes"])
+    assert bcell["layout"]["xaxis"]["range"][1] > 45
