@@ -92,7 +92,7 @@ def _user_teams(user: Any) -> QuerySet[CareTeam]:
         return CareTeam.objects.none()
     if profile.all_care_teams and is_hematologist(user):
         return CareTeam.objects.all()
-    return profile.care_teams.all()
+    return CareTeam.objects.filter(members=profile)
 
 
 def _care_team(user: Any, name: str | None) -> CareTeam:
@@ -111,7 +111,7 @@ def _care_team(user: Any, name: str | None) -> CareTeam:
 
 def _patient_out(patient: Patient) -> dict[str, Any]:
     fresh = Patient.objects.select_related("infusion", "care_team").get(pk=patient.pk)
-    return s.PatientSerializer(fresh).data
+    return dict(s.PatientSerializer(fresh).data)
 
 
 # --- patients ------------------------------------------------------------------------------
@@ -464,10 +464,8 @@ class SummaryView(ClinicalView):
     def get(self, request: Request, mrn: str) -> Response:
         patient = self.get_patient(mrn)
         model = ScoreModel.objects.get(status=ModelStatus.ACTIVE)
-        summary = PatientSummary.objects.filter(patient=patient, model=model).select_related(
-            "patient", "model"
-        )
-        if (summary := summary.first()) is None:
+        rows = PatientSummary.objects.filter(patient=patient, model=model).select_related("patient", "model")
+        if (summary := rows.first()) is None:
             raise NotFound(f"No results under {model.name} yet for {mrn}.")
         return Response(s.SummarySerializer(summary).data)
 
