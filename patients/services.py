@@ -39,7 +39,7 @@ from patients.models import (
 from scoring.models import Alert
 from scoring.rules import units
 from scoring.rules.days import MAX_DAY, MIN_DAY, day_of, day_of_date
-from scoring.services import recompute_all, recompute_patients, site_zone
+from scoring.services import recompute_all, request_recompute, site_zone
 
 
 class ConflictError(ValidationError):
@@ -99,7 +99,7 @@ def _lock_patient(patient: Patient) -> Patient:
 
 
 def _recompute(patient: Patient) -> None:
-    recompute_patients([patient.pk])
+    request_recompute([patient.pk])
 
 
 # --- patients ------------------------------------------------------------------------------

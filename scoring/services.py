@@ -8,6 +8,8 @@ scores derived from them. A bulk write calls it once for all affected patients.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import fields
 from datetime import datetime
 from decimal import Decimal
@@ -185,6 +187,43 @@ def recompute_patients(
             _store_alerts(assessments, chunk, now)
         done += len(assessments)
     return done
+
+
+_pending_recompute: ContextVar[set[int] | None] = ContextVar("pending_recompute", default=None)
+
+
+@contextmanager
+def recompute_once() -> Iterator[set[int]]:
+    """Batch the recomputes of the writes inside the block: each patient once, at the end.
+
+    The block runs in one transaction and the recompute happens inside it, so
+    the contract holds: a reader never sees the writes without their results.
+    A nested block joins the outer one.
+    """
+    if _pending_recompute.get() is not None:
+        yield _pending_recompute.get() or set()
+        return
+    pending: set[int] = set()
+    token = _pending_recompute.set(pending)
+    try:
+        with transaction.atomic():
+            yield pending
+            _pending_recompute.reset(token)
+            token = None
+            if pending:
+                recompute_patients(pending)
+    finally:
+        if token is not None:
+            _pending_recompute.reset(token)
+
+
+def request_recompute(patient_ids: Iterable[int]) -> None:
+    """Recompute these patients now, or at the end of the enclosing ``recompute_once`` block."""
+    pending = _pending_recompute.get()
+    if pending is None:
+        recompute_patients(patient_ids)
+    else:
+        pending.update(patient_ids)
 
 
 def recompute_all(*, model: ScoreModel | None = None) -> int:

@@ -27,6 +27,7 @@ from patients.services import (
     validate_lab,
 )
 from scoring.rules.units import format_decimal
+from scoring.services import recompute_once
 
 LAB_FIELDS = ("analyte", "value", "unit", "collected_at")
 
@@ -152,7 +153,8 @@ def record_lab_items(
     errors: dict[str, list[str]] = {}
     unconfirmed: dict[str, list[str]] = {}
     try:
-        with transaction.atomic():
+        # One transaction; each patient is recomputed once, after all its groups.
+        with transaction.atomic(), recompute_once():
             # In time order, so that each 10-fold check sees the values sent before it.
             for (_pid, collected_at), pairs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
                 by_code = {v.analyte: item for item, v in pairs}

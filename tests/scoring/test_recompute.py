@@ -234,3 +234,35 @@ def test_infusion_date_change_moves_every_day(clinician, patient):
     )
     assert DailyAssessment.objects.filter(patient=patient).order_by("day").last().day == 6
     assert_stored_equals_scratch(patient)
+
+
+def test_recompute_once_recomputes_each_patient_once_inside_the_transaction(clinician, patient, monkeypatch):
+    from scoring import services as scoring_services
+
+    calls: list[set[int]] = []
+    real = scoring_services.recompute_patients
+
+    def spy(ids, **kwargs):
+        calls.append(set(ids))
+        return real(ids, **kwargs)
+
+    monkeypatch.setattr(scoring_services, "recompute_patients", spy)
+    with scoring_services.recompute_once():
+        for day in (5, 6, 7):
+            services.lab_record(
+                user=clinician, patient=patient, analyte="crp", value="40", collected_at=at(day)
+            )
+        assert calls == []
+    assert calls == [{patient.pk}]
+    assert DailyAssessment.objects.filter(patient=patient).order_by("day").last().day == 7
+    assert_stored_equals_scratch(patient)
+
+
+def test_recompute_once_rolls_back_everything_on_error(clinician, patient):
+    from scoring import services as scoring_services
+
+    with pytest.raises(ValidationError), scoring_services.recompute_once():
+        services.lab_record(user=clinician, patient=patient, analyte="crp", value="40", collected_at=at(5))
+        services.lab_record(user=clinician, patient=patient, analyte="crp", value="x", collected_at=at(6))
+    assert not LabResult.objects.exists()
+    assert_stored_equals_scratch(patient)
