@@ -34,7 +34,8 @@ PASSWORD = "correct-horse-battery-9"  # tests.conftest.make_user
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
-@pytest.fixture(scope="session")
+# Package scope: the browser (and Playwright's event loop) closes after the browser tests.
+@pytest.fixture(scope="package")
 def chromium() -> Iterator[Any]:
     if not os.path.exists(CHROMIUM):
         ci_requires(f"Chromium at {CHROMIUM}")
