@@ -19,9 +19,11 @@ from simple_history.models import HistoricalRecords
 
 from scoring.rules.units import ANALYTES
 
+# "register" is a page under /patients/, so it cannot also be a patient's URL.
+RESERVED_MRNS = ("register",)
 MRN_VALIDATOR = RegexValidator(
-    r"^[A-Za-z0-9_-]{1,32}$",
-    message=_("MRN must be 1–32 characters of A–Z, a–z, 0–9, '-' and '_'."),
+    r"^(?!register$)[A-Za-z0-9_-]{1,32}$",
+    message=_("MRN must be 1–32 characters of A–Z, a–z, 0–9, '-' and '_' (and not 'register')."),
 )
 TMAX_MIN_C = Decimal("30.0")  # SPEC 2.3
 TMAX_MAX_C = Decimal("45.0")  # SPEC 2.3

@@ -266,3 +266,9 @@ def test_recompute_once_rolls_back_everything_on_error(clinician, patient):
         services.lab_record(user=clinician, patient=patient, analyte="crp", value="x", collected_at=at(6))
     assert not LabResult.objects.exists()
     assert_stored_equals_scratch(patient)
+
+
+def test_mrn_register_is_reserved_for_the_registration_page(clinician, team):
+    with pytest.raises(ValidationError) as exc:
+        services.patient_register(user=clinician, mrn="register", name="X", infusion_date=date(2025, 3, 1))
+    assert "register" in str(exc.value.message_dict["mrn"])
