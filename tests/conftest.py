@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from datetime import date
 
@@ -20,6 +21,22 @@ def make_user(username: str, role: str, teams: tuple[CareTeam, ...] = (), all_te
     profile = Profile.objects.create(user=user, all_care_teams=all_teams)
     profile.care_teams.set(teams)
     return user
+
+
+@pytest.fixture(autouse=True)
+def _reference_data_after_flush(request: pytest.FixtureRequest) -> None:
+    """Re-create the migrations' reference data (role groups, provisional-v0) for transactional tests.
+
+    A transactional test (``live_server``, ``transactional_db``) starts after an
+    earlier one flushed every table, the data migrations' rows included.
+    """
+    if not {"transactional_db", "live_server"} & set(request.fixturenames):
+        return
+    request.getfixturevalue("transactional_db")
+    from django.apps import apps
+
+    for module in ("crsrisk.accounts.migrations.0002_role_groups", "scoring.migrations.0002_provisional_v0"):
+        importlib.import_module(module).forward(apps, None)
 
 
 @pytest.fixture

@@ -77,16 +77,6 @@ class Guard:
         assert not self.console_errors, f"console errors: {self.console_errors}"
 
 
-@pytest.fixture(autouse=True)
-def shipped_score_model(transactional_db: None) -> None:
-    """The data migration's provisional-v0, which a transactional test's flush may have removed."""
-    import importlib
-
-    from django.apps import apps
-
-    importlib.import_module("scoring.migrations.0002_provisional_v0").forward(apps, None)
-
-
 @pytest.fixture
 def new_page(chromium: Any, live_server: Any) -> Iterator[Any]:
     """A factory of guarded pages (one browser context each, like separate people)."""
