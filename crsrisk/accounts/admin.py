@@ -28,7 +28,7 @@ class _ViewOnly:
         return False
 
 
-class ViewOnlyUserAdmin(_ViewOnly, UserAdmin):
+class ViewOnlyUserAdmin(_ViewOnly, UserAdmin[User]):
     list_display = ["username", "is_active", "last_login", "date_joined"]
     list_filter = ["is_active", "groups"]
 

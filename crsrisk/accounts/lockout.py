@@ -31,9 +31,11 @@ def failure_window() -> timedelta:
 
 def is_locked(username: str) -> bool:
     """Whether the account is locked out (it stays so until an admin unlocks it)."""
-    return AccessAttempt.objects.filter(
-        username=username, failures_since_start__gte=settings.AXES_FAILURE_LIMIT
-    ).exists()
+    return bool(
+        AccessAttempt.objects.filter(
+            username=username, failures_since_start__gte=settings.AXES_FAILURE_LIMIT
+        ).exists()
+    )
 
 
 def recent_failures(username: str) -> int:
@@ -46,10 +48,10 @@ def recent_failures(username: str) -> int:
     for moment in (last_success, last_unlock):
         if moment is not None and moment > since:
             since = moment
-    return AccessFailureLog.objects.filter(username=username, attempt_time__gt=since).count()
+    return int(AccessFailureLog.objects.filter(username=username, attempt_time__gt=since).count())
 
 
-class WindowedLockoutHandler(AxesDatabaseHandler):
+class WindowedLockoutHandler(AxesDatabaseHandler):  # type: ignore[misc]  # axes ships no type hints
     """Axes' database handler with a failure-counting window and a lock without cool-off."""
 
     def user_login_failed(

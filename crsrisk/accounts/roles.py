@@ -19,10 +19,10 @@ def role_of(user: AbstractBaseUser | AnonymousUser) -> str | None:
         return None
     cached = getattr(user, "_crs_role", "unset")
     if cached != "unset":
-        return cached  # type: ignore[no-any-return]  # set below
-    names = set(user.groups.values_list("name", flat=True))  # type: ignore[union-attr]
+        return cached  # type: ignore[no-any-return,unused-ignore]  # set below
+    names = set(user.groups.values_list("name", flat=True))  # type: ignore[union-attr,attr-defined,unused-ignore]  # AbstractBaseUser has no groups; ours is User
     role = next((r.value for r in (Role.HEMATOLOGIST, Role.CLINICIAN, Role.ADMIN) if r.value in names), None)
-    user._crs_role = role  # type: ignore[union-attr]  # per-request cache
+    user._crs_role = role  # type: ignore[union-attr,attr-defined,unused-ignore]  # per-request cache
     return role
 
 

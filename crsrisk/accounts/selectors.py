@@ -54,7 +54,7 @@ def user_rows() -> list[UserRow]:
                 care_teams=[t.name for t in profile.care_teams.all()] if profile else [],
                 all_care_teams=bool(profile and profile.all_care_teams),
                 locked=user.username in locked,
-                has_token=user.has_token,  # type: ignore[attr-defined]  # annotated above
+                has_token=user.has_token,
             )
         )
     return rows

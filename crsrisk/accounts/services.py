@@ -214,7 +214,7 @@ def user_unlock(*, actor: Any, username: str, ip_address: str | None = None) -> 
         ip_address=ip_address,
         detail=f"cleared {cleared} failed-attempt record(s)",
     )
-    return cleared
+    return int(cleared)
 
 
 @transaction.atomic
@@ -231,7 +231,7 @@ def token_issue(*, actor: Any, user: User, ip_address: str | None = None) -> str
         ip_address=ip_address,
         detail="replaced the previous token" if replaced else "",
     )
-    return token.key
+    return str(token.key)
 
 
 @transaction.atomic
@@ -243,4 +243,4 @@ def token_revoke(*, actor: Any, user: User, ip_address: str | None = None) -> bo
     security_event_record(
         kind=SecurityEvent.Kind.TOKEN_REVOKED, username=user.username, actor=actor, ip_address=ip_address
     )
-    return revoked
+    return bool(revoked)

@@ -66,7 +66,10 @@ def user_create(request: HttpRequest) -> HttpResponse:
 def user_edit(request: HttpRequest, pk: int) -> HttpResponse:
     user = get_object_or_404(User, pk=pk)
     row = selectors.user_row(user)
-    initial = {"role": row.role, "care_teams": list(user.profile.care_teams.all()) if row.care_teams else []}
+    initial: dict[str, Any] = {
+        "role": row.role,
+        "care_teams": list(user.profile.care_teams.all()) if row.care_teams else [],
+    }
     initial["all_care_teams"] = row.all_care_teams
     form = UserEditForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
