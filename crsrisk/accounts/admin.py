@@ -8,7 +8,7 @@ the security audit page shows them, read-only.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
@@ -28,7 +28,13 @@ class _ViewOnly:
         return False
 
 
-class ViewOnlyUserAdmin(_ViewOnly, UserAdmin[User]):
+if TYPE_CHECKING:
+    _UserAdmin = UserAdmin[User]
+else:
+    _UserAdmin = UserAdmin  # generic only in django-stubs
+
+
+class ViewOnlyUserAdmin(_ViewOnly, _UserAdmin):
     list_display = ["username", "is_active", "last_login", "date_joined"]
     list_filter = ["is_active", "groups"]
 
