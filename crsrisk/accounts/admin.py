@@ -17,6 +17,9 @@ from django.http import HttpRequest
 from rest_framework.authtoken.models import TokenProxy
 
 
+# DRF's token admin (TokenProxy) is unregistered below: it would list every key in clear text.
+
+
 class _ViewOnly:
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -43,11 +46,8 @@ class ViewOnlyGroupAdmin(_ViewOnly, GroupAdmin):
     pass
 
 
-for model, model_admin in ((User, ViewOnlyUserAdmin), (Group, ViewOnlyGroupAdmin)):
+for model in (User, Group, TokenProxy):
     if admin.site.is_registered(model):
         admin.site.unregister(model)
-    admin.site.register(model, model_admin)
-
-# DRF registers its token admin, which would list every key in clear text.
-if admin.site.is_registered(TokenProxy):
-    admin.site.unregister(TokenProxy)
+admin.site.register(User, ViewOnlyUserAdmin)
+admin.site.register(Group, ViewOnlyGroupAdmin)
