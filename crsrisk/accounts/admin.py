@@ -16,7 +16,6 @@ from django.contrib.auth.models import Group, User
 from django.http import HttpRequest
 from rest_framework.authtoken.models import TokenProxy
 
-
 # DRF's token admin (TokenProxy) is unregistered below: it would list every key in clear text.
 
 
