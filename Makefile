@@ -44,6 +44,9 @@ check: venv
 test: lint check
 	$(DEV_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
+screenshots: venv
+	CRS_SCREENSHOTS=1 $(DEV_ENV) $(PY) -m pytest tests/browser
+
 bench: venv
 	$(DEV_ENV) $(PY) bench/run.py
 

@@ -8,6 +8,7 @@ or a console error.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,25 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# `make screenshots` refreshes the README's pictures; an ordinary run leaves the tree clean.
+SCREENSHOTS = (
+    Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+    if os.environ.get("CRS_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "crsrisk-screenshots"
+)
+SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 TABLET_VIEWPORT = {"width": 1280, "height": 800}
 PASSWORD = "correct-horse-battery-9"  # tests.conftest.make_user
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls made by the
-# test itself are still synchronous and safe.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+@pytest.fixture(scope="package", autouse=True)
+def _allow_orm_beside_playwright() -> Iterator[None]:
+    """Playwright's sync API runs an event loop in this thread; the tests' own ORM calls stay
+    synchronous and safe. Set for the browser tests only, never for the rest of the run
+    (a leaked value would fail the deployment check, async.E001)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
 
 
 # Package scope: the browser (and Playwright's event loop) closes after the browser tests.
