@@ -7,7 +7,6 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseServerError, JsonResponse
 from django.shortcuts import redirect, render
 from django.template import loader
-from django.urls import NoReverseMatch, reverse
 
 from crsrisk.accounts.roles import is_admin, is_clinical
 
@@ -18,10 +17,7 @@ def home(request: HttpRequest) -> HttpResponse:
     if is_clinical(request.user):
         return redirect("patients:ward")
     if is_admin(request.user):
-        try:
-            return redirect(reverse("accounts:user-list"))
-        except NoReverseMatch:
-            return redirect("admin:index")
+        return redirect("accounts:user-list")
     return render(request, "no_role.html", status=403)
 
 
@@ -51,5 +47,11 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    """A page without a stack trace; the API gets a JSON body, never an HTML page."""
+    if getattr(request, "path", "").startswith("/api/"):
+        return JsonResponse(
+            {"detail": "Internal error: nothing was stored. The error was logged for the administrators."},
+            status=500,
+        )
     # No request context: the failure may lie in a context processor or the database.
     return HttpResponseServerError(loader.get_template("500.html").render())

@@ -86,6 +86,20 @@ def test_500_page_renders_without_context():
     assert b"Server error" in response.content
 
 
+def test_500_under_the_api_is_json_without_a_trace():
+    import json
+
+    from django.test import RequestFactory
+
+    from crsrisk.views import server_error
+
+    response = server_error(RequestFactory().get("/api/v1/patients/"))
+    assert response.status_code == 500
+    body = json.loads(response.content)
+    assert "nothing was stored" in body["detail"]
+    assert "Traceback" not in body["detail"]
+
+
 def test_csrf_is_enforced_on_forms(clinician, ward_patient):
     c = Client(enforce_csrf_checks=True)
     c.force_login(clinician)
