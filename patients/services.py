@@ -515,22 +515,27 @@ def lab_correct(
     return lab
 
 
+def _void(row: Any, *, user: Any, expected_version: int | None, reason: str, what: str) -> Any:
+    """Void one clinical row with a reason (never a delete), then recompute its patient."""
+    reason = _require_reason(reason, f"void this {what}")
+    patient = _lock_patient(row.patient)
+    row = type(row).objects.select_for_update().get(pk=row.pk)
+    _check_version(row, expected_version, what)
+    if row.is_voided:
+        raise ValidationError(f"This {what} is already voided.")
+    row.voided_at = timezone.now()
+    row.voided_by = user if getattr(user, "is_authenticated", False) else None
+    row.void_reason = reason
+    row.version += 1
+    _save(row, user=user, reason=f"voided: {reason}")
+    _recompute(patient)
+    return row
+
+
 @transaction.atomic
 def lab_void(*, user: Any, lab: LabResult, expected_version: int | None, reason: str) -> LabResult:
     """Void a lab value with a reason; it stops counting but is never deleted."""
-    reason = _require_reason(reason, "void a lab value")
-    patient = _lock_patient(lab.patient)
-    lab = LabResult.objects.select_for_update().get(pk=lab.pk)
-    _check_version(lab, expected_version, "lab value")
-    if lab.is_voided:
-        raise ValidationError("This lab value is already voided.")
-    lab.voided_at = timezone.now()
-    lab.voided_by = user if getattr(user, "is_authenticated", False) else None
-    lab.void_reason = reason
-    lab.version += 1
-    _save(lab, user=user, reason=f"voided: {reason}")
-    _recompute(patient)
-    return lab
+    return _void(lab, user=user, expected_version=expected_version, reason=reason, what="lab value")
 
 
 # --- observations --------------------------------------------------------------------------
@@ -628,19 +633,7 @@ def observation_void(
     *, user: Any, observation: Observation, expected_version: int | None, reason: str
 ) -> Observation:
     """Void a day's observation with a reason."""
-    reason = _require_reason(reason, "void an observation")
-    patient = _lock_patient(observation.patient)
-    obs = Observation.objects.select_for_update().get(pk=observation.pk)
-    _check_version(obs, expected_version, "observation")
-    if obs.is_voided:
-        raise ValidationError("This observation is already voided.")
-    obs.voided_at = timezone.now()
-    obs.voided_by = user if getattr(user, "is_authenticated", False) else None
-    obs.void_reason = reason
-    obs.version += 1
-    _save(obs, user=user, reason=f"voided: {reason}")
-    _recompute(patient)
-    return obs
+    return _void(observation, user=user, expected_version=expected_version, reason=reason, what="observation")
 
 
 # --- events and overrides ------------------------------------------------------------------
@@ -694,19 +687,7 @@ def event_void(
     *, user: Any, event: ClinicalEvent, expected_version: int | None, reason: str
 ) -> ClinicalEvent:
     """Void an event with a reason."""
-    reason = _require_reason(reason, "void an event")
-    patient = _lock_patient(event.patient)
-    event = ClinicalEvent.objects.select_for_update().get(pk=event.pk)
-    _check_version(event, expected_version, "event")
-    if event.is_voided:
-        raise ValidationError("This event is already voided.")
-    event.voided_at = timezone.now()
-    event.voided_by = user if getattr(user, "is_authenticated", False) else None
-    event.void_reason = reason
-    event.version += 1
-    _save(event, user=user, reason=f"voided: {reason}")
-    _recompute(patient)
-    return event
+    return _void(event, user=user, expected_version=expected_version, reason=reason, what="event")
 
 
 @transaction.atomic
