@@ -30,9 +30,12 @@ def _reference_data_after_flush(request: pytest.FixtureRequest) -> None:
     A transactional test (``live_server``, ``transactional_db``) starts after an
     earlier one flushed every table, the data migrations' rows included.
     """
-    if not {"transactional_db", "live_server"} & set(request.fixturenames):
+    marker = request.node.get_closest_marker("django_db")
+    by_marker = marker is not None and bool(marker.kwargs.get("transaction"))
+    if not by_marker and not {"transactional_db", "live_server"} & set(request.fixturenames):
         return
-    request.getfixturevalue("transactional_db")
+    if not by_marker:
+        request.getfixturevalue("transactional_db")
     from django.apps import apps
 
     for module in ("crsrisk.accounts.migrations.0002_role_groups", "scoring.migrations.0002_provisional_v0"):
