@@ -16,7 +16,6 @@ from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from patients.models import (
@@ -27,6 +26,7 @@ from patients.models import (
     Sex,
 )
 from patients.services import LabEntry
+from scoring.rules.days import localize
 from scoring.rules.units import ANALYTES, AnalyteSpec
 from scoring.services import site_zone
 
@@ -57,8 +57,22 @@ def add_service_errors(
 
 
 def site_datetime(day: date, time: Any) -> datetime:
-    """An aware datetime from a date and a time typed in site time (SPEC 1)."""
-    return timezone.make_aware(datetime.combine(day, time), site_zone())
+    """An aware datetime (UTC) from a date and a time typed in site time (SPEC 1)."""
+    return localize(datetime.combine(day, time), site_zone())
+
+
+class CollectedAtForm(forms.Form):
+    """A collection date and time in site time; a daylight-saving gap or fold is refused."""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        day, time = cleaned.get("collected_date"), cleaned.get("collected_time")
+        if day is not None and time is not None:
+            try:
+                site_datetime(day, time)
+            except ValueError as exc:
+                self.add_error("collected_time", str(exc))
+        return cleaned
 
 
 class VersionedForm(forms.Form):
@@ -163,7 +177,7 @@ class AnalyteRow:
         return [*self.value.errors, *self.unit.errors]
 
 
-class LabPanelForm(forms.Form):
+class LabPanelForm(CollectedAtForm):
     """All analytes of one collection time, each with its unit (SPEC 2.2)."""
 
     collected_date = forms.DateField(label=_("Collection date"), widget=DATE_WIDGET)
@@ -225,7 +239,7 @@ class LabPanelForm(forms.Form):
         return mapping
 
 
-class LabCorrectForm(ReasonForm):
+class LabCorrectForm(ReasonForm, CollectedAtForm):
     """Correct one lab value; the previous value stays in the history (SPEC 2.2)."""
 
     value = forms.CharField(

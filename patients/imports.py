@@ -19,7 +19,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -47,7 +47,7 @@ from patients.models import (
     TransferDirection,
 )
 from scoring.rules import units
-from scoring.rules.days import MAX_DAY, MIN_DAY, day_of, day_of_date, format_day
+from scoring.rules.days import MAX_DAY, MIN_DAY, day_of, day_of_date, format_day, localize
 from scoring.services import recompute_patients, site_zone
 
 PATIENTS, LABS, OBSERVATIONS, EVENTS = "patients", "labs", "observations", "events"
@@ -111,7 +111,8 @@ class RowError:
     reason: str
 
     def __str__(self) -> str:
-        where = f"{self.file}, line {self.line}" + (f", column {self.column}" if self.column else "")
+        where = self.file + (f", line {self.line}" if self.line else "")
+        where += f", column {self.column}" if self.column else ""
         shown = f" value {self.value!r}:" if self.value else ""
         return f"{where}:{shown} {self.reason}"
 
@@ -143,9 +144,13 @@ class ImportReport:
         """The report as text lines, for stderr or a page."""
         if self.errors:
             out = [str(e) for e in self.errors]
+            rows = (
+                f"{self.refused_rows} of {self.rows} row(s) have errors"
+                if self.rows
+                else "the file itself has errors"
+            )
             out.append(
-                f"{self.filename}: refused, nothing was imported: {self.refused_rows} of {self.rows} "
-                f"row(s) have errors ({len(self.errors)} error(s))."
+                f"{self.filename}: refused, nothing was imported: {rows} ({len(self.errors)} error(s))."
             )
             return out
         verb = "would create" if self.dry_run else "created"
@@ -380,15 +385,20 @@ def parse_collected_at(text: str) -> datetime | str:
     tz = site_zone()
     try:
         if _ISO_DATE.match(text):
-            return datetime.combine(date.fromisoformat(text), time(BARE_DATE_HOUR), tzinfo=tz)
-        if _ISO_DATETIME.match(text):
+            parsed = datetime.combine(date.fromisoformat(text), time(BARE_DATE_HOUR))
+        elif _ISO_DATETIME.match(text):
             parsed = datetime.fromisoformat(text)
-            if timezone.is_naive(parsed):
-                return timezone.make_aware(parsed, tz)
-            return parsed
+        else:
+            return "not a valid date and time; " + accepted
     except ValueError:
-        pass
-    return "not a valid date and time; " + accepted
+        return "not a valid date and time; " + accepted
+    if timezone.is_aware(parsed):
+        # In UTC, so that the same instant compares equal whatever offset it was written with.
+        return parsed.astimezone(UTC)
+    try:
+        return localize(parsed, tz)
+    except ValueError as exc:  # a daylight-saving gap or fold
+        return str(exc)
 
 
 def _day_error(day: int, what: str) -> str:
@@ -548,9 +558,10 @@ def _audit(report: ImportReport, ctx: _Context) -> None:
         direction=TransferDirection.IMPORT,
         kind=report.kind,
         filename=report.filename,
-        created=report.created,
-        skipped=report.skipped,
-        updated=report.updated,
+        # A refused file wrote nothing, whatever its good rows would have done.
+        created=report.created if report.ok else 0,
+        skipped=report.skipped if report.ok else 0,
+        updated=report.updated if report.ok else 0,
         refused=report.refused_rows,
         patients=report.patients_recomputed,
         dry_run=report.dry_run,
@@ -675,6 +686,15 @@ def _plan_patients(
         if not changed:
             report.skipped += 1
         elif ctx.correct:
+            if "infusion_date" in changed:
+                try:
+                    services.check_data_fits_infusion(stored, values.infusion_date)
+                except ValidationError as exc:
+                    for message in exc.message_dict.get("infusion_date", exc.messages):
+                        report.errors.append(
+                            RowError(fn, line, "infusion_date", str(values.infusion_date), message)
+                        )
+                    continue
             updates.append((stored, values, changed))
         else:
             for k in changed:
@@ -841,8 +861,7 @@ def _plan_labs(
                 report.skipped += 1
             continue
         parsed[item.key] = item
-    if report.errors:
-        return None
+    # Conflicts of the good rows are reported too, beside the bad rows: one report lists all.
 
     stored = {
         (lab.patient_id, lab.analyte, lab.collected_at): lab
@@ -875,6 +894,10 @@ def _plan_labs(
     if report.errors:
         return None
     _flag_tenfold_jumps(stored.values(), [*creates, *(item for _, item in updates)])
+    # Stored, but flagged (SPEC 2.2): the report says which values need a second look.
+    for item in sorted([*creates, *(i for _, i in updates)], key=lambda i: i.line):
+        for warning in item.lab.warnings:
+            report.notes.append(f"{fn}, line {item.line}: stored and flagged: {warning}")
 
     def write() -> set[int]:
         objs = [
@@ -994,8 +1017,7 @@ def _plan_observations(
                 report.skipped += 1
             continue
         parsed[key] = item
-    if report.errors:
-        return None
+    # Conflicts of the good rows are reported too, beside the bad rows: one report lists all.
     stored = {
         (o.patient_id, o.date): o
         for o in Observation.objects.active().filter(

@@ -205,7 +205,7 @@ def patient_register(
     return patient
 
 
-def _check_data_fits_infusion(patient: Patient, infusion_date: date) -> None:
+def check_data_fits_infusion(patient: Patient, infusion_date: date) -> None:
     """Refuse a new infusion date that would put stored data outside days −30…+730."""
     tz = site_zone()
     days = [
@@ -249,7 +249,7 @@ def patient_update(
     if "name" in changes and not (changes["name"] or "").strip():
         raise ValidationError({"name": "A name is required."})
     if "infusion_date" in changes and changes["infusion_date"] != infusion.infusion_date:
-        _check_data_fits_infusion(patient, changes["infusion_date"])
+        check_data_fits_infusion(patient, changes["infusion_date"])
     patient_changed = infusion_changed = False
     for f in PATIENT_FIELDS:
         if f in changes and getattr(patient, f) != changes[f]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from typing import Final
 
 MIN_DAY: Final = -30  # earliest storable day, SPEC 1
@@ -44,3 +44,24 @@ def check_day_in_range(day: int) -> None:
             f"day {format_day(day)} is outside the stored range "
             f"{format_day(MIN_DAY)}…{format_day(MAX_DAY)}: probable wrong date or wrong patient"
         )
+
+
+def localize(naive: datetime, tz: tzinfo) -> datetime:
+    """Attach the site zone to a naive local time and return it in UTC.
+
+    A local time that does not exist (the spring-forward gap) or occurs twice (the
+    autumn fold) is refused: the sample's instant would be a guess, so the user must
+    give an explicit UTC offset. Returning UTC makes equal instants compare equal.
+    """
+    if naive.tzinfo is not None:
+        raise ValueError(f"{naive.isoformat()} already has a time zone")
+    first = naive.replace(tzinfo=tz, fold=0)
+    second = naive.replace(tzinfo=tz, fold=1)
+    if first.utcoffset() != second.utcoffset():
+        roundtrip = first.astimezone(UTC).astimezone(tz).replace(tzinfo=None)
+        problem = "does not exist (clocks jump forward)" if roundtrip != naive else "occurs twice"
+        raise ValueError(
+            f"local time {naive.isoformat(sep=' ')} {problem} in the site time zone {tz}; "
+            "give the time with its UTC offset, e.g. 2025-10-26T02:30+01:00"
+        )
+    return first.astimezone(UTC)

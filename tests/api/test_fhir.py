@@ -174,3 +174,10 @@ def test_api_dry_run_stores_nothing(hema_api, patient):
     assert response.status_code == 200
     assert (response.json()["stored"], response.json()["dry_run"]) == (5, True)
     assert not LabResult.objects.exists()
+
+
+def test_command_accepts_a_file_with_a_byte_order_mark(tmp_path, patient):
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(day7_bundle()), encoding="utf-8-sig")
+    call_command("import_fhir", str(path))
+    assert LabResult.objects.filter(source="fhir").count() == 5

@@ -321,3 +321,75 @@ def test_recompute_called_once_for_all_patients(monkeypatch):
     assert load("labs", fixture("labs.csv")).ok
     ids = sorted(Patient.objects.values_list("pk", flat=True))
     assert calls == [ids]
+
+
+BERLIN_PATIENT = PATIENTS_HEADER.replace(",lymphodepletion_start\n", "\n") + "D1,Dst,F,,,,,2025-10-20,,\n"
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        "D1,2025-10-26T01:30Z,crp,10,,\n",  # an explicit instant
+        "D1,2025-10-26T03:30,crp,10,,\n",  # an unambiguous local time
+        "D1,2025-10-26T04:30+02:00,crp,10,,\n",  # an offset other than the site's
+    ],
+)
+def test_reimport_is_idempotent_across_daylight_saving_time(settings, row):
+    settings.TIME_ZONE = "Europe/Berlin"
+    assert load("patients", BERLIN_PATIENT).ok
+    assert load("labs", LABS_HEADER + row).created == 1
+    again = load("labs", LABS_HEADER + row)
+    assert again.ok and (again.created, again.skipped) == (0, 1)
+    assert LabResult.objects.count() == 1
+
+
+def test_same_instant_twice_in_one_file_is_one_row(settings):
+    settings.TIME_ZONE = "Europe/Berlin"
+    assert load("patients", BERLIN_PATIENT).ok
+    report = load("labs", LABS_HEADER + "D1,2025-10-26T03:30,crp,10,,\nD1,2025-10-26T02:30Z,crp,10,,\n")
+    assert report.ok, report.lines()
+    assert LabResult.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("local", "problem"),
+    [("2025-10-26T02:30", "occurs twice"), ("2025-03-30T02:30", "does not exist")],
+)
+def test_local_times_in_a_daylight_saving_fold_or_gap_are_refused(settings, local, problem):
+    settings.TIME_ZONE = "Europe/Berlin"
+    assert load("patients", BERLIN_PATIENT.replace("2025-10-20", "2025-03-25")).ok
+    report = load("labs", LABS_HEADER + f"D1,{local},crp,10,,\n")
+    assert not report.ok
+    (error,) = report.errors
+    assert (error.line, error.column) == (2, "collected_at")
+    assert problem in error.reason and "offset" in error.reason
+    assert not LabResult.objects.exists()
+
+
+def test_corrected_infusion_date_may_not_push_stored_labs_out_of_range(hematologist):
+    load_fixtures(hematologist)
+    row = PATIENTS_HEADER.replace(",lymphodepletion_start\n", "\n") + "A001,x,F,,Ward 7,,,2027-03-01,,\n"
+    stored = Patient.objects.get(mrn="A001").infusion.infusion_date
+    report = load("patients", row, correct=True, reason="wrong year")
+    assert not report.ok
+    assert any(e.column == "infusion_date" and "outside" in e.reason for e in report.errors)
+    assert Patient.objects.get(mrn="A001").infusion.infusion_date == stored
+
+
+def test_report_lists_conflicts_beside_bad_rows(hematologist):
+    load_fixtures(hematologist)
+    crp = LabResult.objects.get(patient__mrn="A001", analyte="crp")
+    when = crp.collected_at.isoformat()
+    text = LABS_HEADER + f"A001,{when},crp,999,mg/L,\nA001,2025-03-09T06:00,crp,5,mmol/L,\n"
+    report = load("labs", text)
+    assert {(e.line, e.column) for e in report.errors} == {(2, "value"), (3, "unit")}
+    assert "conflict" in next(e.reason for e in report.errors if e.line == 2)
+
+
+def test_values_outside_the_usual_range_are_stored_and_reported_as_flagged(hematologist):
+    load_fixtures(hematologist)
+    report = load("labs", LABS_HEADER + "A001,2025-03-12T06:00,crp,600,mg/L,\n")
+    assert report.ok and report.created == 1
+    assert any("line 2: stored and flagged" in note and "CRP" in note for note in report.notes)
+    lab = LabResult.objects.get(patient__mrn="A001", analyte="crp", value=600)
+    assert lab.flags

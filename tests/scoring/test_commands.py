@@ -27,3 +27,8 @@ def test_recompute_one_mrn_and_unknown_mrn(patient):
     assert "recomputed 1 patient(s)." in err.getvalue()
     with pytest.raises(CommandError, match="no such patient"):
         call_command("recompute", "--mrn", "NOPE", stderr=StringIO())
+
+
+def test_recompute_refuses_an_empty_mrn(patient):
+    with pytest.raises(CommandError, match="no such patient"):
+        call_command("recompute", "--mrn", "", stderr=StringIO())

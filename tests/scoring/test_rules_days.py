@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,6 +15,7 @@ from scoring.rules.days import (
     day_of_date,
     format_day,
     local_date,
+    localize,
 )
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -67,3 +68,29 @@ def test_days_outside_storable_range_are_refused_as_wrong_date_or_patient(day: i
 @pytest.mark.parametrize(("day", "text"), [(7, "+7"), (0, "0"), (-3, "\u22123")])
 def test_format_day_signs_days(day: int, text: str) -> None:
     assert format_day(day) == text
+
+
+@pytest.mark.parametrize(
+    ("local", "expected_utc"),
+    [
+        (datetime(2025, 3, 30, 1, 30), datetime(2025, 3, 30, 0, 30, tzinfo=UTC)),
+        (datetime(2025, 3, 30, 3, 30), datetime(2025, 3, 30, 1, 30, tzinfo=UTC)),
+        (datetime(2025, 10, 26, 3, 30), datetime(2025, 10, 26, 2, 30, tzinfo=UTC)),
+    ],
+)
+def test_localize_returns_utc_for_unambiguous_local_times(local, expected_utc):
+    result = localize(local, ZoneInfo("Europe/Berlin"))
+    assert result == expected_utc
+    assert result.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    ("local", "problem"),
+    [
+        (datetime(2025, 3, 30, 2, 30), "does not exist"),  # spring-forward gap
+        (datetime(2025, 10, 26, 2, 30), "occurs twice"),  # autumn fold
+    ],
+)
+def test_localize_refuses_daylight_saving_gaps_and_folds(local, problem):
+    with pytest.raises(ValueError, match=problem):
+        localize(local, ZoneInfo("Europe/Berlin"))

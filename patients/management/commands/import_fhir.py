@@ -29,7 +29,7 @@ class Command(BaseCommand):
                 raise CommandError(f"--user {options['user']}: no such user.")
         path = options["file"]
         try:
-            with open(path, encoding="utf-8") as fh:
+            with open(path, encoding="utf-8-sig") as fh:  # a BOM is accepted, as in the CSV imports
                 data = json.load(fh)
         except OSError as exc:
             raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from exc

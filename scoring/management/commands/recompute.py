@@ -21,7 +21,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         patients = Patient.objects.order_by("pk")
-        if options.get("mrn"):
+        if options.get("mrn") is not None:
             patients = patients.filter(mrn=options["mrn"])
             if not patients.exists():
                 raise CommandError(f"--mrn {options['mrn']}: no such patient.")
