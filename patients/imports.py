@@ -863,14 +863,27 @@ def _plan_labs(
         parsed[item.key] = item
     # Conflicts of the good rows are reported too, beside the bad rows: one report lists all.
 
-    stored = {
-        (lab.patient_id, lab.analyte, lab.collected_at): lab
-        for lab in LabResult.objects.active().filter(patient__in=list(patients.values()))
-    }
+    stored: dict[tuple[int, str, datetime], LabResult] = {}
+    voided: dict[tuple[int, str, datetime, Decimal, str], LabResult] = {}
+    for lab in LabResult.objects.filter(patient__in=list(patients.values())):
+        if lab.voided_at is None:
+            stored[(lab.patient_id, lab.analyte, lab.collected_at)] = lab
+        else:
+            key = (lab.patient_id, lab.analyte, lab.collected_at, Decimal(lab.value), lab.comparator)
+            voided[key] = lab
     creates: list[_LabRow] = []
     updates: list[tuple[LabResult, _LabRow]] = []
     for key, item in parsed.items():
         current = stored.get(key)
+        was_voided = voided.get((*key, *item.measured))
+        if current is None and was_voided is not None:
+            # Re-importing a file must not bring back a value someone voided (SPEC 8.2).
+            report.skipped += 1
+            report.notes.append(
+                f"{fn}, line {item.line}: skipped, this value was voided on "
+                f"{was_voided.voided_at:%Y-%m-%d} ({was_voided.void_reason}); enter it again to restore it."
+            )
+            continue
         if current is None:
             creates.append(item)
         elif (Decimal(current.value), current.comparator) == item.measured:

@@ -393,3 +393,16 @@ def test_values_outside_the_usual_range_are_stored_and_reported_as_flagged(hemat
     assert any("line 2: stored and flagged" in note and "CRP" in note for note in report.notes)
     lab = LabResult.objects.get(patient__mrn="A001", analyte="crp", value=600)
     assert lab.flags
+
+
+def test_reimport_does_not_bring_back_a_voided_value(hematologist):
+    from patients import services
+
+    load_fixtures(hematologist)
+    crp = LabResult.objects.get(patient__mrn="A001", analyte="crp")
+    services.lab_void(user=hematologist, lab=crp, expected_version=crp.version, reason="haemolysed")
+    report = load("labs", fixture("labs.csv"))
+    assert report.ok and report.created == 0
+    assert any("voided" in note and "haemolysed" in note for note in report.notes)
+    assert not LabResult.objects.active().filter(patient__mrn="A001", analyte="crp").exists()
+    assert_all_consistent()
