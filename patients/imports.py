@@ -1146,6 +1146,27 @@ def _plan_events(
         .values_list("patient_id", "kind", "date", "detail")
     )
     creates = [(key, patient) for key, (patient, _line) in parsed.items() if key not in stored]
+    # A patient dies once: a second, different death is a conflict, in the file or with the store.
+    deaths: dict[int, tuple[date, str]] = {pid: (d, det) for pid, k, d, det in stored if k == "death"}
+    for (pid, kind, day_date, detail), patient in creates:
+        if kind != "death":
+            continue
+        line = parsed[(pid, kind, day_date, detail)][1]
+        if pid in deaths:
+            was_date, was_detail = deaths[pid]
+            report.errors.append(
+                RowError(
+                    fn,
+                    line,
+                    "event",
+                    kind,
+                    f"conflict: a death of {patient.mrn} is already recorded on {was_date} ({was_detail}); "
+                    "void it first to record another",
+                )
+            )
+        deaths.setdefault(pid, (day_date, detail))
+    if report.errors:
+        return None
     report.skipped += len(parsed) - len(creates)
     report.created = len(creates)
 

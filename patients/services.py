@@ -667,6 +667,12 @@ def event_record(
     patient = _lock_patient(patient)
     kind, detail = validate_event(kind, detail)
     _check_day(day_of_date(date, patient.infusion.infusion_date), "date")
+    if kind == EventKind.DEATH:
+        death = ClinicalEvent.objects.active().filter(patient=patient, kind=EventKind.DEATH).first()
+        if death is not None:
+            raise ValidationError(
+                {"kind": f"A death is already recorded on {death.date} ({death.detail}); void it first."}
+            )
     event = ClinicalEvent(
         patient=patient,
         kind=kind,

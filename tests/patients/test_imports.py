@@ -406,3 +406,15 @@ def test_reimport_does_not_bring_back_a_voided_value(hematologist):
     assert any("voided" in note and "haemolysed" in note for note in report.notes)
     assert not LabResult.objects.active().filter(patient__mrn="A001", analyte="crp").exists()
     assert_all_consistent()
+
+
+def test_a_second_death_is_a_conflict(hematologist):
+    load_fixtures(hematologist)
+    header = "mrn,date,event,detail\n"
+    assert load("events", header + "A001,2025-04-19,death,crs\n").ok
+    report = load("events", header + "A001,2025-04-25,death,other\n")
+    assert not report.ok
+    assert "already recorded" in report.errors[0].reason
+    twice = load("events", header + "A002,2025-04-19,death,crs\nA002,2025-04-20,death,other\n")
+    assert [e.line for e in twice.errors] == [3]
+    assert ClinicalEvent.objects.filter(kind="death").count() == 1

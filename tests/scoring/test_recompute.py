@@ -272,3 +272,14 @@ def test_mrn_register_is_reserved_for_the_registration_page(clinician, team):
     with pytest.raises(ValidationError) as exc:
         services.patient_register(user=clinician, mrn="register", name="X", infusion_date=date(2025, 3, 1))
     assert "register" in str(exc.value.message_dict["mrn"])
+
+
+def test_a_patient_dies_once(hematologist, patient):
+    services.event_record(
+        user=hematologist, patient=patient, kind="death", date=date(2025, 3, 5), detail="crs"
+    )
+    with pytest.raises(ValidationError) as exc:
+        services.event_record(
+            user=hematologist, patient=patient, kind="death", date=date(2025, 3, 9), detail="other"
+        )
+    assert "already recorded" in str(exc.value.message_dict["kind"])
