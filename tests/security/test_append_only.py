@@ -114,16 +114,19 @@ def test_flush_works_with_the_triggers_and_puts_them_back(team: CareTeam, clinic
     assert trigger_count() == before
 
 
-def test_postgresql_triggers_are_installed(db: None) -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip(
-            "PostgreSQL-only control: run with DATABASE_URL=postgres://… (SQLite has its own triggers)"
-        )
+def test_append_only_triggers_are_installed_on_the_audit_tables(db: None) -> None:
+    """The database itself guards the audit tables, on PostgreSQL and on SQLite."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-            "WHERE t.tgname = 'crsrisk_append_only' AND t.tgenabled <> 'D'"
-        )
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "WHERE t.tgname = 'crsrisk_append_only' AND t.tgenabled <> 'D'"
+            )
+        else:
+            cursor.execute(
+                "SELECT tbl_name FROM sqlite_master WHERE type = 'trigger' "
+                "AND name LIKE 'crsrisk_append_only%'"
+            )
         covered = {row[0] for row in cursor.fetchall()}
     assert {"accounts_accesslog", "accounts_securityevent", "patients_historicalpatient"} <= covered
 
