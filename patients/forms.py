@@ -82,6 +82,14 @@ class VersionedForm(forms.Form):
 
 
 class ReasonForm(VersionedForm):
+    """A change to a stored record: it names the version it was made from, and why."""
+
+    # Required: without it a stale edit could not be told from a fresh one (optimistic locking).
+    version = forms.IntegerField(
+        widget=forms.HiddenInput,
+        min_value=0,
+        error_messages={"required": _("The form lost the record's version: reload the page and try again.")},
+    )
     reason = forms.CharField(
         label=_("Reason"),
         widget=forms.Textarea(attrs={"rows": 2}),
@@ -141,7 +149,7 @@ class PatientForm(forms.Form):
 class PatientEditForm(PatientForm):
     """Edit a patient; a reason is required and the version guards against stale edits."""
 
-    version = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=0)
+    version = ReasonForm.base_fields["version"]
     monitoring_end_day = forms.IntegerField(
         label=_("End of monitoring (day)"),
         required=False,

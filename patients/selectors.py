@@ -8,7 +8,7 @@ from the stored results and the pure ``scoring.rules.alerts.reminders`` rule.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -325,6 +325,9 @@ def _history_value(value: Any, names: dict[str, dict[int, str]], field_name: str
         return "—"
     if isinstance(value, bool):
         return _("yes") if value else _("no")
+    if isinstance(value, datetime):
+        # Site time, as everywhere else: a UTC time can show the previous calendar day (SPEC 1).
+        return value.astimezone(site_zone()).strftime("%Y-%m-%d %H:%M")
     if isinstance(value, Decimal):
         text = format(value.normalize(), "f")
         return "0" if text in ("-0", "0") else text
@@ -375,19 +378,21 @@ def record_history(patient: Patient) -> list[HistoryEntry]:
     user_ids: set[int] = set()
     for model, filters in sources:
         fields = [f for f in model._meta.concrete_fields if f.name not in HISTORY_SKIPPED_FIELDS]
-        records = (
+        # The newest records when there are too many, then in time order to diff each row.
+        newest = (
             model.history.filter(**filters)
             .select_related("history_user")
-            .order_by("id", "history_date", "history_id")
+            .order_by("-history_date", "-history_id")[:HISTORY_LIMIT]
         )
         previous: dict[int, Any] = {}
-        for rec in records[:HISTORY_LIMIT]:
+        for rec in reversed(list(newest)):
             before = previous.get(rec.id)
             diffs = []
             for f in fields:
                 new = getattr(rec, f.attname)
                 old = None if before is None else getattr(before, f.attname)
-                if before is None and new in (None, "", False):
+                # A created row lists what it holds; 0 is a value (B-cell aplasia, grade 0), not blank.
+                if before is None and (new is None or new == "" or new is False):
                     continue
                 if before is not None and old == new:
                     continue

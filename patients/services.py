@@ -614,9 +614,17 @@ def observation_record(
         )
         _save(obs, user=user, reason="entered")
     else:
-        _check_version(existing, expected_version, "observation")
         if all(getattr(existing, f) == v for f, v in clean.items()) and note == existing.note:
             return existing
+        if expected_version is None:
+            # The writer never saw the stored row: changing it now would be a lost update.
+            who = getattr(existing.entered_by, "username", None) or existing.source
+            raise ConflictError(
+                f"An observation for {date:%Y-%m-%d} was recorded ({who}, version {existing.version}) "
+                "since you opened this form. Nothing was saved: review it, then change it with a reason.",
+                code="conflict",
+            )
+        _check_version(existing, expected_version, "observation")
         reason = _require_reason(reason, f"change the observation of {date:%Y-%m-%d}")
         for f, v in clean.items():
             setattr(existing, f, v)
@@ -728,11 +736,14 @@ def grade_override_set(*, user: Any, patient: Patient, date: date, grade: int, r
 
 
 @transaction.atomic
-def grade_override_void(*, user: Any, override: GradeOverride, reason: str) -> GradeOverride:
+def grade_override_void(
+    *, user: Any, override: GradeOverride, reason: str, expected_version: int | None = None
+) -> GradeOverride:
     """Remove a grade override (void with a reason); the computed grade applies again."""
     reason = _require_reason(reason, "remove a grade override")
     patient = _lock_patient(override.patient)
     override = GradeOverride.objects.select_for_update().get(pk=override.pk)
+    _check_version(override, expected_version, "grade override")
     if override.is_voided:
         raise ValidationError("This override is already removed.")
     override.voided_at, override.void_reason = timezone.now(), reason

@@ -362,7 +362,10 @@ def override_void(request: HttpRequest, mrn: str, pk: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             services.grade_override_void(
-                user=request.user, override=override, reason=form.cleaned_data["reason"]
+                user=request.user,
+                override=override,
+                reason=form.cleaned_data["reason"],
+                expected_version=form.cleaned_data["version"],
             )
         except ValidationError as exc:
             forms.add_service_errors(form, exc)

@@ -145,15 +145,23 @@ def test_observation_grade3_raises_alert_and_update_needs_reason(clinician, pati
     row = DailyAssessment.objects.get(patient=patient, day=2)
     assert row.crs_grade == 3
     assert Alert.objects.filter(patient=patient, kind="severe_crs", day=2).exists()
-    with pytest.raises(ValidationError):
+    # A writer who never saw the stored row is refused: that would be a lost update.
+    with pytest.raises(services.ConflictError):
         services.observation_record(
-            user=clinician, patient=patient, date=date(2025, 3, 3), tmax_c="37.0", hypotension="none"
+            user=clinician, patient=patient, date=date(2025, 3, 3), tmax_c="37.0", reason="typo"
         )
+    with pytest.raises(ValidationError) as exc:
+        services.observation_record(
+            user=clinician, patient=patient, date=date(2025, 3, 3), tmax_c="37.0", expected_version=1
+        )
+    assert "reason" in exc.value.message_dict
+    assert DailyAssessment.objects.get(patient=patient, day=2).crs_grade == 3
     obs = services.observation_record(
         user=clinician,
         patient=patient,
         date=date(2025, 3, 3),
         tmax_c="37.0",
+        expected_version=1,
         reason="entered on wrong day",
     )
     assert obs.history.count() == 2

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.urls import reverse
@@ -423,3 +424,17 @@ def test_edit_infusion_data_with_reason_recomputes(clin_client, ward_patient, te
     assert ward_patient.name == "Renamed"
     assert ward_patient.infusion.baseline_mrd_pct == Decimal("20")
     assert_stored_equals_scratch(ward_patient)
+
+
+def test_history_shows_zero_values_and_site_times(clin_client, clinician, ward_patient, settings):
+    settings.TIME_ZONE = "Asia/Shanghai"
+    d = ward_patient.infusion.infusion_date + timedelta(days=1)
+    when = datetime(d.year, d.month, d.day, 17, 30, tzinfo=UTC)  # 01:30 the next day in Shanghai
+    services.lab_record(user=clinician, patient=ward_patient, analyte="bcell", value="0", collected_at=when)
+    html = clin_client.get(reverse("patients:history", args=[ward_patient.mrn])).content.decode()
+    local = when.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
+    assert local in html
+    assert local.split()[0] != when.strftime("%Y-%m-%d")
+    assert when.strftime("%Y-%m-%d %H:%M") not in html
+    row = html[html.index("CD19") :]
+    assert ">0<" in row.replace(" ", "")

@@ -75,8 +75,12 @@ def test_override_can_be_removed_by_a_hematologist(hema_client, hematologist, wa
         user=hematologist, patient=ward_patient, date=d, grade=0, reason="infection"
     )
     url = reverse("patients:override-void", args=[ward_patient.mrn, o.pk])
-    assert hema_client.post(url, {"reason": ""}).status_code == 200
-    assert hema_client.post(url, {"reason": "entered on the wrong day"}).status_code == 302
+    assert hema_client.post(url, {"reason": "", "version": o.version}).status_code == 200
+    stale = hema_client.post(url, {"reason": "entered on the wrong day", "version": o.version + 7})
+    assert stale.status_code == 200 and GradeOverride.objects.active().exists()
+    assert "changed by someone else" in stale.content.decode()
+    done = hema_client.post(url, {"reason": "entered on the wrong day", "version": o.version})
+    assert done.status_code == 302
     assert not GradeOverride.objects.active().exists()
 
 
