@@ -252,7 +252,10 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Trust X-Forwarded-Proto only behind a TLS proxy that sets (and strips) it: otherwise a
+    # client could claim https. BEHIND_TLS_PROXY=1 says the deployment has such a proxy.
+    if env.bool("BEHIND_TLS_PROXY", default=False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- Logging: authentication events go to the console with UTC time ------------------------
 LOGGING = {

@@ -55,6 +55,20 @@ class WardRow:
         return bool(self.summary and self.summary.severe_observed_day is not None)
 
     @property
+    def max_grade_so_far(self) -> int | None:
+        """The highest grade on any day so far; None when no day has been graded yet.
+
+        The summary's ``max_crs_grade`` is the outcome over days 0…window; a severe day
+        after the window must still show here, beside "severe CRS observed".
+        """
+        if self.summary is None:
+            return None
+        grades = [self.summary.max_crs_grade, self.summary.severe_observed_grade or 0]
+        if self.summary.max_crs_day is None and not any(grades):
+            return None
+        return max(grades)
+
+    @property
     def day7_reached(self) -> bool:
         return self.day >= 7
 

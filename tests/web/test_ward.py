@@ -153,3 +153,18 @@ def test_patient_page_query_count_does_not_grow_with_data(clin_client, clinician
     with CaptureQueriesContext(connection) as big:
         clin_client.get(url)
     assert len(small.captured_queries) == len(big.captured_queries)
+
+
+def test_ward_max_grade_shows_a_severe_day_after_the_outcome_window_and_blank_without_grades(clinician, team):
+    late = register(clinician, team, "L-LATE", day=45)
+    d0 = late.infusion.infusion_date
+    services.observation_record(user=clinician, patient=late, date=d0 + timedelta(days=3), tmax_c="38.5")
+    services.observation_record(
+        user=clinician, patient=late, date=d0 + timedelta(days=40), tmax_c="39.0", oxygen="high_flow"
+    )
+    register(clinician, team, "N-NONE", day=2)
+    _model, rows = ward_rows(clinician, today=timezone.localdate())
+    by_mrn = {r.patient.mrn: r for r in rows}
+    assert by_mrn["L-LATE"].summary.max_crs_grade == 1  # the outcome, days 0…30
+    assert by_mrn["L-LATE"].severe_observed and by_mrn["L-LATE"].max_grade_so_far == 3
+    assert by_mrn["N-NONE"].max_grade_so_far is None
