@@ -13,6 +13,10 @@ import sys
 from pathlib import Path
 
 ZH = {
+    "Day-7 score: not reached yet": "第 7 天评分：尚未到达",
+    "The day-7 labs are not drawn yet; the points below come from the MRD inputs only.": "第 7 天的化验尚未采集；下方分数仅来自 MRD 输入。",
+    "The form lost the record's version: reload the page and try again.": "表单缺少记录的版本号：请刷新页面后重试。",
+    "MRN must be 1–32 characters of A–Z, a–z, 0–9, '-' and '_' (and not 'register').": "MRN 须为 1–32 个字符，仅限 A–Z、a–z、0–9、'-' 和 '_'（且不能为 'register'）。",
     "Care teams": "诊疗组",
     "Clinicians and hematologists see the patients of these teams. Admins have none.": "临床医师和血液科医师可查看这些诊疗组的患者。管理员不属于任何诊疗组。",
     "All care teams": "全部诊疗组",

@@ -173,6 +173,13 @@ class Timeline:
         return self.summary is not None and self.summary.severe_observed_day is not None
 
     @property
+    def day7_pending(self) -> bool:
+        """Before day 6 no day-7 lab can exist yet: the landmark score is not a prediction yet."""
+        stored = self.summary.day7_factors if self.summary is not None else []
+        lab_factors = [f for f in stored if not f["input"].endswith("_mrd_pct")]
+        return self.today_day < 6 and all(f["missing"] for f in lab_factors)
+
+    @property
     def review_days(self) -> list[str]:
         return [format_day(r.day) for r in self.rows if r.crs_review]
 

@@ -32,6 +32,14 @@ def test_breakdown_lists_missing_inputs_and_never_shows_them_as_zero(clin_client
     assert "trend: the model is validated on day 7 only" in html
 
 
+def test_before_day_6_the_day7_score_is_not_presented_as_a_prediction(clin_client, clinician, team):
+    early = register(clinician, team, "TL0", day=4, baseline_mrd_pct=20, post_ld_mrd_pct=10)
+    html = page(clin_client, early)
+    assert "Day-7 score: not reached yet" in html and "Day-7 score (the prediction)" not in html
+    later = register(clinician, team, "TL9", day=9, baseline_mrd_pct=20)
+    assert "Day-7 score (the prediction)" in page(clin_client, later)
+
+
 def test_day6_fallback_and_post_tocilizumab_flags_are_shown(clin_client, clinician, team):
     p = register(clinician, team, "TL2", day=9)
     services.observation_record(
