@@ -102,7 +102,7 @@ def test_ward_row_shows_trend_grade_bcell_alerts_and_reminders(clin_client, clin
     assert "Day-7 panel incomplete" in texts
     assert "B-cell count overdue" in texts
     html = clin_client.get(reverse("patients:ward")).content.decode()
-    assert "up since yesterday" in html
+    assert "up since the day before" in html
     assert "not assessed" in html
 
 
