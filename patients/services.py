@@ -740,18 +740,7 @@ def grade_override_void(
     *, user: Any, override: GradeOverride, reason: str, expected_version: int | None = None
 ) -> GradeOverride:
     """Remove a grade override (void with a reason); the computed grade applies again."""
-    reason = _require_reason(reason, "remove a grade override")
-    patient = _lock_patient(override.patient)
-    override = GradeOverride.objects.select_for_update().get(pk=override.pk)
-    _check_version(override, expected_version, "grade override")
-    if override.is_voided:
-        raise ValidationError("This override is already removed.")
-    override.voided_at, override.void_reason = timezone.now(), reason
-    override.voided_by = user if getattr(user, "is_authenticated", False) else None
-    override.version += 1
-    _save(override, user=user, reason=f"voided: {reason}")
-    _recompute(patient)
-    return override
+    return _void(override, user=user, expected_version=expected_version, reason=reason, what="grade override")
 
 
 @transaction.atomic

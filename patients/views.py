@@ -358,22 +358,7 @@ def override_void(request: HttpRequest, mrn: str, pk: int) -> HttpResponse:
     patient = get_patient_or_404(request, mrn, "grade override removal")
     override = get_object_or_404(patient.grade_overrides.active(), pk=pk)
     what = _("CRS grade override of %(date)s") % {"date": override.date.isoformat()}
-    form = forms.VoidForm(request.POST or None, initial={"version": override.version})
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.grade_override_void(
-                user=request.user,
-                override=override,
-                reason=form.cleaned_data["reason"],
-                expected_version=form.cleaned_data["version"],
-            )
-        except ValidationError as exc:
-            forms.add_service_errors(form, exc)
-        else:
-            messages.success(request, _("Voided: %(what)s.") % {"what": what})
-            return redirect(patient)
-    context = {"patient": patient, "form": form, "what": what, "obj": override}
-    return render(request, "patients/void_form.html", context)
+    return _void(request, patient, override, services.grade_override_void, "override", what)
 
 
 @hematologist_required
