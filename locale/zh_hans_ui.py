@@ -569,6 +569,22 @@ def fill(po_path: Path) -> int:
     return missing
 
 
+def _load_area_dictionaries() -> None:
+    """Merge the ZH dicts of locale/zh_hans_*.py (one file per area keeps parallel work apart)."""
+    import importlib.util
+
+    here = Path(__file__).resolve().parent
+    for path in sorted(here.glob("zh_hans_*.py")):
+        if path.name == Path(__file__).name:
+            continue
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        ZH.update(module.ZH)
+
+
 if __name__ == "__main__":
+    _load_area_dictionaries()
     po = Path(__file__).resolve().parent / "zh_Hans" / "LC_MESSAGES" / "django.po"
     sys.exit(1 if fill(po) else 0)
