@@ -17,6 +17,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from patients.models import (
     EVENT_DETAILS,
@@ -36,9 +37,11 @@ from patients.models import (
     SiteParameters,
     Source,
 )
+from scoring.i18n import error_text, localize
 from scoring.models import Alert
 from scoring.rules import units
 from scoring.rules.days import MAX_DAY, MIN_DAY, day_of, day_of_date
+from scoring.rules.messages import Message, gettext_noop
 from scoring.services import recompute_all, request_recompute, site_zone
 
 
@@ -67,17 +70,21 @@ def _save(obj: Any, *, user: Any, reason: str = "") -> None:
 def _check_version(obj: Any, expected_version: int | None, what: str) -> None:
     if expected_version is not None and obj.version != expected_version:
         raise ConflictError(
-            f"This {what} was changed by someone else since you opened it "
-            f"(you edited version {expected_version}, the record is now at version {obj.version}). "
-            "Nothing was saved: reload it, review the change, and try again.",
+            _(
+                "This %(what)s was changed by someone else since you opened it "
+                "(you edited version %(expected)d, the record is now at version %(current)d). "
+                "Nothing was saved: reload it, review the change, and try again."
+            )
+            % {"what": what, "expected": expected_version, "current": obj.version},
             code="conflict",
         )
 
 
-def _require_reason(reason: str, what: str) -> str:
+def _require_reason(reason: str, action: str) -> str:
+    """Return the stripped reason; ``action`` (translated) completes "A reason is required to …"."""
     reason = (reason or "").strip()
     if not reason:
-        raise ValidationError({"reason": f"A reason is required to {what}."})
+        raise ValidationError({"reason": _("A reason is required to %(action)s.") % {"action": action}})
     return reason
 
 
@@ -85,10 +92,11 @@ def _check_day(day: int, field_name: str) -> None:
     if not MIN_DAY <= day <= MAX_DAY:
         raise ValidationError(
             {
-                field_name: (
-                    f"Day {day:+d} after infusion is outside the accepted range "
-                    f"{MIN_DAY}…+{MAX_DAY}: probably a wrong date or a wrong patient."
+                field_name: _(
+                    "Day %(day)s after infusion is outside the accepted range "
+                    "%(min)d…+%(max)d: probably a wrong date or a wrong patient."
                 )
+                % {"day": f"{day:+d}", "min": MIN_DAY, "max": MAX_DAY}
             }
         )
 
@@ -128,20 +136,22 @@ def _validate_mrd(values: dict[str, Any]) -> None:
     for name in ("baseline_mrd_pct", "post_ld_mrd_pct"):
         v = values.get(name)
         if v is not None and not Decimal(0) <= Decimal(v) <= Decimal(100):
-            raise ValidationError({name: f"MRD must be between 0 and 100 %, not {v}."})
+            raise ValidationError(
+                {name: _("MRD must be between 0 and 100 %%, not %(value)s.") % {"value": v}}
+            )
 
 
 def _validate_dates(values: dict[str, Any]) -> None:
     inf, ld = values.get("infusion_date"), values.get("lymphodepletion_start")
     if inf is None:
-        raise ValidationError({"infusion_date": "The infusion date is required: it defines day 0."})
+        raise ValidationError({"infusion_date": _("The infusion date is required: it defines day 0.")})
     if ld is not None and ld > inf:
         raise ValidationError(
-            {"lymphodepletion_start": "Lymphodepletion must start on or before the infusion date."}
+            {"lymphodepletion_start": _("Lymphodepletion must start on or before the infusion date.")}
         )
     birth = values.get("birth_date")
     if birth is not None and birth > inf:
-        raise ValidationError({"birth_date": "The birth date lies after the infusion date."})
+        raise ValidationError({"birth_date": _("The birth date lies after the infusion date.")})
 
 
 @transaction.atomic
@@ -168,11 +178,11 @@ def patient_register(
     except ValidationError as exc:
         raise ValidationError({"mrn": exc.messages}) from exc
     if not (name or "").strip():
-        raise ValidationError({"name": "A name is required."})
+        raise ValidationError({"name": _("A name is required.")})
     if sex not in ("F", "M", "U"):
-        raise ValidationError({"sex": f"Sex must be F, M or U, not {sex!r}."})
+        raise ValidationError({"sex": _("Sex must be F, M or U, not '%(sex)s'.") % {"sex": sex}})
     if Patient.objects.filter(mrn=mrn).exists():
-        raise ValidationError({"mrn": f"A patient with MRN {mrn} already exists."})
+        raise ValidationError({"mrn": _("A patient with MRN %(mrn)s already exists.") % {"mrn": mrn}})
     values = {
         "infusion_date": infusion_date,
         "lymphodepletion_start": lymphodepletion_start,
@@ -220,11 +230,11 @@ def check_data_fits_infusion(patient: Patient, infusion_date: date) -> None:
     if outside:
         raise ValidationError(
             {
-                "infusion_date": (
-                    f"With this infusion date, {len(outside)} stored value(s) would fall outside days "
-                    f"{MIN_DAY}…+{MAX_DAY} (e.g. day {outside[0]:+d}): "
-                    "check the date, or void those values first."
+                "infusion_date": _(
+                    "With this infusion date, %(count)d stored value(s) would fall outside days "
+                    "%(min)d…+%(max)d (e.g. day %(day)s): check the date, or void those values first."
                 )
+                % {"count": len(outside), "min": MIN_DAY, "max": MAX_DAY, "day": f"{outside[0]:+d}"}
             }
         )
 
@@ -234,12 +244,14 @@ def patient_update(
     *, user: Any, patient: Patient, expected_version: int | None, reason: str, **changes: Any
 ) -> Patient:
     """Edit a patient's demographics or infusion data, keeping the history."""
-    reason = _require_reason(reason, "change a patient record")
+    reason = _require_reason(reason, _("change a patient record"))
     patient = _lock_patient(patient)
-    _check_version(patient, expected_version, "patient record")
+    _check_version(patient, expected_version, _("patient record"))
     unknown = set(changes) - set(PATIENT_FIELDS) - set(INFUSION_FIELDS)
     if unknown:
-        raise ValidationError(f"Unknown patient fields: {', '.join(sorted(unknown))}.")
+        raise ValidationError(
+            _("Unknown patient fields: %(fields)s.") % {"fields": ", ".join(sorted(unknown))}
+        )
     infusion = patient.infusion
     merged = {f: getattr(infusion, f) for f in INFUSION_FIELDS}
     merged["birth_date"] = patient.birth_date
@@ -247,7 +259,7 @@ def patient_update(
     _validate_dates(merged)
     _validate_mrd(merged)
     if "name" in changes and not (changes["name"] or "").strip():
-        raise ValidationError({"name": "A name is required."})
+        raise ValidationError({"name": _("A name is required.")})
     if "infusion_date" in changes and changes["infusion_date"] != infusion.infusion_date:
         check_data_fits_infusion(patient, changes["infusion_date"])
     patient_changed = infusion_changed = False
@@ -290,7 +302,9 @@ class ValidatedLab:
     entered_value: str
     entered_unit: str
     loinc: str
+    # English, as stored in the lab's flags (the audit trail), and in the active language.
     warnings: list[str] = field(default_factory=list)
+    warning_texts: list[str] = field(default_factory=list)
 
 
 def validate_lab(
@@ -310,26 +324,37 @@ def validate_lab(
     try:
         spec = units.resolve_analyte(analyte)
     except units.AnalyteError as exc:
-        raise ValidationError({key: str(exc)}) from exc
+        raise ValidationError({key: error_text(exc)}) from exc
     key = field_name or "value"
     loinc = analyte.strip() if analyte.strip() in spec.loinc else spec.loinc[0]
     try:
         comparator, number = units.parse_value(value_text)
     except ValueError as exc:
-        raise ValidationError({key: f"{spec.label}: {exc}"}) from exc
+        raise ValidationError(
+            {key: _("%(analyte)s: %(error)s") % {"analyte": localize(spec.label), "error": error_text(exc)}}
+        ) from exc
     try:
         canonical = units.to_canonical(spec.code, number, unit or "")
     except units.UnitError as exc:
-        raise ValidationError({field_name or "unit": str(exc)}) from exc
+        raise ValidationError({field_name or "unit": error_text(exc)}) from exc
     try:
-        warnings = list(units.check_range(spec.code, canonical))
+        messages = units.check_range(spec.code, canonical)
     except units.RangeError as exc:
-        raise ValidationError({key: str(exc)}) from exc
+        raise ValidationError({key: error_text(exc)}) from exc
     if comparator is None and previous is not None and units.is_tenfold_jump(previous, canonical):
-        warnings.append(
-            f"{spec.label} {canonical.normalize():f} {spec.canonical_unit} differs 10-fold or more from "
-            f"the previous value {Decimal(previous).normalize():f} {spec.canonical_unit}. "
-            "Check the unit (mg/dL vs mg/L, cells/µL vs 10^9/L)."
+        messages.append(
+            Message(
+                gettext_noop(
+                    "%(analyte)s %(value)s %(unit)s differs 10-fold or more from the previous value "
+                    "%(previous)s %(unit)s. Check the unit (mg/dL vs mg/L, cells/µL vs 10^9/L)."
+                ),
+                {
+                    "analyte": spec.label_message,
+                    "value": units.format_decimal(canonical),
+                    "previous": units.format_decimal(Decimal(previous)),
+                    "unit": spec.canonical_unit,
+                },
+            )
         )
     return ValidatedLab(
         analyte=spec.code,
@@ -338,7 +363,8 @@ def validate_lab(
         entered_value=value_text.strip(),
         entered_unit=(unit or "").strip(),
         loinc=loinc,
-        warnings=warnings,
+        warnings=[str(m) for m in messages],
+        warning_texts=[localize(m) for m in messages],
     )
 
 
@@ -357,7 +383,7 @@ def previous_lab_value(patient: Patient, analyte: str, before: datetime) -> Deci
 def check_collected_at(patient: Patient, collected_at: datetime, field_name: str = "collected_at") -> int:
     """Return the day of ``collected_at``; refuse naive times and days out of range."""
     if collected_at is None or timezone.is_naive(collected_at):
-        raise ValidationError({field_name: "The collection time is required, with a time zone."})
+        raise ValidationError({field_name: _("The collection time is required, with a time zone.")})
     day = day_of(collected_at, site_zone(), patient.infusion.infusion_date)
     _check_day(day, field_name)
     return day
@@ -382,7 +408,7 @@ def lab_panel_record(
         errors.update(exc.message_dict)
     entries = [e for e in entries if (e.value or "").strip()]
     if not entries and not errors:
-        raise ValidationError({"__all__": "Enter at least one value."})
+        raise ValidationError({"__all__": _("Enter at least one value.")})
     validated: list[tuple[LabEntry, ValidatedLab]] = []
     warnings: dict[str, list[str]] = {}
     seen: set[str] = set()
@@ -390,10 +416,12 @@ def lab_panel_record(
         try:
             spec = units.resolve_analyte(entry.analyte)
         except units.AnalyteError as exc:
-            errors.setdefault(entry.analyte, []).append(str(exc))
+            errors.setdefault(entry.analyte, []).append(error_text(exc))
             continue
         if spec.code in seen:
-            errors.setdefault(spec.code, []).append(f"{spec.label} is entered twice in this panel.")
+            errors.setdefault(spec.code, []).append(
+                _("%(analyte)s is entered twice in this panel.") % {"analyte": localize(spec.label)}
+            )
             continue
         seen.add(spec.code)
         previous = None if errors else previous_lab_value(patient, spec.code, collected_at)
@@ -416,11 +444,12 @@ def lab_panel_record(
             .exists()
         ):
             errors.setdefault(spec.code, []).append(
-                f"{spec.label} is already recorded at this collection time: correct that entry instead."
+                _("%(analyte)s is already recorded at this collection time: correct that entry instead.")
+                % {"analyte": localize(spec.label)}
             )
             continue
         if v.warnings:
-            warnings[spec.code] = v.warnings
+            warnings[spec.code] = v.warning_texts
         validated.append((entry, v))
     if errors:
         raise ValidationError(errors)
@@ -487,18 +516,18 @@ def lab_correct(
     confirmed: bool = False,
 ) -> LabResult:
     """Correct a lab value; the previous value stays in the history with the reason."""
-    reason = _require_reason(reason, "correct a lab value")
+    reason = _require_reason(reason, _("correct a lab value"))
     patient = _lock_patient(lab.patient)
     lab = LabResult.objects.select_for_update().get(pk=lab.pk)
     if lab.is_voided:
-        raise ValidationError("This lab value is voided and can no longer be corrected.")
-    _check_version(lab, expected_version, "lab value")
+        raise ValidationError(_("This lab value is voided and can no longer be corrected."))
+    _check_version(lab, expected_version, _("lab value"))
     new_time = collected_at or lab.collected_at
     check_collected_at(patient, new_time)
     previous = previous_lab_value(patient, lab.analyte, new_time)
     v = validate_lab(analyte=lab.analyte, value_text=value, unit=unit, previous=previous)
     if v.warnings and not confirmed:
-        raise NeedsConfirmation({lab.analyte: v.warnings})
+        raise NeedsConfirmation({lab.analyte: v.warning_texts})
     lab.value, lab.comparator = v.value, v.comparator
     lab.entered_value, lab.entered_unit = v.entered_value, v.entered_unit
     lab.collected_at = new_time
@@ -509,7 +538,7 @@ def lab_correct(
             _save(lab, user=user, reason=reason)
     except IntegrityError as exc:
         raise ValidationError(
-            {"collected_at": "Another live value of this analyte exists at that collection time."}
+            {"collected_at": _("Another live value of this analyte exists at that collection time.")}
         ) from exc
     _recompute(patient)
     return lab
@@ -517,12 +546,12 @@ def lab_correct(
 
 def _void(row: Any, *, user: Any, expected_version: int | None, reason: str, what: str) -> Any:
     """Void one clinical row with a reason (never a delete), then recompute its patient."""
-    reason = _require_reason(reason, f"void this {what}")
+    reason = _require_reason(reason, _("void this %(what)s") % {"what": what})
     patient = _lock_patient(row.patient)
     row = type(row).objects.select_for_update().get(pk=row.pk)
     _check_version(row, expected_version, what)
     if row.is_voided:
-        raise ValidationError(f"This {what} is already voided.")
+        raise ValidationError(_("This %(what)s is already voided.") % {"what": what})
     row.voided_at = timezone.now()
     row.voided_by = user if getattr(user, "is_authenticated", False) else None
     row.void_reason = reason
@@ -535,7 +564,7 @@ def _void(row: Any, *, user: Any, expected_version: int | None, reason: str, wha
 @transaction.atomic
 def lab_void(*, user: Any, lab: LabResult, expected_version: int | None, reason: str) -> LabResult:
     """Void a lab value with a reason; it stops counting but is never deleted."""
-    return _void(lab, user=user, expected_version=expected_version, reason=reason, what="lab value")
+    return _void(lab, user=user, expected_version=expected_version, reason=reason, what=_("lab value"))
 
 
 # --- observations --------------------------------------------------------------------------
@@ -558,18 +587,32 @@ def validate_observation(values: dict[str, Any]) -> dict[str, Any]:
         try:
             tmax = Decimal(str(tmax))
         except ArithmeticError as exc:
-            raise ValidationError({"tmax_c": f"Tmax must be a number in °C, not {tmax!r}."}) from exc
+            raise ValidationError(
+                {"tmax_c": _("Tmax must be a number in °C, not '%(value)s'.") % {"value": tmax}}
+            ) from exc
         if not tmax.is_finite() or not TMAX_MIN_C <= tmax <= TMAX_MAX_C:
             raise ValidationError(
-                {"tmax_c": f"Tmax {tmax} °C is outside the accepted range 30.0–45.0 °C (or leave it empty)."}
+                {
+                    "tmax_c": _(
+                        "Tmax %(value)s °C is outside the accepted range 30.0–45.0 °C (or leave it empty)."
+                    )
+                    % {"value": tmax}
+                }
             )
         out["tmax_c"] = tmax.quantize(Decimal("0.1"))
     else:
         out["tmax_c"] = None
     if out.get("hypotension", "none") not in Hypotension.values:
-        raise ValidationError({"hypotension": f"Hypotension must be one of {', '.join(Hypotension.values)}."})
+        raise ValidationError(
+            {
+                "hypotension": _("Hypotension must be one of %(values)s.")
+                % {"values": ", ".join(Hypotension.values)}
+            }
+        )
     if out.get("oxygen", "none") not in Oxygen.values:
-        raise ValidationError({"oxygen": f"Oxygen must be one of {', '.join(Oxygen.values)}."})
+        raise ValidationError(
+            {"oxygen": _("Oxygen must be one of %(values)s.") % {"values": ", ".join(Oxygen.values)}}
+        )
     out.setdefault("hypotension", Hypotension.NONE)
     out.setdefault("oxygen", Oxygen.NONE)
     for flag in ("antipyretic", "tocilizumab", "corticosteroids"):
@@ -593,14 +636,16 @@ def observation_record(
     patient = _lock_patient(patient)
     unknown = set(values) - set(OBSERVATION_FIELDS)
     if unknown:
-        raise ValidationError(f"Unknown observation fields: {', '.join(sorted(unknown))}.")
+        raise ValidationError(
+            _("Unknown observation fields: %(fields)s.") % {"fields": ", ".join(sorted(unknown))}
+        )
     _check_day(day_of_date(date, patient.infusion.infusion_date), "date")
     clean = validate_observation(values)
     existing = Observation.objects.active().select_for_update().filter(patient=patient, date=date).first()
     if existing is None:
         if expected_version:
             raise ConflictError(
-                "The observation you edited has been voided since you opened it. Nothing was saved.",
+                _("The observation you edited has been voided since you opened it. Nothing was saved."),
                 code="conflict",
             )
         obs = Observation(
@@ -620,12 +665,17 @@ def observation_record(
             # The writer never saw the stored row: changing it now would be a lost update.
             who = getattr(existing.entered_by, "username", None) or existing.source
             raise ConflictError(
-                f"An observation for {date:%Y-%m-%d} was recorded ({who}, version {existing.version}) "
-                "since you opened this form. Nothing was saved: review it, then change it with a reason.",
+                _(
+                    "An observation for %(date)s was recorded (%(who)s, version %(version)d) "
+                    "since you opened this form. Nothing was saved: review it, then change it with a reason."
+                )
+                % {"date": f"{date:%Y-%m-%d}", "who": who, "version": existing.version},
                 code="conflict",
             )
-        _check_version(existing, expected_version, "observation")
-        reason = _require_reason(reason, f"change the observation of {date:%Y-%m-%d}")
+        _check_version(existing, expected_version, _("observation"))
+        reason = _require_reason(
+            reason, _("change the observation of %(date)s") % {"date": f"{date:%Y-%m-%d}"}
+        )
         for f, v in clean.items():
             setattr(existing, f, v)
         existing.note = note
@@ -641,7 +691,9 @@ def observation_void(
     *, user: Any, observation: Observation, expected_version: int | None, reason: str
 ) -> Observation:
     """Void a day's observation with a reason."""
-    return _void(observation, user=user, expected_version=expected_version, reason=reason, what="observation")
+    return _void(
+        observation, user=user, expected_version=expected_version, reason=reason, what=_("observation")
+    )
 
 
 # --- events and overrides ------------------------------------------------------------------
@@ -650,13 +702,23 @@ def observation_void(
 def validate_event(kind: str, detail: str) -> tuple[str, str]:
     """Check an event kind and its detail (SPEC 2.4)."""
     if kind not in EventKind.values:
-        raise ValidationError({"kind": f"Event must be one of {', '.join(EventKind.values)}, not {kind!r}."})
+        raise ValidationError(
+            {
+                "kind": _("Event must be one of %(values)s, not '%(kind)s'.")
+                % {"values": ", ".join(EventKind.values), "kind": kind}
+            }
+        )
     allowed = EVENT_DETAILS.get(kind)
     detail = (detail or "").strip()
     if allowed and detail not in allowed:
-        raise ValidationError({"detail": f"A {kind} event needs a detail: {' or '.join(allowed)}."})
+        raise ValidationError(
+            {
+                "detail": _("A %(kind)s event needs a detail: %(allowed)s.")
+                % {"kind": kind, "allowed": _(" or ").join(allowed)}
+            }
+        )
     if not allowed and detail:
-        raise ValidationError({"detail": f"A {kind} event takes no detail."})
+        raise ValidationError({"detail": _("A %(kind)s event takes no detail.") % {"kind": kind}})
     return kind, detail
 
 
@@ -679,7 +741,10 @@ def event_record(
         death = ClinicalEvent.objects.active().filter(patient=patient, kind=EventKind.DEATH).first()
         if death is not None:
             raise ValidationError(
-                {"kind": f"A death is already recorded on {death.date} ({death.detail}); void it first."}
+                {
+                    "kind": _("A death is already recorded on %(date)s (%(detail)s); void it first.")
+                    % {"date": death.date, "detail": death.detail}
+                }
             )
     event = ClinicalEvent(
         patient=patient,
@@ -701,19 +766,19 @@ def event_void(
     *, user: Any, event: ClinicalEvent, expected_version: int | None, reason: str
 ) -> ClinicalEvent:
     """Void an event with a reason."""
-    return _void(event, user=user, expected_version=expected_version, reason=reason, what="event")
+    return _void(event, user=user, expected_version=expected_version, reason=reason, what=_("event"))
 
 
 @transaction.atomic
 def grade_override_set(*, user: Any, patient: Patient, date: date, grade: int, reason: str) -> GradeOverride:
     """Record a hematologist's CRS grade for a day; the computed grade is kept too."""
-    reason = _require_reason(reason, "override a CRS grade")
+    reason = _require_reason(reason, _("override a CRS grade"))
     patient = _lock_patient(patient)
     if not isinstance(grade, int) or not 0 <= grade <= 4:
-        raise ValidationError({"grade": "A recorded grade must be 0–4 (grade 5 is a death from CRS)."})
+        raise ValidationError({"grade": _("A recorded grade must be 0–4 (grade 5 is a death from CRS).")})
     day = day_of_date(date, patient.infusion.infusion_date)
     if day < 0:
-        raise ValidationError({"date": "There is no CRS grade before infusion (day 0)."})
+        raise ValidationError({"date": _("There is no CRS grade before infusion (day 0).")})
     _check_day(day, "date")
     current = GradeOverride.objects.active().select_for_update().filter(patient=patient, date=date).first()
     now = timezone.now()
@@ -740,7 +805,9 @@ def grade_override_void(
     *, user: Any, override: GradeOverride, reason: str, expected_version: int | None = None
 ) -> GradeOverride:
     """Remove a grade override (void with a reason); the computed grade applies again."""
-    return _void(override, user=user, expected_version=expected_version, reason=reason, what="grade override")
+    return _void(
+        override, user=user, expected_version=expected_version, reason=reason, what=_("grade override")
+    )
 
 
 @transaction.atomic
@@ -748,10 +815,10 @@ def alert_acknowledge(*, user: Any, alert: Alert, note: str) -> Alert:
     """A hematologist acknowledges an alert with a note; the alert is kept."""
     note = (note or "").strip()
     if not note:
-        raise ValidationError({"note": "An acknowledgement needs a note."})
+        raise ValidationError({"note": _("An acknowledgement needs a note.")})
     alert = Alert.objects.select_for_update().get(pk=alert.pk)
     if alert.acknowledged_at is not None:
-        raise ValidationError("This alert is already acknowledged.")
+        raise ValidationError(_("This alert is already acknowledged."))
     alert.acknowledged_at = timezone.now()
     alert.acknowledged_by = user
     alert.acknowledgement_note = note
@@ -775,19 +842,23 @@ def site_parameters_update(
     *, user: Any, expected_version: int | None, reason: str, **changes: Any
 ) -> SiteParameters:
     """Change the clinical site parameters and recompute every patient (SPEC 8.5)."""
-    reason = _require_reason(reason, "change the site parameters")
+    reason = _require_reason(reason, _("change the site parameters"))
     unknown = set(changes) - set(SITE_FIELDS)
     if unknown:
-        raise ValidationError(f"Unknown site parameters: {', '.join(sorted(unknown))}.")
+        raise ValidationError(
+            _("Unknown site parameters: %(fields)s.") % {"fields": ", ".join(sorted(unknown))}
+        )
     SiteParameters.load()
     params = SiteParameters.objects.select_for_update().get(pk=1)
-    _check_version(params, expected_version, "site parameters")
+    _check_version(params, expected_version, _("site parameters"))
     if "bcell_threshold" in changes and Decimal(changes["bcell_threshold"]) < 0:
-        raise ValidationError({"bcell_threshold": "τ must be 0 cells/µL or more."})
+        raise ValidationError({"bcell_threshold": _("τ must be 0 cells/µL or more.")})
     if "regeneration_window_days" in changes and int(changes["regeneration_window_days"]) < 1:
-        raise ValidationError({"regeneration_window_days": "W must be at least 1 day."})
+        raise ValidationError({"regeneration_window_days": _("W must be at least 1 day.")})
     if "crs_outcome_window" in changes and not 0 <= int(changes["crs_outcome_window"]) <= MAX_DAY:
-        raise ValidationError({"crs_outcome_window": f"The window must be 0–{MAX_DAY} days."})
+        raise ValidationError(
+            {"crs_outcome_window": _("The window must be 0–%(max)d days.") % {"max": MAX_DAY}}
+        )
     for f, v in changes.items():
         setattr(params, f, v)
     params.version += 1

@@ -10,6 +10,8 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from enum import StrEnum
 from typing import Final
 
+from .messages import Message, ParamValue, RuleError, gettext_noop
+
 CANONICAL_PLACES: Final = 6  # canonical values are stored to 6 dp, SPEC 2.2
 _QUANTUM: Final = Decimal(1).scaleb(-CANONICAL_PLACES)
 _WORKING_PRECISION: Final = 40  # digits; ample for 2e6 with 6 dp through one division
@@ -33,19 +35,19 @@ class Analyte(StrEnum):
     BCELL = "bcell"
 
 
-class UnitError(ValueError):
+class UnitError(RuleError):
     """A unit that is not accepted for the analyte."""
 
 
-class RangeError(ValueError):
+class RangeError(RuleError):
     """A value outside the analyte's reject range; nothing may be stored."""
 
 
-class AnalyteError(ValueError):
+class AnalyteError(RuleError):
     """An unknown or refused analyte code or LOINC."""
 
 
-class ValueFormatError(ValueError):
+class ValueFormatError(RuleError):
     """A value text that is not a plain decimal number with an optional comparator."""
 
 
@@ -86,6 +88,11 @@ class AnalyteSpec:
     name: str = ""
 
     @property
+    def label_message(self) -> Message:
+        """The label, translated where it is shown."""
+        return Message(self.label)
+
+    @property
     def accepted_units(self) -> tuple[str, ...]:
         """Return the accepted units in display form, canonical first."""
         return tuple(f.display for f in self.units.values())
@@ -97,8 +104,14 @@ class AnalyteSpec:
             return self.units[key]
         except KeyError:
             raise UnitError(
-                f"unit {unit.strip()!r} is not accepted for {self.label}; accepted: "
-                + ", ".join(self.accepted_units)
+                Message(
+                    gettext_noop("unit '%(unit)s' is not accepted for %(analyte)s; accepted: %(accepted)s"),
+                    {
+                        "unit": unit.strip(),
+                        "analyte": self.label_message,
+                        "accepted": ", ".join(self.accepted_units),
+                    },
+                )
             ) from None
 
 
@@ -133,7 +146,7 @@ ANALYTES: Final[dict[str, AnalyteSpec]] = {
     Analyte.CRP: AnalyteSpec(
         code=Analyte.CRP,
         label="CRP",
-        name="C-reactive protein",
+        name=gettext_noop("C-reactive protein"),
         canonical_unit="mg/L",
         units=_units(UnitFactor("mg/L"), UnitFactor("mg/dL", multiply=_TEN)),
         reject_min=Decimal(0),
@@ -144,8 +157,8 @@ ANALYTES: Final[dict[str, AnalyteSpec]] = {
     ),
     Analyte.FERRITIN: AnalyteSpec(
         code=Analyte.FERRITIN,
-        label="Ferritin",
-        name="Ferritin",
+        label=gettext_noop("Ferritin"),
+        name=gettext_noop("Ferritin"),
         canonical_unit="µg/L",
         units=_units(
             UnitFactor("µg/L"),
@@ -161,7 +174,7 @@ ANALYTES: Final[dict[str, AnalyteSpec]] = {
     Analyte.IL6: AnalyteSpec(
         code=Analyte.IL6,
         label="IL-6",
-        name="Interleukin-6",
+        name=gettext_noop("Interleukin-6"),
         canonical_unit="pg/mL",
         units=_units(UnitFactor("pg/mL"), UnitFactor("ng/L")),
         reject_min=Decimal(0),
@@ -173,7 +186,7 @@ ANALYTES: Final[dict[str, AnalyteSpec]] = {
     Analyte.APTT: AnalyteSpec(
         code=Analyte.APTT,
         label="APTT",
-        name="Activated partial thromboplastin time",
+        name=gettext_noop("Activated partial thromboplastin time"),
         canonical_unit="s",
         units=_units(UnitFactor("s")),
         reject_min=Decimal(10),
@@ -185,7 +198,7 @@ ANALYTES: Final[dict[str, AnalyteSpec]] = {
     Analyte.ANC: AnalyteSpec(
         code=Analyte.ANC,
         label="ANC",
-        name="Absolute neutrophil count",
+        name=gettext_noop("Absolute neutrophil count"),
         canonical_unit="10^9/L",
         units=_units(
             UnitFactor("10^9/L"),
@@ -201,8 +214,8 @@ ANALYTES: Final[dict[str, AnalyteSpec]] = {
     ),
     Analyte.PLATELETS: AnalyteSpec(
         code=Analyte.PLATELETS,
-        label="Platelets",
-        name="Platelets",
+        label=gettext_noop("Platelets"),
+        name=gettext_noop("Platelets"),
         canonical_unit="10^9/L",
         units=_units(UnitFactor("10^9/L"), UnitFactor("10^3/µL")),
         reject_min=Decimal(0),
@@ -214,7 +227,7 @@ ANALYTES: Final[dict[str, AnalyteSpec]] = {
     Analyte.LDH: AnalyteSpec(
         code=Analyte.LDH,
         label="LDH",
-        name="Lactate dehydrogenase",
+        name=gettext_noop("Lactate dehydrogenase"),
         canonical_unit="U/L",
         units=_units(UnitFactor("U/L")),
         reject_min=Decimal(0),
@@ -225,8 +238,8 @@ ANALYTES: Final[dict[str, AnalyteSpec]] = {
     ),
     Analyte.BCELL: AnalyteSpec(
         code=Analyte.BCELL,
-        label="CD19+ B cells",
-        name="Peripheral-blood CD19+ B cells, absolute",
+        label=gettext_noop("CD19+ B cells"),
+        name=gettext_noop("Peripheral-blood CD19+ B cells, absolute"),
         canonical_unit="cells/µL",
         units=_units(
             UnitFactor("cells/µL"),
@@ -254,14 +267,22 @@ def resolve_analyte(code: str) -> AnalyteSpec:
         return _BY_LOINC[key]
     if key == HS_CRP_LOINC:
         raise AnalyteError(
-            f"LOINC {HS_CRP_LOINC} is high-sensitivity CRP, a different test, and is not "
-            f"accepted; send standard CRP (LOINC {ANALYTES[Analyte.CRP].loinc[0]})"
+            Message(
+                gettext_noop(
+                    "LOINC %(loinc)s is high-sensitivity CRP, a different test, and is not "
+                    "accepted; send standard CRP (LOINC %(crp_loinc)s)"
+                ),
+                {"loinc": HS_CRP_LOINC, "crp_loinc": ANALYTES[Analyte.CRP].loinc[0]},
+            )
         )
     raise AnalyteError(
-        f"analyte {code.strip()!r} is not known; accepted codes: "
-        + ", ".join(ANALYTES)
-        + "; or one of their LOINC codes: "
-        + ", ".join(_BY_LOINC)
+        Message(
+            gettext_noop(
+                "analyte '%(code)s' is not known; accepted codes: %(codes)s; "
+                "or one of their LOINC codes: %(loincs)s"
+            ),
+            {"code": code.strip(), "codes": ", ".join(ANALYTES), "loincs": ", ".join(_BY_LOINC)},
+        )
     )
 
 
@@ -283,21 +304,35 @@ def parse_value(text: str) -> tuple[str | None, Decimal]:
             stripped = comparator + stripped[len(alias) :]
             break
     if not stripped:
-        raise ValueFormatError("value is empty; enter a number such as 12.5, or <1 or >180")
+        raise ValueFormatError(
+            Message(gettext_noop("value is empty; enter a number such as 12.5, or <1 or >180"))
+        )
     if _DECIMAL_COMMA.search(stripped):
         raise ValueFormatError(
-            f"value {text.strip()!r} has a comma: use a decimal point (12.5), and no thousands separators"
+            Message(
+                gettext_noop(
+                    "value '%(value)s' has a comma: use a decimal point (12.5), and no thousands separators"
+                ),
+                {"value": text.strip()},
+            )
         )
     match = _VALUE.match(stripped)
     if match is None:
         raise ValueFormatError(
-            f"value {text.strip()!r} is not a number; enter a plain decimal such as 12.5, "
-            "optionally after <, <=, > or >= (no exponents, no NaN or infinity)"
+            Message(
+                gettext_noop(
+                    "value '%(value)s' is not a number; enter a plain decimal such as 12.5, "
+                    "optionally after <, <=, > or >= (no exponents, no NaN or infinity)"
+                ),
+                {"value": text.strip()},
+            )
         )
     try:
         value = Decimal(match.group("num"))
     except InvalidOperation:  # pragma: no cover - the pattern admits only finite decimals
-        raise ValueFormatError(f"value {text.strip()!r} is not a number") from None
+        raise ValueFormatError(
+            Message(gettext_noop("value '%(value)s' is not a number"), {"value": text.strip()})
+        ) from None
     return match.group("cmp"), value
 
 
@@ -325,21 +360,32 @@ def format_decimal(value: Decimal) -> str:
     return "0" if text in ("-0", "0") else text
 
 
-def check_range(analyte: str, canonical: Decimal) -> list[str]:
+def check_range(analyte: str, canonical: Decimal) -> list[Message]:
     """Raise RangeError outside the reject range; return warnings outside the warn range."""
     spec = resolve_analyte(analyte)
-    unit = spec.canonical_unit
-    shown = f"{spec.label} {format_decimal(canonical)} {unit}"
+    params: dict[str, ParamValue] = {
+        "analyte": spec.label_message,
+        "value": format_decimal(canonical),
+        "unit": spec.canonical_unit,
+    }
     if not spec.reject_min <= canonical <= spec.reject_max:
         raise RangeError(
-            f"{shown} is outside the accepted range "
-            f"{format_decimal(spec.reject_min)}–{format_decimal(spec.reject_max)} {unit}"
+            Message(
+                gettext_noop(
+                    "%(analyte)s %(value)s %(unit)s is outside the accepted range %(low)s–%(high)s %(unit)s"
+                ),
+                params | {"low": format_decimal(spec.reject_min), "high": format_decimal(spec.reject_max)},
+            )
         )
     if not spec.warn_min <= canonical <= spec.warn_max:
         return [
-            f"{shown} is outside the usual range "
-            f"{format_decimal(spec.warn_min)}–{format_decimal(spec.warn_max)} {unit}; "
-            "check the value and its unit"
+            Message(
+                gettext_noop(
+                    "%(analyte)s %(value)s %(unit)s is outside the usual range %(low)s–%(high)s %(unit)s; "
+                    "check the value and its unit"
+                ),
+                params | {"low": format_decimal(spec.warn_min), "high": format_decimal(spec.warn_max)},
+            )
         ]
     return []
 

@@ -265,7 +265,7 @@ def test_values_outside_warn_range_are_stored_with_a_warning(analyte: str, insid
     assert check_range(analyte, D(inside)) == []
     warnings = check_range(analyte, D(outside))
     assert len(warnings) == 1
-    assert "outside the usual range" in warnings[0]
+    assert "outside the usual range" in str(warnings[0])
 
 
 @pytest.mark.parametrize(
