@@ -560,8 +560,11 @@ def fill(po_path: Path) -> int:
         current = _unquote(m.group(2))
         if msgid in ZH:
             entry = entry[: m.start(2)] + _quote(ZH[msgid]) + "\n" + entry[m.end(2) :]
-            entry = entry.rstrip("\n").replace("#, fuzzy\n", "")
-        elif not current:
+            entry = entry.rstrip("\n").replace("#, fuzzy\n", "").replace("#, fuzzy, ", "#, ")
+            # The previous msgid of a fuzzy match is noise once the entry is translated.
+            entry = "\n".join(line for line in entry.split("\n") if not line.startswith("#| "))
+        elif not current or "#, fuzzy" in entry:
+            # compilemessages leaves fuzzy entries out, so they show in English: count them.
             missing += 1
             print(f"untranslated: {msgid!r}", file=sys.stderr)
         out.append(entry)

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from patients.models import (
@@ -26,6 +27,7 @@ from patients.models import (
     Sex,
 )
 from patients.services import LabEntry
+from scoring.i18n import analyte_label
 from scoring.rules.days import localize
 from scoring.rules.units import ANALYTES, AnalyteSpec
 from scoring.services import site_zone
@@ -181,6 +183,14 @@ class AnalyteRow:
     warnings: list[str]
 
     @property
+    def label(self) -> str:
+        return analyte_label(self.spec.code)
+
+    @property
+    def name(self) -> str:
+        return gettext(self.spec.name)
+
+    @property
     def errors(self) -> list[str]:
         return [*self.value.errors, *self.unit.errors]
 
@@ -198,7 +208,7 @@ class LabPanelForm(CollectedAtForm):
         self.warnings: dict[str, list[str]] = {}
         for code, spec in ANALYTES.items():
             self.fields[f"{code}_value"] = forms.CharField(
-                label=spec.label,
+                label=analyte_label(code),
                 required=False,
                 max_length=64,
                 widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off", "size": 10}),
@@ -206,7 +216,7 @@ class LabPanelForm(CollectedAtForm):
             # A plain CharField rendered as a select: any posted unit reaches the unit rules,
             # which refuse it with the list of accepted units (SPEC 2.2).
             self.fields[f"{code}_unit"] = forms.CharField(
-                label=_("Unit of %(analyte)s") % {"analyte": spec.label},
+                label=_("Unit of %(analyte)s") % {"analyte": analyte_label(code)},
                 required=False,
                 max_length=32,
                 initial=spec.canonical_unit,

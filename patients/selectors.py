@@ -18,11 +18,11 @@ from django.utils.translation import gettext as _
 
 from crsrisk.accounts.roles import visible_patients
 from patients.models import ClinicalEvent, EventKind, LabResult, Observation, Patient
+from scoring.i18n import analyte_label, localize
 from scoring.models import Alert, DailyAssessment, PatientSummary, ScoreModel
 from scoring.rules import alerts as alert_rules
 from scoring.rules.days import day_of, day_of_date, format_day
 from scoring.rules.score import FactorResult, ScoreResult
-from scoring.rules.units import ANALYTES
 from scoring.services import site_zone
 
 WARD_FIRST_DAY = -30  # active from day −30, SPEC 8.1
@@ -129,31 +129,9 @@ def score_result_from_stored(factors: list[dict[str, Any]], *, model: str, day: 
     )
 
 
-def reminder_texts(reminders: list[alert_rules.Reminder], day7: ScoreResult | None) -> list[str]:
-    """Translated reminder texts (the rule's messages are English)."""
-    out = []
-    for r in reminders:
-        if r.kind == alert_rules.REMINDER_DAY7_PANEL:
-            missing = (
-                [ANALYTES[f.input].label for f in day7.factors if f.missing and f.input in ANALYTES]
-                if day7
-                else []
-            )
-            out.append(
-                _("Day-7 panel incomplete: missing %(labs)s.") % {"labs": ", ".join(missing)}
-                if missing
-                else _("Day-7 panel incomplete: no day-7 labs.")
-            )
-        elif r.kind == alert_rules.REMINDER_BCELL_OVERDUE:
-            out.append(
-                _("B-cell count overdue: none in the last %(n)d days.")
-                % {"n": alert_rules.BCELL_OVERDUE_AFTER_DAYS}
-            )
-        elif r.kind == alert_rules.REMINDER_OBSERVATION_MISSING:
-            out.append(_("No bedside observation entered today."))
-        else:  # pragma: no cover - a new reminder kind shows its rule text
-            out.append(r.message)
-    return out
+def reminder_texts(reminders: list[alert_rules.Reminder]) -> list[str]:
+    """The reminders' texts in the reader's language."""
+    return [localize(r.message) for r in reminders]
 
 
 def patient_reminders(
@@ -175,7 +153,7 @@ def patient_reminders(
         bcell_days=[day_of(lab.collected_at, tz, d0) for lab in bcell_labs],
         observation_days=[day_of_date(o.date, d0) for o in observations],
     )
-    return reminder_texts(due, day7)
+    return reminder_texts(due)
 
 
 def _trend(rows: dict[int, DailyAssessment], running: DailyAssessment | None) -> tuple[str, int | None]:
@@ -356,7 +334,7 @@ def _describe(model_name: str, record: Any, patient: Patient) -> str:
     if model_name == "Infusion":
         return _("Infusion")
     if model_name == "LabResult":
-        label = ANALYTES[record.analyte].label if record.analyte in ANALYTES else record.analyte
+        label = analyte_label(record.analyte)
         return _("Lab %(analyte)s collected %(when)s") % {
             "analyte": label,
             "when": record.collected_at.astimezone(site_zone()).strftime("%Y-%m-%d %H:%M"),

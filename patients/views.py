@@ -20,8 +20,9 @@ from crsrisk.accounts.roles import is_hematologist
 from patients import forms, selectors, services
 from patients.models import CareTeam, Observation, Patient
 from scoring import charts
+from scoring.i18n import analyte_label
 from scoring.models import Alert
-from scoring.rules.units import ANALYTES, format_decimal
+from scoring.rules.units import format_decimal
 from scoring.selectors import timeline
 from scoring.services import site_zone
 
@@ -241,7 +242,7 @@ def lab_void(request: HttpRequest, mrn: str, pk: int) -> HttpResponse:
     patient = get_patient_or_404(request, mrn, "lab void")
     lab = get_object_or_404(patient.labs.active(), pk=pk)
     local = lab.collected_at.astimezone(site_zone())
-    what = f"{ANALYTES[lab.analyte].label} {lab.comparator}{format_decimal(lab.value)} "
+    what = f"{analyte_label(lab.analyte)} {lab.comparator}{format_decimal(lab.value)} "
     what += f"{lab.canonical_unit} ({local:%Y-%m-%d %H:%M})"
     return _void(request, patient, lab, services.lab_void, "lab", what)
 

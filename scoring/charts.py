@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from django.utils.translation import gettext as _
 
+from scoring.i18n import analyte_label
 from scoring.rules.days import day_of
 from scoring.rules.score import LANDMARK_DAY, ModelSpec
 from scoring.rules.units import ANALYTES
@@ -207,7 +208,7 @@ def lab_figures(labs: Sequence[ChartLab], model: ModelSpec) -> list[dict[str, An
         if not values:
             continue
         spec = ANALYTES[code]
-        layout = _layout(f"{spec.label} ({spec.canonical_unit})", spec.canonical_unit)
+        layout = _layout(f"{analyte_label(code)} ({spec.canonical_unit})", spec.canonical_unit)
         factor = cuts.get(code)
         if factor is not None:
             shape, note = _hline(
@@ -226,7 +227,7 @@ def lab_figures(labs: Sequence[ChartLab], model: ModelSpec) -> list[dict[str, An
                     {
                         "type": "scatter",
                         "mode": "lines+markers",
-                        "name": spec.label,
+                        "name": analyte_label(code),
                         "x": [v.day for v in values],
                         "y": [v.value for v in values],
                         "text": [f"{v.comparator}{v.value:g} {spec.canonical_unit}" for v in values],

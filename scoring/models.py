@@ -9,6 +9,8 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
+from scoring.i18n import localize
+from scoring.rules.alerts import alert_message
 from scoring.rules.score import ModelSpec, model_spec_from_dict
 
 
@@ -162,7 +164,9 @@ class Alert(models.Model):
     patient = models.ForeignKey("patients.Patient", on_delete=models.PROTECT, related_name="alerts")
     kind = models.CharField(max_length=32, choices=AlertKind.choices)
     day = models.IntegerField()
+    # English text as raised (the audit trail, API, exports); ``params`` rebuild it in any language.
     message = models.TextField()
+    params = models.JSONField(default=dict, blank=True)
     raised_at = models.DateTimeField()
     resolved_at = models.DateTimeField(null=True, blank=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
@@ -185,3 +189,11 @@ class Alert(models.Model):
     @property
     def is_open(self) -> bool:
         return self.resolved_at is None and self.acknowledged_at is None
+
+    @property
+    def text(self) -> str:
+        """The alert in the reader's language (rows stored without parameters read as stored)."""
+        try:
+            return localize(alert_message(self.kind, self.day, self.params))
+        except (KeyError, ValueError):
+            return self.message

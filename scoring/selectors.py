@@ -8,54 +8,13 @@ from decimal import Decimal
 from typing import Any
 
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_noop
 
 from patients.models import Patient, SiteParameters
+from scoring.i18n import analyte_label
 from scoring.models import Alert, DailyAssessment, PatientSummary, ScoreModel
 from scoring.rules import astct, bcell, measix, score
 from scoring.rules.days import day_of_date, format_day
 from scoring.rules.units import ANALYTES
-
-# The rules' caveats are English constants. These literal copies make them translatable
-# (makemessages extracts literals only); tests/web/test_i18n.py checks they stay identical.
-CAVEAT_MSGIDS = (
-    gettext_noop(
-        "Model provisional-v0: its cut-points are clinical conventions chosen by this project, "
-        "each with its source. They are not the published weights or cut-points of Ke et al. 2025, "
-        "which are not available. The high band is not a validated trigger for tocilizumab or "
-        "corticosteroids."
-    ),
-    gettext_noop("trend: the model is validated on day 7 only"),
-    gettext_noop(
-        "hypotension/hypoxia without fever: not graded as CRS. Check for masked fever, or another cause."
-    ),
-    gettext_noop(
-        "Continuing B-cell aplasia does not rule out relapse: CD19-negative relapse gives no B-cell signal."
-    ),
-    gettext_noop(
-        "In one retrospective study (55 patients treated, 45 of them in CR), early B-cell "
-        "regeneration (within 45 days) was associated with clinical relapse, and preemptive "
-        "anti-leukemic therapy (chemotherapy, targeted agents, second CAR-T) with longer "
-        "relapse-free survival than immunomodulatory therapy (interferon, IL-2). This is not a "
-        "treatment recommendation."
-    ),
-    gettext_noop(
-        "m-EASIX was studied before lymphodepletion in adults (Pennisi et al., Blood Adv 2021; "
-        "AUC about 0.80 for severe CRS). It is not validated in children."
-    ),
-    gettext_noop("trend: daily m-EASIX after infusion is not validated"),
-    gettext_noop("approximate timing"),
-)
-RULE_CAVEATS = (
-    score.MODEL_CAVEAT_PROVISIONAL,
-    score.TREND_CAVEAT,
-    astct.REVIEW_MESSAGE,
-    bcell.APLASIA_CAVEAT,
-    bcell.EARLY_REGENERATION_EVIDENCE,
-    measix.ADULT_CAVEAT,
-    measix.DAILY_CAVEAT,
-    measix.APPROXIMATE_TIMING_LABEL,
-)
 
 MRD_UNIT = "%"
 PROVISIONAL_MODEL_NAME = "provisional-v0"
@@ -67,7 +26,7 @@ def input_label(code: str) -> str:
         return _("Baseline MRD")
     if code == score.POST_LD_MRD_INPUT:
         return _("Post-lymphodepletion MRD")
-    return ANALYTES[code].label if code in ANALYTES else code
+    return analyte_label(code)
 
 
 def input_unit(code: str) -> str:

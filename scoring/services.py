@@ -305,13 +305,21 @@ def _store_alerts(assessments: dict[int, Assessment], patient_ids: list[int], no
     to_create, to_update = [], []
     for key, cond in wanted.items():
         alert = existing.get(key)
+        message, params = str(cond.message), dict(cond.params)
         if alert is None:
             to_create.append(
-                Alert(patient_id=key[0], kind=cond.kind, day=cond.day, message=cond.message, raised_at=now)
+                Alert(
+                    patient_id=key[0],
+                    kind=cond.kind,
+                    day=cond.day,
+                    message=message,
+                    params=params,
+                    raised_at=now,
+                )
             )
-        elif alert.resolved_at is not None or alert.message != cond.message:
+        elif alert.resolved_at is not None or alert.message != message or alert.params != params:
             alert.resolved_at = None
-            alert.message = cond.message
+            alert.message, alert.params = message, params
             to_update.append(alert)
     for key, alert in existing.items():
         if key not in wanted and alert.resolved_at is None:
@@ -322,7 +330,7 @@ def _store_alerts(assessments: dict[int, Assessment], patient_ids: list[int], no
         bulk_create_with_history(to_create, Alert, default_change_reason="raised by recompute")
     if to_update:
         bulk_update_with_history(
-            to_update, Alert, ["resolved_at", "message"], default_change_reason="recompute"
+            to_update, Alert, ["resolved_at", "message", "params"], default_change_reason="recompute"
         )
 
 

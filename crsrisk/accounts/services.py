@@ -16,6 +16,7 @@ from django.contrib.auth import password_validation
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 from rest_framework.authtoken.models import Token
 
 from crsrisk.accounts.models import Profile, Role, SecurityEvent
@@ -54,11 +55,15 @@ def security_event_record(
 
 def _check_role_and_teams(role: str, care_teams: Iterable[CareTeam], all_care_teams: bool) -> None:
     if role not in Role.values:
-        raise ValidationError({"role": f"Role must be one of: {', '.join(Role.values)}."})
+        raise ValidationError(
+            {"role": _("Role must be one of: %(roles)s.") % {"roles": ", ".join(Role.values)}}
+        )
     if all_care_teams and role != Role.HEMATOLOGIST:
-        raise ValidationError({"all_care_teams": "Only a hematologist account can see all care teams."})
+        raise ValidationError({"all_care_teams": _("Only a hematologist account can see all care teams.")})
     if role == Role.ADMIN and list(care_teams):
-        raise ValidationError({"care_teams": "Admins see no clinical data, so they belong to no care team."})
+        raise ValidationError(
+            {"care_teams": _("Admins see no clinical data, so they belong to no care team.")}
+        )
 
 
 def _assign(user: User, role: str, care_teams: Iterable[CareTeam], all_care_teams: bool) -> Profile:
@@ -91,7 +96,7 @@ def user_create(
     care_teams = list(care_teams)
     _check_role_and_teams(role, care_teams, all_care_teams)
     if User.objects.filter(username__iexact=username).exists():
-        raise ValidationError({"username": f"The username {username!r} is taken."})
+        raise ValidationError({"username": _("The username '%(name)s' is taken.") % {"name": username}})
     user = User(username=username)
     try:
         password_validation.validate_password(password, user)
@@ -124,7 +129,7 @@ def user_update(
     care_teams = list(care_teams)
     _check_role_and_teams(role, care_teams, all_care_teams)
     if user.pk == getattr(actor, "pk", None) and role != Role.ADMIN:
-        raise ValidationError({"role": "You cannot take the admin role from your own account."})
+        raise ValidationError({"role": _("You cannot take the admin role from your own account.")})
     _assign(user, role, care_teams, all_care_teams)
     security_event_record(
         kind=SecurityEvent.Kind.ACCOUNT_CHANGED,
@@ -140,9 +145,9 @@ def user_update(
 def user_deactivate(*, actor: Any, user: User, ip_address: str | None = None) -> User:
     """Deactivate an account (never delete it): it can no longer sign in, and its tokens go."""
     if user.pk == getattr(actor, "pk", None):
-        raise ValidationError("You cannot deactivate your own account.")
+        raise ValidationError(_("You cannot deactivate your own account."))
     if not user.is_active:
-        raise ValidationError(f"The account {user.username!r} is already deactivated.")
+        raise ValidationError(_("The account '%(name)s' is already deactivated.") % {"name": user.username})
     user.is_active = False
     user.save(update_fields=["is_active"])
     revoked = Token.objects.filter(user=user).delete()[0]
@@ -161,7 +166,7 @@ def user_deactivate(*, actor: Any, user: User, ip_address: str | None = None) ->
 def user_reactivate(*, actor: Any, user: User, ip_address: str | None = None) -> User:
     """Let a deactivated account sign in again."""
     if user.is_active:
-        raise ValidationError(f"The account {user.username!r} is active.")
+        raise ValidationError(_("The account '%(name)s' is active.") % {"name": user.username})
     user.is_active = True
     user.save(update_fields=["is_active"])
     security_event_record(
@@ -221,7 +226,7 @@ def user_unlock(*, actor: Any, username: str, ip_address: str | None = None) -> 
 def token_issue(*, actor: Any, user: User, ip_address: str | None = None) -> str:
     """Issue a new API token for ``user`` (replacing any old one) and return its key, shown once."""
     if not user.is_active:
-        raise ValidationError(f"The account {user.username!r} is deactivated.")
+        raise ValidationError(_("The account '%(name)s' is deactivated.") % {"name": user.username})
     replaced = Token.objects.filter(user=user).delete()[0]
     token = Token.objects.create(user=user)
     security_event_record(
@@ -239,7 +244,7 @@ def token_revoke(*, actor: Any, user: User, ip_address: str | None = None) -> bo
     """Revoke the user's API token; returns whether there was one."""
     revoked = Token.objects.filter(user=user).delete()[0] > 0
     if not revoked:
-        raise ValidationError(f"The account {user.username!r} has no API token.")
+        raise ValidationError(_("The account '%(name)s' has no API token.") % {"name": user.username})
     security_event_record(
         kind=SecurityEvent.Kind.TOKEN_REVOKED, username=user.username, actor=actor, ip_address=ip_address
     )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from .astct import REVIEW_MESSAGE, SEVERE_CRS_MIN_GRADE, DayGrade
 from .bcell import EARLY, EARLY_REGENERATION_EVIDENCE, REGENERATION_SUSPECTED, BcellResult
 from .days import format_day
+from .messages import Message, gettext_noop, join
 from .score import BAND_HIGH, LANDMARK_DAY, MRD_INPUTS, ScoreResult
 from .units import ANALYTES
 
@@ -31,18 +32,68 @@ OBSERVATION_REMIND_FIRST_DAY: Final = 0  # SPEC 3.5
 OBSERVATION_REMIND_LAST_DAY: Final = 21  # SPEC 3.5
 
 
+AlertParams = Mapping[str, "str | int"]
+
+
+def alert_message(kind: str, day: int, params: AlertParams) -> Message:
+    """The text of an alert, rebuilt from its kind, day and stored parameters."""
+    shown_day = format_day(day)
+    if kind == DAY7_HIGH:
+        return Message(
+            gettext_noop(
+                "Day-7 score %(points)s points (up to %(max_points)s), band high, model %(model)s. "
+                "The band is not a validated trigger for tocilizumab or corticosteroids."
+            ),
+            dict(params),
+        )
+    if kind == SEVERE_CRS:
+        template = (
+            gettext_noop("Severe CRS observed: ASTCT grade %(grade)s on day %(day)s (grade set by hand).")
+            if params.get("overridden")
+            else gettext_noop("Severe CRS observed: ASTCT grade %(grade)s on day %(day)s.")
+        )
+        return Message(template, {"grade": params["grade"], "day": shown_day})
+    if kind == CRS_REVIEW:
+        return Message(
+            gettext_noop("Day %(day)s: %(review)s"), {"day": shown_day, "review": Message(REVIEW_MESSAGE)}
+        )
+    if kind == BCELL_SUSPECTED:
+        return Message(
+            gettext_noop(
+                "Detectable CD19+ B cells on day %(day)s after aplasia: B-cell regeneration suspected. "
+                "A repeat sample would confirm or refute it."
+            ),
+            {"day": shown_day},
+        )
+    if kind == BCELL_EARLY:
+        return Message(
+            gettext_noop("Early B-cell regeneration from day %(day)s in a patient in CR. %(evidence)s"),
+            {"day": shown_day, "evidence": Message(EARLY_REGENERATION_EVIDENCE)},
+        )
+    raise ValueError(f"alert kind {kind!r} is not known; known: {', '.join(ALERT_KINDS)}")
+
+
 @dataclass(frozen=True)
 class AlertCondition:
-    """A condition that should hold an alert; keyed by (kind, day)."""
+    """A condition that should hold an alert; keyed by (kind, day).
+
+    ``params`` are plain values, stored with the alert so that its text can be shown
+    in the reader's language (``alert_message``).
+    """
 
     kind: str
     day: int
-    message: str
+    params: AlertParams = field(default_factory=dict, hash=False)
 
     @property
     def key(self) -> tuple[str, int]:
         """Return the (kind, day) key that deduplicates alerts of one patient."""
         return (self.kind, self.day)
+
+    @property
+    def message(self) -> Message:
+        """The alert's text (``str()`` gives English)."""
+        return alert_message(self.kind, self.day, self.params)
 
 
 @dataclass(frozen=True)
@@ -50,7 +101,7 @@ class Reminder:
     """A date-dependent nudge, computed when a page is read."""
 
     kind: str
-    message: str
+    message: Message
 
 
 def alert_conditions(
@@ -71,44 +122,19 @@ def alert_conditions(
             AlertCondition(
                 DAY7_HIGH,
                 LANDMARK_DAY,
-                f"Day-7 score {day7.points} points (up to {day7.max_points}), band high, "
-                f"model {day7.model}. The band is not a validated trigger for tocilizumab "
-                "or corticosteroids.",
+                {"points": day7.points, "max_points": day7.max_points, "model": day7.model},
             )
         )
     for g in grades:
         if g.grade >= SEVERE_CRS_MIN_GRADE:
-            add(
-                AlertCondition(
-                    SEVERE_CRS,
-                    g.day,
-                    f"Severe CRS observed: ASTCT grade {g.grade} on day {format_day(g.day)}"
-                    + (" (grade set by hand)." if g.overridden else "."),
-                )
-            )
+            add(AlertCondition(SEVERE_CRS, g.day, {"grade": g.grade, "overridden": int(g.overridden)}))
         if g.review:
-            add(AlertCondition(CRS_REVIEW, g.day, f"Day {format_day(g.day)}: {REVIEW_MESSAGE}"))
+            add(AlertCondition(CRS_REVIEW, g.day))
     for result in bcell_by_day.values():
         if result.status == REGENERATION_SUSPECTED and result.suspected_day is not None:
-            d = result.suspected_day
-            add(
-                AlertCondition(
-                    BCELL_SUSPECTED,
-                    d,
-                    f"Detectable CD19+ B cells on day {format_day(d)} after aplasia: "
-                    "B-cell regeneration suspected. A repeat sample would confirm or refute it.",
-                )
-            )
+            add(AlertCondition(BCELL_SUSPECTED, result.suspected_day))
         if has_cr and result.status == EARLY and result.first_regeneration_day is not None:
-            r = result.first_regeneration_day
-            add(
-                AlertCondition(
-                    BCELL_EARLY,
-                    r,
-                    f"Early B-cell regeneration from day {format_day(r)} in a patient in CR. "
-                    + EARLY_REGENERATION_EVIDENCE,
-                )
-            )
+            add(AlertCondition(BCELL_EARLY, result.first_regeneration_day))
     return sorted(found.values(), key=lambda c: (c.day, ALERT_KINDS.index(c.kind)))
 
 
@@ -123,10 +149,12 @@ def reminders(
     due: list[Reminder] = []
     if today_day > DAY7_PANEL_REMIND_AFTER_DAY:
         if day7 is None:
-            due.append(Reminder(REMINDER_DAY7_PANEL, "Day-7 panel incomplete: no day-7 labs."))
+            due.append(
+                Reminder(REMINDER_DAY7_PANEL, Message(gettext_noop("Day-7 panel incomplete: no day-7 labs.")))
+            )
         else:
             missing = [
-                ANALYTES[f.input].label if f.input in ANALYTES else f.code
+                Message(ANALYTES[f.input].label) if f.input in ANALYTES else Message(f.code)
                 for f in day7.factors
                 if f.missing and f.input not in MRD_INPUTS
             ]
@@ -134,7 +162,9 @@ def reminders(
                 due.append(
                     Reminder(
                         REMINDER_DAY7_PANEL,
-                        "Day-7 panel incomplete: missing " + ", ".join(missing) + ".",
+                        Message(
+                            gettext_noop("Day-7 panel incomplete: missing %(labs)s."), {"labs": join(missing)}
+                        ),
                     )
                 )
     if BCELL_REMIND_FIRST_DAY <= today_day <= BCELL_REMIND_LAST_DAY:
@@ -143,7 +173,10 @@ def reminders(
             due.append(
                 Reminder(
                     REMINDER_BCELL_OVERDUE,
-                    f"B-cell count overdue: none in the last {BCELL_OVERDUE_AFTER_DAYS} days.",
+                    Message(
+                        gettext_noop("B-cell count overdue: none in the last %(n)s days."),
+                        {"n": BCELL_OVERDUE_AFTER_DAYS},
+                    ),
                 )
             )
     if (
@@ -153,7 +186,10 @@ def reminders(
         due.append(
             Reminder(
                 REMINDER_OBSERVATION_MISSING,
-                f"No bedside observation entered today (day {format_day(today_day)}).",
+                Message(
+                    gettext_noop("No bedside observation entered today (day %(day)s)."),
+                    {"day": format_day(today_day)},
+                ),
             )
         )
     return due

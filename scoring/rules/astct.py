@@ -8,6 +8,7 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import Final
 
+from .messages import gettext_noop
 from .types import DEATH_CRS, EVENT_DEATH, Event, Observation, Override
 
 GRADING_SYSTEM: Final = "ASTCT-2019"  # recorded with each result, SPEC 3.1
@@ -31,7 +32,7 @@ OXYGEN_GRADES: Final[Mapping[str, int]] = {
     "positive_pressure": 4,
 }
 
-REVIEW_MESSAGE: Final = (
+REVIEW_MESSAGE: Final = gettext_noop(
     "hypotension/hypoxia without fever: not graded as CRS. Check for masked fever, or another cause."
 )
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
+from .messages import gettext_noop
 from .types import Lab, SiteParams
 from .units import Analyte
 
@@ -29,10 +30,10 @@ STATUSES: Final = (
 
 FIRST_BCELL_DAY: Final = 1  # measurements count from day 1 onward, SPEC 3.3
 
-APLASIA_CAVEAT: Final = (
+APLASIA_CAVEAT: Final = gettext_noop(
     "Continuing B-cell aplasia does not rule out relapse: CD19-negative relapse gives no B-cell signal."
 )
-EARLY_REGENERATION_EVIDENCE: Final = (  # SPEC 3.6, verbatim
+EARLY_REGENERATION_EVIDENCE: Final = gettext_noop(  # SPEC 3.6, verbatim
     "In one retrospective study (55 patients treated, 45 of them in CR), early B-cell "
     "regeneration (within 45 days) was associated with clinical relapse, and preemptive "
     "anti-leukemic therapy (chemotherapy, targeted agents, second CAR-T) with longer "

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final
 
+from .messages import gettext_noop
 from .types import Lab
 from .units import Analyte, quantize_canonical
 
@@ -17,12 +18,12 @@ APPROX_WINDOW_FIRST_DAY: Final = -14  # without an LD date: days −14…−1, S
 APPROX_WINDOW_LAST_DAY: Final = -1
 MEASIX_ANALYTES: Final = (Analyte.LDH.value, Analyte.CRP.value, Analyte.PLATELETS.value)
 
-ADULT_CAVEAT: Final = (
+ADULT_CAVEAT: Final = gettext_noop(
     "m-EASIX was studied before lymphodepletion in adults (Pennisi et al., Blood Adv 2021; "
     "AUC about 0.80 for severe CRS). It is not validated in children."
 )
-DAILY_CAVEAT: Final = "trend: daily m-EASIX after infusion is not validated"
-APPROXIMATE_TIMING_LABEL: Final = "approximate timing"
+DAILY_CAVEAT: Final = gettext_noop("trend: daily m-EASIX after infusion is not validated")
+APPROXIMATE_TIMING_LABEL: Final = gettext_noop("approximate timing")
 
 REASON_MISSING: Final = "missing"
 REASON_CENSORED: Final = "censored"

@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal, cast
 
+from .messages import Message, RuleError, gettext_noop
 from .types import COMPARATORS, Lab, Observation
 from .units import Analyte
 
@@ -47,13 +48,13 @@ FLAG_CENSORED_UNDECIDED: Final = "censored_undecided"
 THERAPY_TOCILIZUMAB: Final = "tocilizumab"
 THERAPY_CORTICOSTEROIDS: Final = "corticosteroids"
 
-MODEL_CAVEAT_PROVISIONAL: Final = (
+MODEL_CAVEAT_PROVISIONAL: Final = gettext_noop(
     "Model provisional-v0: its cut-points are clinical conventions chosen by this project, "
     "each with its source. They are not the published weights or cut-points of Ke et al. 2025, "
     "which are not available. The high band is not a validated trigger for tocilizumab or "
     "corticosteroids."
 )
-TREND_CAVEAT: Final = "trend: the model is validated on day 7 only"
+TREND_CAVEAT: Final = gettext_noop("trend: the model is validated on day 7 only")
 
 _COMPARISONS: Final = (">=", ">", "<", "<=")
 
@@ -72,14 +73,32 @@ class FactorSpec:
 
     def __post_init__(self) -> None:
         if self.comparison not in _COMPARISONS:
-            raise ValueError(
-                f"factor {self.code}: comparison {self.comparison!r} is not accepted; "
-                "accepted: " + ", ".join(_COMPARISONS)
+            raise RuleError(
+                Message(
+                    gettext_noop(
+                        "factor %(code)s: comparison '%(comparison)s' is not accepted; accepted: %(accepted)s"
+                    ),
+                    {
+                        "code": self.code,
+                        "comparison": str(self.comparison),
+                        "accepted": ", ".join(_COMPARISONS),
+                    },
+                )
             )
         if self.points < 0:
-            raise ValueError(f"factor {self.code}: points must be ≥ 0, not {self.points}")
+            raise RuleError(
+                Message(
+                    gettext_noop("factor %(code)s: points must be ≥ 0, not %(points)s"),
+                    {"code": self.code, "points": self.points},
+                )
+            )
         if not self.cut.is_finite():
-            raise ValueError(f"factor {self.code}: the cut-point must be a finite number")
+            raise RuleError(
+                Message(
+                    gettext_noop("factor %(code)s: the cut-point must be a finite number"),
+                    {"code": self.code},
+                )
+            )
 
     @property
     def is_mrd(self) -> bool:
@@ -99,9 +118,16 @@ class ModelSpec:
     def __post_init__(self) -> None:
         codes = [f.code for f in self.factors]
         if len(set(codes)) != len(codes):
-            raise ValueError(f"model {self.name}: factor codes must be unique")
+            raise RuleError(
+                Message(gettext_noop("model %(name)s: factor codes must be unique"), {"name": self.name})
+            )
         if not 0 <= self.intermediate_from <= self.high_from:
-            raise ValueError(f"model {self.name}: band thresholds need 0 ≤ intermediate_from ≤ high_from")
+            raise RuleError(
+                Message(
+                    gettext_noop("model %(name)s: band thresholds need 0 ≤ intermediate_from ≤ high_from"),
+                    {"name": self.name},
+                )
+            )
 
     @property
     def total_points(self) -> int:
@@ -233,14 +259,23 @@ def model_spec_from_dict(data: Mapping[str, Any]) -> ModelSpec:
             high_from=_as_int(data.get("high_from", HIGH_FROM_POINTS), "high_from"),
         )
     except KeyError as exc:
-        raise ValueError(f"model definition lacks the field {exc.args[0]!r}") from None
+        raise RuleError(
+            Message(gettext_noop("model definition lacks the field '%(field)s'"), {"field": str(exc.args[0])})
+        ) from None
     except InvalidOperation:
-        raise ValueError("model definition has a cut-point that is not a number") from None
+        raise RuleError(
+            Message(gettext_noop("model definition has a cut-point that is not a number"))
+        ) from None
 
 
 def _as_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"model definition: {name} must be a whole number, not {value!r}")
+        raise RuleError(
+            Message(
+                gettext_noop("model definition: %(name)s must be a whole number, not %(value)s"),
+                {"name": name, "value": repr(value)},
+            )
+        )
     return value
 
 

@@ -282,6 +282,7 @@ def test_observation_making_grade_3_raises_the_alert(clin_client, ward_patient):
     assert_stored_equals_scratch(ward_patient)
     page = clin_client.get(reverse("patients:detail", args=[ward_patient.mrn])).content.decode()
     assert "Severe CRS observed, grade 3 on day 2" in page
+    assert "Severe CRS observed: ASTCT grade 3 on day +2." in page
 
 
 def test_nasal_cannula_without_flow_is_refused_next_to_the_flow(clin_client, ward_patient):
