@@ -58,6 +58,15 @@ TREND_CAVEAT: Final = "trend: the model is validated on day 7 only"
 _COMPARISONS: Final = (">=", ">", "<", "<=")
 
 
+class ModelSpecError(ValueError):
+    """A model definition the rules refuse; ``field`` and ``factor`` say where (for forms)."""
+
+    def __init__(self, message: str, *, field: str, factor: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.factor = factor
+
+
 @dataclass(frozen=True)
 class FactorSpec:
     """One factor of a score model: its input, comparison, cut-point and points."""
@@ -72,14 +81,20 @@ class FactorSpec:
 
     def __post_init__(self) -> None:
         if self.comparison not in _COMPARISONS:
-            raise ValueError(
+            raise ModelSpecError(
                 f"factor {self.code}: comparison {self.comparison!r} is not accepted; "
-                "accepted: " + ", ".join(_COMPARISONS)
+                "accepted: " + ", ".join(_COMPARISONS),
+                field="comparison",
+                factor=self.code,
             )
         if self.points < 0:
-            raise ValueError(f"factor {self.code}: points must be ≥ 0, not {self.points}")
+            raise ModelSpecError(
+                f"factor {self.code}: points must be ≥ 0, not {self.points}", field="points", factor=self.code
+            )
         if not self.cut.is_finite():
-            raise ValueError(f"factor {self.code}: the cut-point must be a finite number")
+            raise ModelSpecError(
+                f"factor {self.code}: the cut-point must be a finite number", field="cut", factor=self.code
+            )
 
     @property
     def is_mrd(self) -> bool:
@@ -99,9 +114,17 @@ class ModelSpec:
     def __post_init__(self) -> None:
         codes = [f.code for f in self.factors]
         if len(set(codes)) != len(codes):
-            raise ValueError(f"model {self.name}: factor codes must be unique")
-        if not 0 <= self.intermediate_from <= self.high_from:
-            raise ValueError(f"model {self.name}: band thresholds need 0 ≤ intermediate_from ≤ high_from")
+            raise ModelSpecError(f"model {self.name}: factor codes must be unique", field="factors")
+        if self.intermediate_from < 0:
+            raise ModelSpecError(
+                f"model {self.name}: band thresholds need 0 ≤ intermediate_from ≤ high_from",
+                field="intermediate_from",
+            )
+        if self.intermediate_from > self.high_from:
+            raise ModelSpecError(
+                f"model {self.name}: band thresholds need 0 ≤ intermediate_from ≤ high_from",
+                field="high_from",
+            )
 
     @property
     def total_points(self) -> int:
@@ -240,7 +263,7 @@ def model_spec_from_dict(data: Mapping[str, Any]) -> ModelSpec:
 
 def _as_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"model definition: {name} must be a whole number, not {value!r}")
+        raise ModelSpecError(f"model definition: {name} must be a whole number, not {value!r}", field=name)
     return value
 
 
