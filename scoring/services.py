@@ -498,7 +498,7 @@ def score_model_spec_check(spec: dict[str, Any], *, name: str) -> dict[str, Any]
                 % {"high": model.high_from, "total": model.total_points}
             }
         )
-    return {k: v for k, v in score.model_spec_to_dict(model).items() if k != "name"}
+    return score.model_spec_to_dict(model)
 
 
 def _check_name(name: str) -> str:
