@@ -118,7 +118,7 @@ class ModelEditForm(ReasonForm, ProvenanceFieldsMixin):
                 decimal_places=6,
                 widget=forms.TextInput(attrs={"inputmode": "decimal"}),
                 error_messages={
-                    "invalid": _("Enter the cut-point as a number in %(unit)s, for example 200.")
+                    "invalid": _("Enter the cut-point as a number in %(unit)s, using digits and a point.")
                     % {"unit": unit},
                     "required": _("Enter a cut-point in %(unit)s.") % {"unit": unit},
                 },
