@@ -81,7 +81,7 @@ class FactorRow:
         return (self.comparison, self.cut, self.points, self.label, self.rationale)
 
     @property
-    def errors(self) -> list[str]:
+    def errors(self) -> list[Any]:
         return [e for bf in self.fields for e in bf.errors]
 
 
@@ -104,7 +104,7 @@ class ModelEditForm(ReasonForm, ProvenanceFieldsMixin):
         if model.provenance not in (Provenance.EDITED, Provenance.PUBLISHED):
             # Keep a fitted draft's provenance selectable, so editing its bands keeps it.
             choices = [(model.provenance, model.get_provenance_display()), *ENTERED_PROVENANCES]
-            self.fields["provenance"].choices = choices
+            self.fields["provenance"].choices = choices  # type: ignore[attr-defined]  # a ChoiceField
         for f in self.factor_specs:
             code, unit = f["code"], input_unit(f["input"])
             name = input_label(f["input"])

@@ -286,16 +286,18 @@ def score_model_what_if(model: ScoreModel, *, user: Any) -> WhatIf | None:
     tz = site_zone()
     for patient in patients_with_inputs(ids):
         inputs = patient_inputs(patient, tz)
-        kwargs = {
-            "baseline_mrd_pct": inputs.baseline_mrd_pct,
-            "post_ld_mrd_pct": inputs.post_ld_mrd_pct,
-            "labs": inputs.labs,
-            "therapy_days": inputs.observations,
-        }
-        before = score.day7_score(current, **kwargs)  # type: ignore[arg-type]
+        before, after = (
+            score.day7_score(
+                spec,
+                baseline_mrd_pct=inputs.baseline_mrd_pct,
+                post_ld_mrd_pct=inputs.post_ld_mrd_pct,
+                labs=inputs.labs,
+                therapy_days=inputs.observations,
+            )
+            for spec in (current, candidate)
+        )
         if all(f.missing for f in before.factors if f.input not in score.MRD_INPUTS):
             continue  # no day-7 lab result yet
-        after = score.day7_score(candidate, **kwargs)  # type: ignore[arg-type]
         counts[(before.band, after.band)] += 1
     n = sum(counts.values())
     rank = {b: i for i, b in enumerate(BAND_ORDER)}

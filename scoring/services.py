@@ -586,7 +586,7 @@ def score_model_update(
 ) -> ScoreModel:
     """Edit a draft: its factors, bands, provenance, citation or description (audited)."""
     reason = _require_model_reason(reason, _("change a score model"))
-    locked = ScoreModel.objects.select_for_update().get(pk=model.pk)
+    locked: ScoreModel = ScoreModel.objects.select_for_update().get(pk=model.pk)
     _check_revision(locked, expected_revision)
     if locked.status != ModelStatus.DRAFT:
         raise ValidationError(
@@ -617,7 +617,7 @@ def score_model_retire(
 ) -> ScoreModel:
     """Retire a draft (or re-confirm nothing): the active version is retired only by activating another."""
     reason = _require_model_reason(reason, _("retire a score model"))
-    locked = ScoreModel.objects.select_for_update().get(pk=model.pk)
+    locked: ScoreModel = ScoreModel.objects.select_for_update().get(pk=model.pk)
     _check_revision(locked, expected_revision)
     if locked.status == ModelStatus.ACTIVE:
         raise ValidationError(
