@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -568,7 +568,13 @@ def score_model_create_draft(
         derived_from=source,
     )
     reason = f"draft created from {source.name}" if source is not None else "draft created"
-    _save_model(model, user=user, reason=reason)
+    try:
+        with transaction.atomic():
+            _save_model(model, user=user, reason=reason)
+    except IntegrityError:  # the same name taken by a concurrent request
+        raise ValidationError(
+            {"name": _("A score model named %(name)s exists already.") % {"name": name}}
+        ) from None
     return model
 
 

@@ -186,3 +186,16 @@ def test_what_if_counts_band_changes_of_patients_with_a_day7_result(
     assert what_if.patients == 1
     assert (what_if.changed, what_if.higher, what_if.lower) == (1, 1, 0)
     assert dict(what_if.matrix)["intermediate"] == [0, 0, 1]
+
+
+def test_only_a_published_version_with_citation_shows_its_citation_and_no_edited_caveat(hema_client):
+    url = reverse("scoring:model-new", args=["provisional-v0"])
+    citation = "Ke et al., Curr Med Sci 2025, doi:10.1007/s11596-025-00109-0"
+    response = hema_client.post(
+        url, {"name": "ke-2025", "provenance": "published", "citation": citation, "description": ""}
+    )
+    assert response.status_code == 302
+    card = hema_client.get(reverse("scoring:model-detail", args=["ke-2025"])).content.decode()
+    assert citation in card
+    assert "Entered by a hematologist from the publication cited above" in card
+    assert "edited from provisional-v0" not in card
