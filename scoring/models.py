@@ -42,7 +42,15 @@ class ScoreModel(models.Model):
     """A versioned, editable severe-CRS score (SPEC 5)."""
 
     name = models.CharField(max_length=64, unique=True)
+    # The model's own version number (provisional-v0 is 0); not the edit counter below.
     version = models.PositiveIntegerField(default=1)
+    # Optimistic locking: every service write bumps it, and an edit made from an older
+    # revision is refused (``version`` above is the model's semantic version, so not reused).
+    revision = models.PositiveIntegerField(default=1)
+    # The version this one was copied from ("edited from provisional-v0").
+    derived_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     provenance = models.CharField(max_length=16, choices=Provenance.choices)
     citation = models.TextField(blank=True)
     description = models.TextField(blank=True)

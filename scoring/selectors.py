@@ -9,12 +9,14 @@ from typing import Any
 
 from django.utils.translation import gettext as _
 
+from crsrisk.accounts.roles import visible_patients
 from patients.models import Patient, SiteParameters
 from scoring.i18n import analyte_label
 from scoring.models import Alert, DailyAssessment, PatientSummary, ScoreModel
 from scoring.rules import astct, bcell, measix, score
 from scoring.rules.days import day_of_date, format_day
 from scoring.rules.units import ANALYTES
+from scoring.services import patient_inputs, patients_with_inputs, site_zone
 
 MRD_UNIT = "%"
 PROVISIONAL_MODEL_NAME = "provisional-v0"
@@ -186,7 +188,8 @@ def timeline(patient: Patient, *, today: date) -> Timeline:
 
 def score_models() -> list[ScoreModel]:
     """Every score model version, the active one first."""
-    return sorted(ScoreModel.objects.all(), key=lambda m: (m.status != "active", m.status, m.name))
+    models = ScoreModel.objects.select_related("derived_from")
+    return sorted(models, key=lambda m: (m.status != "active", m.status, m.name))
 
 
 def score_model_views(model: ScoreModel) -> dict[str, Any]:
@@ -209,3 +212,59 @@ def score_model_views(model: ScoreModel) -> dict[str, Any]:
         "total_points": spec.total_points,
         "history": list(model.history.select_related("history_user").order_by("-history_date")[:50]),
     }
+
+
+BAND_ORDER = (score.BAND_LOW, score.BAND_INTERMEDIATE, score.BAND_HIGH)
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    """How the day-7 band of the user's patients would change under another model (not stored)."""
+
+    active: ScoreModel
+    patients: int
+    changed: int
+    higher: int
+    lower: int
+    # rows: band under the active model; columns: band under the candidate, in BAND_ORDER.
+    matrix: list[tuple[str, list[int]]]
+
+
+def score_model_what_if(model: ScoreModel, *, user: Any) -> WhatIf | None:
+    """Day-7 bands of the user's patients with a day-7 result, active model versus ``model``.
+
+    Computed with the pure rules from the stored inputs; nothing is stored. None for the
+    active model itself.
+    """
+    active = ScoreModel.objects.active()
+    if model.pk == active.pk:
+        return None
+    current, candidate = active.to_spec(), model.to_spec()
+    ids = visible_patients(user).filter(infusion__isnull=False).values_list("pk", flat=True)
+    counts = {(a, b): 0 for a in BAND_ORDER for b in BAND_ORDER}
+    tz = site_zone()
+    for patient in patients_with_inputs(ids):
+        inputs = patient_inputs(patient, tz)
+        before, after = (
+            score.day7_score(
+                spec,
+                baseline_mrd_pct=inputs.baseline_mrd_pct,
+                post_ld_mrd_pct=inputs.post_ld_mrd_pct,
+                labs=inputs.labs,
+                therapy_days=inputs.observations,
+            )
+            for spec in (current, candidate)
+        )
+        if all(f.missing for f in before.factors if f.input not in score.MRD_INPUTS):
+            continue  # no day-7 lab result yet
+        counts[(before.band, after.band)] += 1
+    n = sum(counts.values())
+    rank = {b: i for i, b in enumerate(BAND_ORDER)}
+    return WhatIf(
+        active=active,
+        patients=n,
+        changed=sum(v for (a, b), v in counts.items() if a != b),
+        higher=sum(v for (a, b), v in counts.items() if rank[b] > rank[a]),
+        lower=sum(v for (a, b), v in counts.items() if rank[b] < rank[a]),
+        matrix=[(a, [counts[(a, b)] for b in BAND_ORDER]) for a in BAND_ORDER],
+    )

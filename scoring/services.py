@@ -7,20 +7,23 @@ scores derived from them. A bulk write calls it once for all affected patients.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import fields
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
 from patients.models import (
@@ -32,9 +35,12 @@ from patients.models import (
     SiteParameters,
 )
 from scoring.assess import Assessment, PatientInputs, Summary, assess_patient
-from scoring.models import Alert, DailyAssessment, ModelStatus, PatientSummary, ScoreModel
+from scoring.i18n import error_text
+from scoring.models import Alert, DailyAssessment, ModelStatus, PatientSummary, Provenance, ScoreModel
+from scoring.rules import score
 from scoring.rules import types as rt
 from scoring.rules.days import day_of, day_of_date
+from scoring.rules.units import Analyte
 
 RECOMPUTE_CHUNK = 200
 _ROW_FIELDS = [
@@ -345,10 +351,297 @@ def score_model_activate(*, model: ScoreModel, user: Any = None) -> int:
     current = ScoreModel.objects.select_for_update().filter(status=ModelStatus.ACTIVE).exclude(pk=model.pk)
     for old in current:
         old.status = ModelStatus.RETIRED
-        old._change_reason = f"retired by activation of {model.name}"  # type: ignore[attr-defined]
-        old.save()
+        _save_model(old, user=user, reason=f"retired by activation of {model.name}")
     model.status = ModelStatus.ACTIVE
     model.activated_at = timezone.now()
-    model._change_reason = "activated"  # type: ignore[attr-defined]  # simple-history reason
-    model.save()
+    _save_model(model, user=user, reason="activated")
     return recompute_all(model=model)
+
+
+# --- score model versions: create, edit, retire (SPEC 5) ------------------------------------
+
+SCORE_INPUTS = (  # the seven prespecified inputs of Ke et al. 2025 (SPEC 3.2)
+    score.BASELINE_MRD_INPUT,
+    score.POST_LD_MRD_INPUT,
+    Analyte.ANC.value,
+    Analyte.CRP.value,
+    Analyte.FERRITIN.value,
+    Analyte.IL6.value,
+    Analyte.APTT.value,
+)
+MAX_FACTOR_POINTS = 100  # a typo guard; published integer scores use single digits
+MRD_MAX_PCT = Decimal(100)
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+DRAFT_PROVENANCES = (Provenance.EDITED, Provenance.PUBLISHED, Provenance.FITTED)
+
+
+def _save_model(model: ScoreModel, *, user: Any, reason: str) -> None:
+    """Save with the change history's user and reason, bumping the lock revision."""
+    model.revision += 1
+    model._history_user = user if getattr(user, "is_authenticated", False) else None  # type: ignore[attr-defined]
+    model._change_reason = reason or None  # type: ignore[attr-defined]  # simple-history reason
+    model.save()
+
+
+def _require_model_reason(reason: str, action: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": _("A reason is required to %(action)s.") % {"action": action}})
+    return reason
+
+
+def _check_revision(model: ScoreModel, expected_revision: int | None) -> None:
+    # patients.services imports this module, so its ConflictError (HTTP 409 in the API) is
+    # imported here, at call time.
+    from patients.services import ConflictError
+
+    if expected_revision is not None and model.revision != expected_revision:
+        raise ConflictError(
+            _(
+                "Score model %(name)s was changed by someone else since you opened it (you edited "
+                "revision %(mine)s, it is now at revision %(now)s). Nothing was saved: reload it, "
+                "review the change, and try again."
+            )
+            % {"name": model.name, "mine": expected_revision, "now": model.revision},
+            code="conflict",
+        )
+
+
+def _factor_key(code: str, field: str) -> str:
+    """The error key of one factor field; the editor form names its fields the same way."""
+    return f"{code}-{field}"
+
+
+def score_model_spec_check(spec: dict[str, Any], *, name: str) -> dict[str, Any]:
+    """Validate a model definition through the pure rules; return it normalised.
+
+    Errors are keyed by field (``<factor code>-cut``, ``high_from``, ...) so that a form
+    can show each one next to its input.
+    """
+    errors: dict[str, list[str]] = {}
+
+    def add(key: str, message: str) -> None:
+        errors.setdefault(key, []).append(message)
+
+    factors = spec.get("factors")
+    if not isinstance(factors, list) or not factors:
+        raise ValidationError({"factors": _("A score model needs at least one factor.")})
+    parsed: list[score.FactorSpec] = []
+    for raw in factors:
+        code = str(raw.get("code", ""))
+        if not code:
+            add("factors", _("Every factor needs a code."))
+            continue
+        if raw.get("input") not in SCORE_INPUTS:
+            add(
+                _factor_key(code, "input"),
+                _("Factor %(code)s: the input %(input)s is not one of the seven inputs of the score.")
+                % {"code": code, "input": raw.get("input")},
+            )
+            continue
+        try:
+            cut = Decimal(str(raw.get("cut", "")).strip())
+        except InvalidOperation:
+            add(
+                _factor_key(code, "cut"),
+                _("Factor %(code)s: the cut-point %(cut)s is not a number.")
+                % {"code": code, "cut": raw.get("cut")},
+            )
+            continue
+        points = raw.get("points")
+        if isinstance(points, bool) or not isinstance(points, int):
+            add(_factor_key(code, "points"), _("Points must be a whole number."))
+            continue
+        try:
+            factor = score.FactorSpec(
+                code=code,
+                input=raw["input"],
+                comparison=raw.get("comparison"),
+                cut=cut,
+                points=points,
+                label=str(raw.get("label", "")),
+                rationale=str(raw.get("rationale", "")),
+            )
+        except score.ModelSpecError as exc:
+            add(_factor_key(code, exc.field), error_text(exc))
+            continue
+        if cut < 0:
+            add(_factor_key(code, "cut"), _("The cut-point must be 0 or more."))
+        elif factor.is_mrd and cut > MRD_MAX_PCT:
+            add(_factor_key(code, "cut"), _("An MRD cut-point is a percentage: 0 to 100."))
+        if points > MAX_FACTOR_POINTS:
+            add(
+                _factor_key(code, "points"),
+                _("Points must be %(max)s or fewer.") % {"max": MAX_FACTOR_POINTS},
+            )
+        parsed.append(factor)
+    if errors:
+        raise ValidationError(errors)
+    for key in ("intermediate_from", "high_from"):
+        value = spec.get(key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            add(key, _("Band thresholds are whole numbers of points."))
+    if errors:
+        raise ValidationError(errors)
+    try:
+        model = score.ModelSpec(
+            name=name,
+            factors=tuple(parsed),
+            intermediate_from=spec["intermediate_from"],
+            high_from=spec["high_from"],
+        )
+    except score.ModelSpecError as exc:
+        band_messages = {
+            "intermediate_from": _("The intermediate band must start at 0 points or more."),
+            "high_from": _("The high band must start at or above the intermediate band."),
+        }
+        field = exc.field if exc.field in band_messages else "factors"
+        raise ValidationError({field: band_messages.get(field, error_text(exc))}) from None
+    if model.high_from > model.total_points:
+        raise ValidationError(
+            {
+                "high_from": _(
+                    "The high band starts at %(high)s points, but the factors add up to %(total)s at "
+                    "most: no patient could reach it."
+                )
+                % {"high": model.high_from, "total": model.total_points}
+            }
+        )
+    return score.model_spec_to_dict(model)
+
+
+def _check_name(name: str) -> str:
+    name = (name or "").strip()
+    if not MODEL_NAME_RE.match(name):
+        raise ValidationError(
+            {
+                "name": _(
+                    "A model name is 1–64 characters: letters, digits, '.', '-' and '_', "
+                    "starting with a letter or digit (for example site-v1)."
+                )
+            }
+        )
+    if ScoreModel.objects.filter(name=name).exists():
+        raise ValidationError({"name": _("A score model named %(name)s exists already.") % {"name": name}})
+    return name
+
+
+def _check_provenance(provenance: str, citation: str) -> None:
+    if provenance not in DRAFT_PROVENANCES:
+        raise ValidationError(
+            {
+                "provenance": _(
+                    "Provenance %(value)s is not accepted for a new version; accepted: edited, "
+                    "published, fitted ('provisional' is the shipped model's only)."
+                )
+                % {"value": provenance}
+            }
+        )
+    if provenance == Provenance.PUBLISHED and not citation.strip():
+        raise ValidationError(
+            {"citation": _("A published model needs its citation (authors, journal, year, DOI).")}
+        )
+
+
+@transaction.atomic
+def score_model_create_draft(
+    *,
+    user: Any,
+    source: ScoreModel | None,
+    name: str,
+    provenance: str,
+    citation: str = "",
+    description: str = "",
+    spec: dict[str, Any] | None = None,
+    fit_report: dict[str, Any] | None = None,
+) -> ScoreModel:
+    """Create a draft version, a copy of ``source``'s definition unless ``spec`` is given."""
+    name = _check_name(name)
+    _check_provenance(provenance, citation)
+    if spec is None:
+        if source is None:
+            raise ValidationError({"spec": _("A new version needs a source model or a definition.")})
+        spec = source.spec
+    clean = score_model_spec_check(dict(spec), name=name)
+    model = ScoreModel(
+        name=name,
+        version=(source.version + 1) if source is not None else 1,
+        revision=0,  # _save_model makes it 1
+        provenance=provenance,
+        citation=citation.strip(),
+        description=description.strip(),
+        status=ModelStatus.DRAFT,
+        spec=clean,
+        fit_report=fit_report,
+        created_by=user if getattr(user, "is_authenticated", False) else None,
+        derived_from=source,
+    )
+    reason = f"draft created from {source.name}" if source is not None else "draft created"
+    try:
+        with transaction.atomic():
+            _save_model(model, user=user, reason=reason)
+    except IntegrityError:  # the same name taken by a concurrent request
+        raise ValidationError(
+            {"name": _("A score model named %(name)s exists already.") % {"name": name}}
+        ) from None
+    return model
+
+
+@transaction.atomic
+def score_model_update(
+    *,
+    user: Any,
+    model: ScoreModel,
+    expected_revision: int | None,
+    reason: str,
+    spec: dict[str, Any] | None = None,
+    provenance: str | None = None,
+    citation: str | None = None,
+    description: str | None = None,
+) -> ScoreModel:
+    """Edit a draft: its factors, bands, provenance, citation or description (audited)."""
+    reason = _require_model_reason(reason, _("change a score model"))
+    locked: ScoreModel = ScoreModel.objects.select_for_update().get(pk=model.pk)
+    _check_revision(locked, expected_revision)
+    if locked.status != ModelStatus.DRAFT:
+        raise ValidationError(
+            _(
+                "Score model %(name)s is %(status)s and frozen: only drafts can be edited. "
+                "Create a new version from it instead."
+            )
+            % {"name": locked.name, "status": locked.get_status_display()},
+            code="frozen",
+        )
+    new_provenance = locked.provenance if provenance is None else provenance
+    new_citation = locked.citation if citation is None else citation.strip()
+    if new_provenance != locked.provenance or new_citation != locked.citation:
+        _check_provenance(new_provenance, new_citation)
+    if spec is not None:
+        locked.spec = score_model_spec_check(dict(spec), name=locked.name)
+    locked.provenance = new_provenance
+    locked.citation = new_citation
+    if description is not None:
+        locked.description = description.strip()
+    _save_model(locked, user=user, reason=reason)
+    return locked
+
+
+@transaction.atomic
+def score_model_retire(
+    *, user: Any, model: ScoreModel, reason: str, expected_revision: int | None = None
+) -> ScoreModel:
+    """Retire a draft (or re-confirm nothing): the active version is retired only by activating another."""
+    reason = _require_model_reason(reason, _("retire a score model"))
+    locked: ScoreModel = ScoreModel.objects.select_for_update().get(pk=model.pk)
+    _check_revision(locked, expected_revision)
+    if locked.status == ModelStatus.ACTIVE:
+        raise ValidationError(
+            _("%(name)s is the active model; activate another version first (exactly one is always active).")
+            % {"name": locked.name},
+            code="active",
+        )
+    if locked.status == ModelStatus.RETIRED:
+        raise ValidationError(_("%(name)s is already retired.") % {"name": locked.name}, code="retired")
+    locked.status = ModelStatus.RETIRED
+    _save_model(locked, user=user, reason=f"retired: {reason}")
+    return locked

@@ -14,8 +14,14 @@ from patients import services as patient_services
 from patients.forms import SiteParametersForm, add_service_errors
 from patients.models import SiteParameters
 from scoring import selectors
-from scoring.models import ModelStatus, ScoreModel
-from scoring.services import score_model_activate
+from scoring.forms import ModelDraftForm, ModelEditForm, RetireForm
+from scoring.models import ModelStatus, Provenance, ScoreModel
+from scoring.services import (
+    score_model_activate,
+    score_model_create_draft,
+    score_model_retire,
+    score_model_update,
+)
 
 
 @hematologist_required
@@ -27,10 +33,89 @@ def model_list(request: HttpRequest) -> HttpResponse:
 @hematologist_required
 def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     """A model card: factors, cut-points, points, bands, provenance and history."""
+    model = get_object_or_404(ScoreModel.objects.select_related("derived_from"), name=name)
+    context = {"model": model, **selectors.score_model_views(model)}
+    if model.status == ModelStatus.DRAFT:
+        context["what_if"] = selectors.score_model_what_if(model, user=request.user)
+    return render(request, "scoring/model_detail.html", context)
+
+
+@hematologist_required
+@require_http_methods(["GET", "POST"])
+def model_new(request: HttpRequest, name: str) -> HttpResponse:
+    """A new draft version copied from this model (entered, edited or published)."""
+    source = get_object_or_404(ScoreModel, name=name)
+    initial = {"provenance": Provenance.EDITED, "name": f"{source.name}-edit"}
+    form = ModelDraftForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            draft = score_model_create_draft(user=request.user, source=source, **form.cleaned_data)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(
+                request,
+                _("Draft %(name)s created from %(source)s. Edit its cut-points, then activate it.")
+                % {"name": draft.name, "source": source.name},
+            )
+            return redirect("scoring:model-edit", name=draft.name)
+    return render(request, "scoring/model_new.html", {"form": form, "source": source})
+
+
+@hematologist_required
+@require_http_methods(["GET", "POST"])
+def model_edit(request: HttpRequest, name: str) -> HttpResponse:
+    """The editor of a draft: factors, cut-points, points, bands, provenance; with a reason."""
     model = get_object_or_404(ScoreModel, name=name)
-    return render(
-        request, "scoring/model_detail.html", {"model": model, **selectors.score_model_views(model)}
-    )
+    if model.status != ModelStatus.DRAFT:
+        messages.error(
+            request,
+            _("%(name)s is not a draft and cannot be edited: create a new version from it.")
+            % {"name": model.name},
+        )
+        return redirect(model)
+    form = ModelEditForm(request.POST or None, model=model, initial=ModelEditForm.initial_for(model))
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            score_model_update(
+                user=request.user,
+                model=model,
+                expected_revision=data["version"],
+                reason=data["reason"],
+                spec=form.spec(),
+                provenance=data["provenance"],
+                citation=data["citation"],
+                description=data["description"],
+            )
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, _("Draft %(name)s saved.") % {"name": model.name})
+            return redirect(model)
+    return render(request, "scoring/model_edit.html", {"form": form, "model": model})
+
+
+@hematologist_required
+@require_http_methods(["GET", "POST"])
+def model_retire(request: HttpRequest, name: str) -> HttpResponse:
+    """Retire a draft with a reason; it stays readable and can still be copied."""
+    model = get_object_or_404(ScoreModel, name=name)
+    form = RetireForm(request.POST or None, initial={"version": model.revision})
+    if request.method == "POST" and form.is_valid():
+        try:
+            score_model_retire(
+                user=request.user,
+                model=model,
+                expected_revision=form.cleaned_data["version"],
+                reason=form.cleaned_data["reason"],
+            )
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, _("%(name)s is retired.") % {"name": model.name})
+            return redirect(model)
+    return render(request, "scoring/model_retire.html", {"form": form, "model": model})
 
 
 @hematologist_required

@@ -59,6 +59,15 @@ TREND_CAVEAT: Final = gettext_noop("trend: the model is validated on day 7 only"
 _COMPARISONS: Final = (">=", ">", "<", "<=")
 
 
+class ModelSpecError(RuleError):
+    """A model definition the rules refuse; ``field`` and ``factor`` say where (for forms)."""
+
+    def __init__(self, message: Message, *, field: str, factor: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.factor = factor
+
+
 @dataclass(frozen=True)
 class FactorSpec:
     """One factor of a score model: its input, comparison, cut-point and points."""
@@ -73,7 +82,7 @@ class FactorSpec:
 
     def __post_init__(self) -> None:
         if self.comparison not in _COMPARISONS:
-            raise RuleError(
+            raise ModelSpecError(
                 Message(
                     gettext_noop(
                         "factor %(code)s: comparison '%(comparison)s' is not accepted; accepted: %(accepted)s"
@@ -83,21 +92,27 @@ class FactorSpec:
                         "comparison": str(self.comparison),
                         "accepted": ", ".join(_COMPARISONS),
                     },
-                )
+                ),
+                field="comparison",
+                factor=self.code,
             )
         if self.points < 0:
-            raise RuleError(
+            raise ModelSpecError(
                 Message(
                     gettext_noop("factor %(code)s: points must be ≥ 0, not %(points)s"),
                     {"code": self.code, "points": self.points},
-                )
+                ),
+                field="points",
+                factor=self.code,
             )
         if not self.cut.is_finite():
-            raise RuleError(
+            raise ModelSpecError(
                 Message(
                     gettext_noop("factor %(code)s: the cut-point must be a finite number"),
                     {"code": self.code},
-                )
+                ),
+                field="cut",
+                factor=self.code,
             )
 
     @property
@@ -118,16 +133,18 @@ class ModelSpec:
     def __post_init__(self) -> None:
         codes = [f.code for f in self.factors]
         if len(set(codes)) != len(codes):
-            raise RuleError(
-                Message(gettext_noop("model %(name)s: factor codes must be unique"), {"name": self.name})
+            raise ModelSpecError(
+                Message(gettext_noop("model %(name)s: factor codes must be unique"), {"name": self.name}),
+                field="factors",
             )
-        if not 0 <= self.intermediate_from <= self.high_from:
-            raise RuleError(
-                Message(
-                    gettext_noop("model %(name)s: band thresholds need 0 ≤ intermediate_from ≤ high_from"),
-                    {"name": self.name},
-                )
-            )
+        bands = Message(
+            gettext_noop("model %(name)s: band thresholds need 0 ≤ intermediate_from ≤ high_from"),
+            {"name": self.name},
+        )
+        if self.intermediate_from < 0:
+            raise ModelSpecError(bands, field="intermediate_from")
+        if self.intermediate_from > self.high_from:
+            raise ModelSpecError(bands, field="high_from")
 
     @property
     def total_points(self) -> int:
@@ -270,11 +287,12 @@ def model_spec_from_dict(data: Mapping[str, Any]) -> ModelSpec:
 
 def _as_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RuleError(
+        raise ModelSpecError(
             Message(
                 gettext_noop("model definition: %(name)s must be a whole number, not %(value)s"),
                 {"name": name, "value": repr(value)},
-            )
+            ),
+            field=name,
         )
     return value
 

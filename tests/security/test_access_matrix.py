@@ -87,6 +87,9 @@ EXPECTED: dict[str, tuple[str, tuple[Any, ...]]] = {  # keyed by URL name
     "scoring:model-list": (GET, HEMATOLOGIST_PAGE),
     "scoring:model-detail": (GET, HEMATOLOGIST_PAGE),
     "scoring:model-activate": (POST, HEMATOLOGIST_PAGE),
+    "scoring:model-new": (GET, HEMATOLOGIST_PAGE),
+    "scoring:model-edit": (GET, HEMATOLOGIST_PAGE),  # provisional-v0 is active: redirect to its card
+    "scoring:model-retire": (GET, HEMATOLOGIST_PAGE),
     "scoring:site-parameters": (GET, HEMATOLOGIST_PAGE),
     # --- JSON API (patients/api/urls.py) ----------------------------------------------------
     "api:patient-list": (GET, API_LIST),
