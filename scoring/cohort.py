@@ -57,11 +57,11 @@ EXCLUDED_NO_BCELL = "no_bcell_count_by_landmark"
 EXCLUDED_NOT_EARLY = "no_early_regeneration"
 EXCLUDED_NO_THERAPY = "no_preemptive_therapy_by_landmark"
 EXCLUSION_ORDER = (
-    EXCLUDED_NO_CR,
-    EXCLUDED_RELAPSE,
     EXCLUDED_DEATH,
+    EXCLUDED_RELAPSE,
     EXCLUDED_HSCT,
     EXCLUDED_FOLLOW_UP,
+    EXCLUDED_NO_CR,
     EXCLUDED_NO_BCELL,
     EXCLUDED_NOT_EARLY,
     EXCLUDED_NO_THERAPY,
@@ -355,19 +355,18 @@ def landmark_record(p: CohortPatient, *, landmark: int = LANDMARK_DAY) -> Surviv
     not transplanted and still followed on it. RFS events are relapse and death from
     any cause; an HSCT or the end of follow-up censors.
     """
-    cr = p.first(CR)
-    if cr is None or cr.day > landmark:
-        return EXCLUDED_NO_CR
-    relapse, death, hsct = p.first(RELAPSE), p.first(DEATH), p.first(HSCT)
-    if relapse is not None and relapse.day <= landmark:
-        return EXCLUDED_RELAPSE
+    cr, relapse, death, hsct = p.first(CR), p.first(RELAPSE), p.first(DEATH), p.first(HSCT)
+    follow_up_end = max([p.last_known_day, *(e.day for e in p.events)])
     if death is not None and death.day <= landmark:
         return EXCLUDED_DEATH
+    if relapse is not None and relapse.day <= landmark:
+        return EXCLUDED_RELAPSE
     if hsct is not None and hsct.day <= landmark:
         return EXCLUDED_HSCT
-    follow_up_end = max([p.last_known_day, *(e.day for e in p.events)])
     if follow_up_end <= landmark:
         return EXCLUDED_FOLLOW_UP
+    if cr is None or cr.day > landmark:
+        return EXCLUDED_NO_CR
     if not p.bcell_assessed_by_landmark:
         return EXCLUDED_NO_BCELL
     event_days = [e.day for e in (relapse, death) if e is not None]
@@ -484,3 +483,15 @@ def cohort_report(patients: Sequence[CohortPatient]) -> CohortReport:
         rfs_regeneration=rfs_by_regeneration(patients),
         rfs_therapy=rfs_by_preemptive_therapy(patients),
     )
+
+
+def cohort_constants() -> dict[str, object]:
+    """The published numbers and design constants the page quotes."""
+    return {
+        "paper_auc": PAPER_APPARENT_AUC,
+        "source_median_rfs": SOURCE_MEDIAN_RFS_DAYS,
+        "source_median_rfs_low": SOURCE_MEDIAN_RFS_CI_DAYS[0],
+        "source_median_rfs_high": SOURCE_MEDIAN_RFS_CI_DAYS[1],
+        "landmark_day": LANDMARK_DAY,
+        "min_per_group": MIN_PER_GROUP,
+    }

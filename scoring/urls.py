@@ -11,4 +11,5 @@ urlpatterns = [
     path("models/<str:name>/", views.model_detail, name="model-detail"),
     path("models/<str:name>/activate/", views.model_activate, name="model-activate"),
     path("site-parameters/", views.site_parameters, name="site-parameters"),
+    path("cohort/", views.cohort, name="cohort"),
 ]

@@ -88,6 +88,7 @@ EXPECTED: dict[str, tuple[str, tuple[Any, ...]]] = {  # keyed by URL name
     "scoring:model-detail": (GET, HEMATOLOGIST_PAGE),
     "scoring:model-activate": (POST, HEMATOLOGIST_PAGE),
     "scoring:site-parameters": (GET, HEMATOLOGIST_PAGE),
+    "scoring:cohort": (GET, HEMATOLOGIST_PAGE),  # aggregates only: no MRN, no patient record
     # --- JSON API (patients/api/urls.py) ----------------------------------------------------
     "api:patient-list": (GET, API_LIST),
     "api:patient-detail": (GET, API_PATIENT),
