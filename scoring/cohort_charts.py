@@ -161,7 +161,7 @@ def calibration_figure(cal: cohort.Calibration) -> dict[str, Any]:
     """Observed severe-CRS rate per day-7 point total, with Wilson 95 % CIs and counts."""
     layout = _layout(_("Observed severe CRS by day-7 points"), _("Severe CRS (%)"))
     layout["xaxis"].update({"title": {"text": _("Day-7 points")}, "dtick": 1})
-    layout["yaxis"].update({"range": [0, 105]})
+    layout["yaxis"].update({"range": [0, 112]})  # room above 100 % for the n labels
     rows = [r for r in cal.by_points if r.rate is not None and r.ci is not None]
     data = [
         {
@@ -171,6 +171,7 @@ def calibration_figure(cal: cohort.Calibration) -> dict[str, Any]:
             "y": [round(PERCENT * (r.rate or 0.0), 1) for r in rows],
             "text": [f"{r.events}/{r.n}" for r in rows],
             "textposition": "outside",
+            "cliponaxis": False,
             "marker": {"color": COLOR_LINE},
             "error_y": {
                 "type": "data",
