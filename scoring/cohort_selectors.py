@@ -53,6 +53,8 @@ def cohort_patients(user: AbstractBaseUser | AnonymousUser) -> CohortInputs:
             "last_data_day",
         )
     )
+    # Every patient has an infusion (day 0); a row without one cannot place its events.
+    summaries = [s for s in summaries if s["patient__infusion__infusion_date"] is not None]
     infusion = {s["patient_id"]: s["patient__infusion__infusion_date"] for s in summaries}
     events: dict[int, list[CohortEvent]] = defaultdict(list)
     for patient_id, kind, when, detail in (
