@@ -14,4 +14,5 @@ urlpatterns = [
     path("models/<str:name>/edit/", views.model_edit, name="model-edit"),
     path("models/<str:name>/retire/", views.model_retire, name="model-retire"),
     path("site-parameters/", views.site_parameters, name="site-parameters"),
+    path("cohort/", views.cohort, name="cohort"),
 ]

@@ -13,9 +13,11 @@ from crsrisk.accounts.access import hematologist_required
 from patients import services as patient_services
 from patients.forms import SiteParametersForm, add_service_errors
 from patients.models import SiteParameters
-from scoring import selectors
+from scoring import cohort_charts, cohort_selectors, selectors
+from scoring.cohort import cohort_constants, cohort_report
 from scoring.forms import ModelDraftForm, ModelEditForm, RetireForm
 from scoring.models import ModelStatus, Provenance, ScoreModel
+from scoring.rules import bcell
 from scoring.services import (
     score_model_activate,
     score_model_create_draft,
@@ -160,3 +162,24 @@ def site_parameters(request: HttpRequest) -> HttpResponse:
     return render(
         request, "scoring/site_parameters.html", {"form": form, "params": params, "history": history}
     )
+
+
+@hematologist_required
+def cohort(request: HttpRequest) -> HttpResponse:
+    """Cohort analytics: grades, ROC, calibration and landmark RFS (SPEC 6)."""
+    inputs = cohort_selectors.cohort_patients(request.user)
+    report = cohort_report(inputs.patients)
+    context = {
+        "inputs": inputs,
+        "report": report,
+        "charts": cohort_charts.cohort_figures(report),
+        "rfs_regeneration_rows": cohort_charts.survival_rows(report.rfs_regeneration),
+        "rfs_regeneration_excluded": cohort_charts.exclusion_rows(report.rfs_regeneration),
+        "rfs_therapy_rows": cohort_charts.survival_rows(report.rfs_therapy),
+        "rfs_therapy_excluded": cohort_charts.exclusion_rows(report.rfs_therapy),
+        "calibration_bands": [(cohort_charts.band_label(r.label), r) for r in report.calibration.by_band],
+        "constants": cohort_constants(),
+        "evidence": _(bcell.EARLY_REGENERATION_EVIDENCE),
+        "aplasia_caveat": _(bcell.APLASIA_CAVEAT),
+    }
+    return render(request, "scoring/cohort.html", context)

@@ -91,6 +91,7 @@ EXPECTED: dict[str, tuple[str, tuple[Any, ...]]] = {  # keyed by URL name
     "scoring:model-edit": (GET, HEMATOLOGIST_PAGE),  # provisional-v0 is active: redirect to its card
     "scoring:model-retire": (GET, HEMATOLOGIST_PAGE),
     "scoring:site-parameters": (GET, HEMATOLOGIST_PAGE),
+    "scoring:cohort": (GET, HEMATOLOGIST_PAGE),  # aggregates only: no MRN, no patient record
     # --- JSON API (patients/api/urls.py) ----------------------------------------------------
     "api:patient-list": (GET, API_LIST),
     "api:patient-detail": (GET, API_PATIENT),
