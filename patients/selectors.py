@@ -156,13 +156,18 @@ def patient_reminders(
     return reminder_texts(due)
 
 
-def _trend(rows: dict[int, DailyAssessment], running: DailyAssessment | None) -> tuple[str, int | None]:
-    if running is None:
+def _as_of(rows: dict[int, DailyAssessment], day: int) -> DailyAssessment | None:
+    """The running score as of ``day``: the last row on or before it (none before day 0)."""
+    past = [d for d in rows if d <= day]
+    return rows[max(past)] if day >= 0 and past else None
+
+
+def _trend(rows: dict[int, DailyAssessment], today_day: int) -> tuple[str, int | None]:
+    """Up, down or same since yesterday; "same" when nothing was entered since (SPEC 8.1)."""
+    now, yesterday = _as_of(rows, today_day), _as_of(rows, today_day - 1)
+    if now is None or yesterday is None:
         return "", None
-    before = rows.get(running.day - 1)
-    if before is None:
-        return "", None
-    delta = running.points - before.points
+    delta = now.points - yesterday.points
     return ("up" if delta > 0 else "down" if delta < 0 else "same"), delta
 
 
@@ -214,9 +219,8 @@ def ward_rows(
             continue
         summary = p.active_summary[0] if p.active_summary else None
         by_day = {r.day: r for r in p.active_rows}
-        past = [d for d in by_day if d <= day]
-        running = by_day[max(past)] if day >= 0 and past else None
-        trend, delta = _trend(by_day, running)
+        running = _as_of(by_day, day)
+        trend, delta = _trend(by_day, day)
         if day >= 7 and summary is not None:
             sort_band, sort_points = summary.day7_band, summary.day7_points
         elif running is not None:

@@ -102,8 +102,23 @@ def test_ward_row_shows_trend_grade_bcell_alerts_and_reminders(clin_client, clin
     assert "Day-7 panel incomplete" in texts
     assert "B-cell count overdue" in texts
     html = clin_client.get(reverse("patients:ward")).content.decode()
-    assert "up since the day before" in html
+    assert "up since yesterday" in html
     assert "not assessed" in html
+
+
+def test_ward_trend_is_since_yesterday_so_no_new_data_reads_same(clin_client, clinician, team):
+    # The score rose between day 8 and day 9, but nothing was entered since: today is day 11.
+    p = register(clinician, team, "T2", day=11)
+    services.lab_record(user=clinician, patient=p, analyte="crp", value="10", collected_at=at(p, 8))
+    services.lab_record(
+        user=clinician, patient=p, analyte="crp", value="250", collected_at=at(p, 9), confirmed=True
+    )
+    _model, rows = ward_rows(clinician, today=timezone.localdate())
+    (row,) = rows
+    assert row.running.day == 9
+    assert (row.trend, row.trend_delta) == ("same", 0)
+    html = clin_client.get(reverse("patients:ward")).content.decode()
+    assert "same as yesterday" in html
 
 
 def test_ward_search_by_mrn_or_name(clin_client, clinician, team):
