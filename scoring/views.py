@@ -14,6 +14,8 @@ from patients import services as patient_services
 from patients.forms import SiteParametersForm, add_service_errors
 from patients.models import SiteParameters
 from scoring import selectors
+from scoring.fitting.charts import fit_report_figures
+from scoring.fitting.report import fit_report_view
 from scoring.models import ModelStatus, ScoreModel
 from scoring.services import score_model_activate
 
@@ -31,6 +33,17 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     return render(
         request, "scoring/model_detail.html", {"model": model, **selectors.score_model_views(model)}
     )
+
+
+@hematologist_required
+def model_report(request: HttpRequest, name: str) -> HttpResponse:
+    """The fit report of a fitted model: cohort, tables, performance and sample size (SPEC 5)."""
+    model = get_object_or_404(ScoreModel, name=name)
+    report = model.fit_report
+    context = {"model": model, "report": None if not report else fit_report_view(report)}
+    if report:
+        context["figures"] = fit_report_figures(report)
+    return render(request, "scoring/model_report.html", context)
 
 
 @hematologist_required
