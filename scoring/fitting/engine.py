@@ -220,12 +220,18 @@ def sullivan_points(coefs: Sequence[float], base: float | None = None) -> Points
 
 
 def band_cutoffs(score: npt.ArrayLike, y: npt.ArrayLike, *, max_score: int, target: float) -> BandCuts:
-    """Low/intermediate at the highest score keeping sensitivity ≥ target; then the Youden optimum above."""
+    """Low/intermediate at the highest score keeping sensitivity ≥ target; then the Youden optimum above.
+
+    Ties of the Youden index go to the lowest score, the more sensitive choice.
+    """
     s = np.asarray(score, dtype=np.float64)
     yy = np.asarray(y, dtype=np.int64)
     events, non_events = int(yy.sum()), int((1 - yy).sum())
     table: list[dict[str, float | int]] = []
-    for t in range(0, max_score + 1):
+    # Sensitivity and specificity change only at observed scores, so the candidate cut-offs
+    # are 0 and the observed scores: each proposed cut-off is a score some patient had.
+    candidates = sorted({0} | {int(v) for v in s if 0 <= v <= max_score})
+    for t in candidates:
         positive = s >= t
         sens = float((positive & (yy == 1)).sum() / events) if events else float("nan")
         spec = float((~positive & (yy == 0)).sum() / non_events) if non_events else float("nan")
@@ -244,7 +250,6 @@ def band_cutoffs(score: npt.ArrayLike, y: npt.ArrayLike, *, max_score: int, targ
     if not above:
         return BandCuts(intermediate_from=low_cut, high_from=low_cut + 1, high_found=False, table=table)
     best = max(float(row["youden"]) for row in above)
-    # Ties go to the lowest score, the more sensitive choice.
     high_cut = min(int(row["score"]) for row in above if float(row["youden"]) == best)
     return BandCuts(intermediate_from=low_cut, high_from=high_cut, high_found=True, table=table)
 
@@ -701,13 +706,7 @@ def fit_cohort(
             "sensitivity_corrected": _clean(sens_app - float(np.mean(opt_sens))) if opt_sens else None,
             "specificity_high_apparent": _clean(spec_app),
             "specificity_high_corrected": _clean(spec_app - float(np.mean(opt_spec))) if opt_spec else None,
-            # Sensitivity and specificity change only at observed scores: keep those rows.
-            "table": [
-                row
-                for row in main.bands.table
-                if row["score"] in set(score.astype(int).tolist())
-                or row["score"] in (main.bands.intermediate_from, main.bands.high_from)
-            ],
+            "table": main.bands.table,
         },
         "performance": {
             "auc": performance,
