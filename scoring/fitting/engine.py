@@ -389,7 +389,8 @@ def continuous_matrix(frame: pd.DataFrame, factors: Sequence[FitFactor]) -> Floa
 
 
 def dichotomized_matrix(frame: pd.DataFrame, factors: Sequence[FitFactor]) -> FloatArray:
-    return frame[[point_column(f.code) for f in factors]].astype(float).to_numpy(dtype=np.float64)
+    columns = [point_column(f.code) for f in factors]
+    return np.asarray(frame[columns].astype(float).to_numpy(), dtype=np.float64)
 
 
 # --- the whole procedure, as repeated in each bootstrap resample ---------------------------------
