@@ -37,6 +37,7 @@ ZH = {
     "Read the fit report": "查看拟合报告",
     "Fit report: %(name)s": "拟合报告：%(name)s",
     "This model was not fitted on the local cohort, so it has no fit report.": "此模型并非基于本地队列拟合，因此没有拟合报告。",
+    "This model's fit report has a format this page cannot read.": "此模型的拟合报告格式无法在本页显示。",
     "Design": "设计",
     "Fitted %(at)s by %(by)s; cut-points from %(base)s; %(n)s bootstrap resamples, seed %(seed)s.": "拟合时间 %(at)s，操作者 %(by)s；切点来自 %(base)s；%(n)s 次 bootstrap 重抽样，种子 %(seed)s。",
     "The seven factors are those of Ke et al. 2025, prespecified: none was selected by its p-value. This is a draft: nothing changes at the bedside until a hematologist activates it. A fit on one centre's patients is exploratory until it is validated on other patients.": "七个因子即 Ke 等 2025 的因子，均为预先设定：没有按 p 值筛选。这是草稿：在血液科医生激活之前，床旁不会有任何变化。基于单中心患者的拟合在经其他患者验证之前仅供探索。",

@@ -15,6 +15,7 @@ from patients.forms import SiteParametersForm, add_service_errors
 from patients.models import SiteParameters
 from scoring import selectors
 from scoring.fitting.charts import fit_report_figures
+from scoring.fitting.engine import REPORT_FORMAT
 from scoring.fitting.report import fit_report_view
 from scoring.models import ModelStatus, ScoreModel
 from scoring.services import score_model_activate
@@ -40,9 +41,10 @@ def model_report(request: HttpRequest, name: str) -> HttpResponse:
     """The fit report of a fitted model: cohort, tables, performance and sample size (SPEC 5)."""
     model = get_object_or_404(ScoreModel, name=name)
     report = model.fit_report
-    context = {"model": model, "report": None if not report else fit_report_view(report)}
-    if report:
-        context["figures"] = fit_report_figures(report)
+    readable = isinstance(report, dict) and report.get("format") == REPORT_FORMAT
+    context = {"model": model, "has_report": bool(report), "report": None}
+    if readable:
+        context |= {"report": fit_report_view(report), "figures": fit_report_figures(report)}
     return render(request, "scoring/model_report.html", context)
 
 

@@ -42,6 +42,8 @@ def fitted_model_create(
         description=description,
     )
     model._change_reason = "fitted by fit_model"  # type: ignore[attr-defined]  # simple-history reason
+    if user is not None:
+        model._history_user = user  # type: ignore[attr-defined]  # simple-history: no request in a command
     model.full_clean()
     model.save()
     return model

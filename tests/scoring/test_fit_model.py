@@ -42,6 +42,7 @@ def test_fit_model_on_the_demo_cohort_stores_a_draft_with_its_report_and_leaves_
     assert fitted.status == ModelStatus.DRAFT
     assert fitted.provenance == Provenance.FITTED
     assert fitted.created_by.username == "demo-hematologist"
+    assert fitted.history.get().history_user == fitted.created_by
     assert active_state() == before
     report = fitted.fit_report
     assert report["design"] == "as_published"
@@ -107,3 +108,12 @@ def test_report_page_is_for_hematologists_only(client, clinician):
     client.force_login(clinician)
     page = client.get(reverse("scoring:model-report", kwargs={"name": "provisional-v0"}))
     assert page.status_code == 403
+
+
+def test_report_page_of_an_unreadable_fit_report_says_so_instead_of_failing(client, hematologist):
+    model = ScoreModel.objects.get(name="provisional-v0")
+    ScoreModel.objects.filter(pk=model.pk).update(fit_report={"something": "else"})
+    client.force_login(hematologist)
+    page = client.get(reverse("scoring:model-report", kwargs={"name": "provisional-v0"}))
+    assert page.status_code == 200
+    assert "format this page cannot read" in page.content.decode()
