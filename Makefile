@@ -31,7 +31,7 @@ run: demo
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(DEV_ENV) $(VENV)/bin/mypy scoring/rules scoring/assess.py scoring/cohort.py
+	$(DEV_ENV) $(VENV)/bin/mypy scoring/rules scoring/assess.py scoring/cohort.py scoring/fitting/engine.py
 
 format: venv
 	$(VENV)/bin/ruff format .

@@ -13,9 +13,6 @@ import sys
 from pathlib import Path
 
 ZH = {
-    "up since yesterday": "较昨天上升",
-    "down since yesterday": "较昨天下降",
-    "same as yesterday": "与昨天持平",
     "Day-7 score: not reached yet": "第 7 天评分：尚未到达",
     "The day-7 labs are not drawn yet; the points below come from the MRD inputs only.": "第 7 天的化验尚未采集；下方分数仅来自 MRD 输入。",
     "The form lost the record's version: reload the page and try again.": "表单缺少记录的版本号：请刷新页面后重试。",

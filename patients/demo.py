@@ -67,7 +67,7 @@ MAX_FOLLOW_UP_DAY = 720  # within the storable +730 days, SPEC 1
 
 LAB_DAYS = (*range(-5, 15), 21, 28, 35, 42, 49, 56, 63, 70, 77, 84, 90)  # daily 2 weeks, then weekly
 BCELL_DAYS = (7, 14, 21, 28, 35, 42, 49, 56, 63, 70, 77, 84, 90)
-OBSERVATION_DAYS = range(0, 21)  # daily for the first three weeks
+OBSERVATION_DAYS = range(0, 31)  # daily through the default CRS outcome window (SPEC 3.1), for fit_model
 EARLY_BCELL_DAYS = (21, 28, 35, 42)  # a first detectable sample here is ≤ W = 45
 LATE_BCELL_DAYS = (49, 56, 63, 70, 77, 84, 90)
 

@@ -9,6 +9,7 @@ app_name = "scoring"
 urlpatterns = [
     path("models/", views.model_list, name="model-list"),
     path("models/<str:name>/", views.model_detail, name="model-detail"),
+    path("models/<str:name>/report/", views.model_report, name="model-report"),
     path("models/<str:name>/activate/", views.model_activate, name="model-activate"),
     path("models/<str:name>/new/", views.model_new, name="model-new"),
     path("models/<str:name>/edit/", views.model_edit, name="model-edit"),

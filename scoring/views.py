@@ -15,6 +15,9 @@ from patients.forms import SiteParametersForm, add_service_errors
 from patients.models import SiteParameters
 from scoring import cohort_charts, cohort_selectors, selectors
 from scoring.cohort import cohort_constants, cohort_report
+from scoring.fitting.charts import fit_report_figures
+from scoring.fitting.engine import REPORT_FORMAT
+from scoring.fitting.report import fit_report_view
 from scoring.forms import ModelDraftForm, ModelEditForm, RetireForm
 from scoring.models import ModelStatus, Provenance, ScoreModel
 from scoring.rules import bcell
@@ -118,6 +121,18 @@ def model_retire(request: HttpRequest, name: str) -> HttpResponse:
             messages.success(request, _("%(name)s is retired.") % {"name": model.name})
             return redirect(model)
     return render(request, "scoring/model_retire.html", {"form": form, "model": model})
+
+
+@hematologist_required
+def model_report(request: HttpRequest, name: str) -> HttpResponse:
+    """The fit report of a fitted model: cohort, tables, performance and sample size (SPEC 5)."""
+    model = get_object_or_404(ScoreModel, name=name)
+    report = model.fit_report
+    readable = isinstance(report, dict) and report.get("format") == REPORT_FORMAT
+    context = {"model": model, "has_report": bool(report), "report": None}
+    if readable:
+        context |= {"report": fit_report_view(report), "figures": fit_report_figures(report)}
+    return render(request, "scoring/model_report.html", context)
 
 
 @hematologist_required

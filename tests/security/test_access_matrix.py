@@ -86,6 +86,7 @@ EXPECTED: dict[str, tuple[str, tuple[Any, ...]]] = {  # keyed by URL name
     # --- score models and site parameters (scoring/urls.py) ---------------------------------
     "scoring:model-list": (GET, HEMATOLOGIST_PAGE),
     "scoring:model-detail": (GET, HEMATOLOGIST_PAGE),
+    "scoring:model-report": (GET, HEMATOLOGIST_PAGE),
     "scoring:model-activate": (POST, HEMATOLOGIST_PAGE),
     "scoring:model-new": (GET, HEMATOLOGIST_PAGE),
     "scoring:model-edit": (GET, HEMATOLOGIST_PAGE),  # provisional-v0 is active: redirect to its card

@@ -1,0 +1,86 @@
+"""Glue: the cohort from the database, the pure engine, and the fitted model it proposes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from django.utils import timezone
+
+from scoring.fitting import engine
+from scoring.fitting.cohort import FitCohort, build_cohort
+from scoring.models import ScoreModel
+from scoring.rules.score import ModelSpec
+
+
+@dataclass(frozen=True)
+class LocalFit:
+    """A finished fit: the proposed model, its report and the cohort it came from."""
+
+    spec: ModelSpec
+    report: dict[str, Any]
+    cohort: FitCohort
+
+
+def fitted_spec(cohort: FitCohort, report: dict[str, Any], name: str) -> ModelSpec:
+    """The prespecified factors at their current cut-points with the fitted points and bands."""
+    by_code = {row["code"]: row for row in report["points"]["factors"]}
+    base = report["points"]["base"]
+    factors = tuple(
+        replace(
+            f,
+            points=int(by_code[f.code]["points"]),
+            rationale=(
+                f"fitted ({report['design']}): coefficient {by_code[f.code]['coef']:.3f}, "
+                f"B = {base:.3f}; cut-point from {cohort.base_model}"
+            ),
+        )
+        for f in cohort.spec.factors
+    )
+    return ModelSpec(
+        name=name,
+        factors=factors,
+        intermediate_from=int(report["bands"]["intermediate_from"]),
+        high_from=int(report["bands"]["high_from"]),
+    )
+
+
+def run_local_fit(
+    *,
+    settings: engine.FitSettings,
+    name: str,
+    username: str = "",
+    model: ScoreModel | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> LocalFit:
+    """Build the cohort, fit it and return the proposed model with its report; stores nothing."""
+    say = progress or (lambda _msg: None)
+    cohort = build_cohort(model=model)
+    say(
+        f"cohort: {len(cohort.frame)} of {cohort.considered} patient(s) analysable, "
+        f"{len(cohort.exclusions)} excluded (outcome window days 0–{cohort.outcome_window})"
+    )
+    report = engine.fit_cohort(cohort.frame, cohort.factors, settings, progress=say)
+    report["cohort"].update(
+        {
+            "considered": cohort.considered,
+            "with_known_outcome": len(cohort.frame),
+            "excluded": len(cohort.exclusions),
+            "exclusions": cohort.exclusions,
+            "outcome_window": cohort.outcome_window,
+            "inputs_from_day_6_or_8": cohort.counts["from_day_6_or_8"],
+            "inputs_after_therapy": cohort.counts["after_therapy"],
+            "inputs_censored_at_bound": cohort.counts["censored_at_bound"],
+        }
+    )
+    report.update(
+        {
+            "base_model": cohort.base_model,
+            "fitted_at": timezone.now().isoformat(timespec="seconds"),
+            "fitted_by": username,
+        }
+    )
+    report = engine.json_safe(report)
+    spec = fitted_spec(cohort, report, name)
+    return LocalFit(spec=spec, report=report, cohort=cohort)
