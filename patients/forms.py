@@ -327,6 +327,16 @@ def oxygen_category(device: str, flow_l_min: Decimal | None) -> str:
                 {"oxygen_flow": _("Enter the nasal-cannula flow in L/min (≤ 6 is low flow, > 6 high flow).")}
             )
         return Oxygen.LOW_FLOW if flow_l_min <= LOW_FLOW_MAX_L_MIN else Oxygen.HIGH_FLOW
+    if flow_l_min is not None:
+        # The other devices set the category by themselves; a flow would be silently lost.
+        raise ValidationError(
+            {
+                "oxygen_flow": _(
+                    "A flow counts only for a nasal cannula; this device sets the category by itself. "
+                    "Clear the flow (write it in the note if it matters), or choose the nasal cannula."
+                )
+            }
+        )
     return DEVICE_CATEGORY[device]
 
 

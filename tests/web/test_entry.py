@@ -233,6 +233,25 @@ def test_oxygen_category_from_device_and_flow(device, flow, expected):
     assert oxygen_category(device, flow) == expected
 
 
+@pytest.mark.parametrize("device", ["none", "blow_by", "facemask", "non_rebreather", "cpap"])
+def test_a_flow_with_a_device_that_ignores_it_is_refused_not_dropped(device):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as caught:
+        oxygen_category(device, Decimal("8"))
+    assert "oxygen_flow" in caught.value.message_dict
+
+
+def test_room_air_with_a_flow_is_refused_next_to_the_flow_and_nothing_is_stored(clin_client, ward_patient):
+    url = reverse("patients:observation-entry", args=[ward_patient.mrn])
+    response = clin_client.post(url, obs_post(day(ward_patient, 2), tmax_c="38.4", oxygen_flow="4"))
+    assert response.status_code == 200
+    assert b'id="id_oxygen_flow_error"' in response.content
+    assert b"only for a nasal cannula" in response.content
+    assert b'value="38.4"' in response.content
+    assert not Observation.objects.filter(patient=ward_patient).exists()
+
+
 @pytest.mark.parametrize(
     ("count", "vasopressin", "without", "expected"),
     [
