@@ -143,6 +143,7 @@ class ImportReport:
     notes: list[str] = field(default_factory=list)
     scoped: bool = False  # limited to the user's care teams (the web)
     unknown_mrns: set[str] = field(default_factory=set)  # not found (in scope): refused accesses
+    transfer_id: int | None = None  # the DataTransfer row that records this attempt
 
     @property
     def ok(self) -> bool:
@@ -649,7 +650,7 @@ def run_import(
 
 
 def _audit(report: ImportReport, ctx: _Context) -> None:
-    record_transfer(
+    report.transfer_id = record_transfer(
         user=ctx.user,
         direction=TransferDirection.IMPORT,
         kind=report.kind,
@@ -664,7 +665,7 @@ def _audit(report: ImportReport, ctx: _Context) -> None:
         accepted=report.ok,
         reason=ctx.reason if ctx.correct else "",
         detail="\n".join(report.lines()[:50]),
-    )
+    ).pk
 
 
 # --- patients.csv --------------------------------------------------------------------------
