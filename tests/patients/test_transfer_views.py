@@ -277,5 +277,5 @@ def test_export_is_recorded_as_a_transfer_and_in_the_access_log(hema_client, two
 def test_export_page_says_how_many_patients_the_zip_holds(hema_client, two_teams):
     response = hema_client.get(reverse("patients:export"))
     assert response.context["count"] == 1
-    assert "for the 1 patient of your care teams" in response.content.decode()
+    assert "for the 1 patient(s) of your care teams" in response.content.decode()
     assert not DataTransfer.objects.filter(direction="export").exists()  # a GET exports nothing
