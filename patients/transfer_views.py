@@ -62,7 +62,10 @@ def _log_refused(request: HttpRequest, report: imports.ImportReport) -> None:
 def _valid_pending(request: HttpRequest, digest: str) -> dict[str, Any] | None:
     """The pending import the digest names, if it is still fresh and intact."""
     pending = request.session.get(PENDING_KEY)
-    if not isinstance(pending, dict) or not hmac.compare_digest(str(pending.get("digest")), digest):
+    if not isinstance(pending, dict):
+        return None
+    # Bytes: compare_digest refuses non-ASCII text, and the digest field is the client's.
+    if not hmac.compare_digest(str(pending.get("digest")).encode(), digest.encode()):
         return None
     created = parse_datetime(str(pending.get("created")))
     if created is None or timezone.now() - created > PREVIEW_MAX_AGE:

@@ -108,6 +108,13 @@ def test_a_tampered_digest_is_refused_and_stores_nothing(hema_client):
     assert "no longer valid" in page.content.decode()
 
 
+def test_a_non_ascii_digest_is_refused_without_an_error(hema_client):
+    upload(hema_client, GOOD)
+    response = confirm(hema_client, digest="é" * 64)
+    assert response.status_code == 302 and response["Location"] == reverse("patients:import")
+    assert LabResult.objects.count() == 0
+
+
 def test_tampered_session_content_does_not_match_the_previewed_digest(hema_client):
     upload(hema_client, GOOD)
     session = hema_client.session
