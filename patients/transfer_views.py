@@ -42,13 +42,17 @@ def _digest(pending: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fields).encode("utf-8")).hexdigest()
 
 
+def _sees_all_teams(request: HttpRequest) -> bool:
+    """A hematologist account marked "all care teams" (SPEC 7); these pages are for hematologists."""
+    profile = getattr(request.user, "profile", None)
+    return bool(profile is not None and profile.all_care_teams)
+
+
 def _scope(request: HttpRequest) -> dict[str, Any]:
     """The web import touches only the user's patients and names only the user's care teams."""
-    profile = getattr(request.user, "profile", None)
-    all_teams = bool(profile is not None and profile.all_care_teams)
     return {
         "scope": visible_patients(request.user),
-        "teams": None if all_teams else [t.name for t in user_teams(request)],
+        "teams": None if _sees_all_teams(request) else [t.name for t in user_teams(request)],
         "correct_hint": _("import again with “Correct stored values” and a reason"),
     }
 
@@ -75,6 +79,28 @@ def _valid_pending(request: HttpRequest, digest: str) -> dict[str, Any] | None:
     return pending
 
 
+def _keep_pending(
+    request: HttpRequest, options: dict[str, Any], filename: str, content: bytes, report: imports.ImportReport
+) -> None:
+    """Keep an accepted file in the session (server-side) until it is confirmed, with its digest."""
+    pending = {
+        **options,
+        "filename": filename,
+        "text": imports.decode(content, filename)[0],
+        "user": request.user.pk,
+        "created": timezone.now().isoformat(),
+        "preview": {
+            "rows": report.rows,
+            "created": report.created,
+            "updated": report.updated,
+            "skipped": report.skipped,
+            "notes": report.notes,
+        },
+    }
+    pending["digest"] = _digest(pending)
+    request.session[PENDING_KEY] = pending
+
+
 @hematologist_required
 @require_http_methods(["GET", "POST"])
 def import_upload(request: HttpRequest) -> HttpResponse:
@@ -90,22 +116,7 @@ def import_upload(request: HttpRequest) -> HttpResponse:
         )
         _log_refused(request, report)
         if report.ok:
-            pending = {
-                **options,
-                "filename": filename,
-                "text": imports.decode(content, filename)[0],
-                "user": request.user.pk,
-                "created": timezone.now().isoformat(),
-                "preview": {
-                    "rows": report.rows,
-                    "created": report.created,
-                    "updated": report.updated,
-                    "skipped": report.skipped,
-                    "notes": report.notes,
-                },
-            }
-            pending["digest"] = _digest(pending)
-            request.session[PENDING_KEY] = pending
+            _keep_pending(request, options, filename, content, report)
             return redirect("patients:import-preview")
     return render(request, "patients/import_upload.html", {"form": form, "report": report})
 
@@ -155,7 +166,7 @@ def import_confirm(request: HttpRequest) -> HttpResponse:
 def import_result(request: HttpRequest, transfer: int) -> HttpResponse:
     """The outcome of one's own import, from its audit record."""
     record = DataTransfer.objects.filter(
-        pk=transfer, user=request.user, direction=TransferDirection.IMPORT
+        pk=transfer, user=request.user, direction=TransferDirection.IMPORT, dry_run=False
     ).first()
     if record is None:
         raise Http404("No such import")
@@ -180,10 +191,9 @@ def export(request: HttpRequest) -> HttpResponse:
         response = HttpResponse(data, content_type="application/zip")
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
-    profile = getattr(request.user, "profile", None)
     context = {
         "count": patients.count(),
-        "all_teams": bool(profile is not None and profile.all_care_teams),
+        "all_teams": _sees_all_teams(request),
         "teams": user_teams(request),
         "files": [f"{kind}.csv" for kind in exports.FILE_ORDER],
     }

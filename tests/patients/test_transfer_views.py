@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import User
@@ -97,6 +97,29 @@ def test_confirm_imports_the_previewed_file_once_and_shows_the_summary(hema_clie
     again = hema_client.post(reverse("patients:import-confirm"), {"digest": transfer.pk})
     assert again["Location"] == reverse("patients:import")
     assert DataTransfer.objects.filter(dry_run=False).count() == 1
+
+
+def test_a_file_that_conflicts_by_confirmation_time_is_refused_and_the_result_says_so(
+    hema_client, patient, hematologist
+):
+    upload(hema_client, GOOD)
+    when = datetime(2025, 3, 8, 6, 30, tzinfo=UTC)
+    services.lab_record(
+        user=hematologist, patient=patient, analyte="crp", value="30", unit="mg/dL", collected_at=when
+    )
+    response = confirm(hema_client)
+    transfer = DataTransfer.objects.get(dry_run=False)
+    assert (transfer.accepted, transfer.rows_created) == (False, 0)
+    assert LabResult.objects.filter(patient=patient).count() == 1  # the one entered meanwhile
+    html = hema_client.get(response["Location"]).content.decode()
+    assert "was refused on confirmation" in html and "conflict: crp of P001" in html
+
+
+def test_the_result_page_does_not_show_a_dry_run_as_an_import(hema_client):
+    upload(hema_client, GOOD)
+    dry_run = DataTransfer.objects.get(dry_run=True)
+    url = reverse("patients:import-result", kwargs={"transfer": dry_run.pk})
+    assert hema_client.get(url).status_code == 404
 
 
 def test_a_tampered_digest_is_refused_and_stores_nothing(hema_client):
