@@ -10,7 +10,10 @@ log, one line per exported patient.
 from __future__ import annotations
 
 import csv
+import io
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -209,6 +212,55 @@ class ExportReport:
         return out
 
 
+def _write_files(
+    patients: QuerySet[Patient],
+    open_file: Callable[[str], AbstractContextManager[TextIO]],
+    report: ExportReport,
+    progress: Callable[[str], None] | None,
+) -> list[str]:
+    """Write the six files through ``open_file``; return the exported MRNs."""
+    model = ScoreModel.objects.active()
+    mrns = list(patients.order_by("mrn").values_list("mrn", flat=True))
+    report.patients = len(mrns)
+    for kind in FILE_ORDER:
+        with open_file(kind) as fh:
+            report.rows[kind] = write_csv(fh, kind, export_rows(kind, patients, model))
+        if progress is not None:
+            progress(f"wrote {kind}.csv: {report.rows[kind]} row(s)")
+    return mrns
+
+
+def _audit_export(
+    *,
+    user: Any,
+    mrns: list[str],
+    report: ExportReport,
+    page: str,
+    ip_address: str | None,
+) -> None:
+    """Every export of patient records: one access-log line per patient, one DataTransfer (SPEC 7)."""
+    actor = user if getattr(user, "is_authenticated", False) else None
+    AccessLog.objects.bulk_create(
+        AccessLog(
+            user=actor,
+            username=getattr(actor, "username", "") or "",
+            mrn=mrn,
+            page=page,
+            ip_address=ip_address,
+        )
+        for mrn in mrns
+    )
+    record_transfer(
+        user=user,
+        direction=TransferDirection.EXPORT,
+        kind="cohort",
+        filename=str(report.directory),
+        created=sum(report.rows.values()),
+        patients=report.patients,
+        detail="\n".join(report.lines()),
+    )
+
+
 def export_cohort(
     *,
     directory: str | Path,
@@ -220,27 +272,36 @@ def export_cohort(
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     patients = Patient.objects.all() if patients is None else patients
-    model = ScoreModel.objects.active()
     report = ExportReport(directory=target)
-    mrns = list(patients.order_by("mrn").values_list("mrn", flat=True))
-    report.patients = len(mrns)
-    for kind in FILE_ORDER:
-        with open(target / f"{kind}.csv", "w", encoding="utf-8", newline="") as fh:
-            report.rows[kind] = write_csv(fh, kind, export_rows(kind, patients, model))
-        if progress is not None:
-            progress(f"wrote {kind}.csv: {report.rows[kind]} row(s)")
-    actor = user if getattr(user, "is_authenticated", False) else None
-    AccessLog.objects.bulk_create(
-        AccessLog(user=actor, username=getattr(actor, "username", "") or "", mrn=mrn, page=EXPORT_ACCESS_PAGE)
-        for mrn in mrns
-    )
-    record_transfer(
-        user=user,
-        direction=TransferDirection.EXPORT,
-        kind="cohort",
-        filename=str(target),
-        created=sum(report.rows.values()),
-        patients=report.patients,
-        detail="\n".join(report.lines()),
-    )
+
+    def open_file(kind: str) -> AbstractContextManager[TextIO]:
+        return open(target / f"{kind}.csv", "w", encoding="utf-8", newline="")
+
+    mrns = _write_files(patients, open_file, report, progress)
+    _audit_export(user=user, mrns=mrns, report=report, page=EXPORT_ACCESS_PAGE, ip_address=None)
     return report
+
+
+def export_zip(
+    *,
+    filename: str,
+    user: Any,
+    patients: QuerySet[Patient],
+    page: str = EXPORT_ACCESS_PAGE,
+    ip_address: str | None = None,
+) -> tuple[bytes, ExportReport]:
+    """The six files of :func:`export_cohort`, byte for byte, as members of one zip; audited."""
+    report = ExportReport(directory=Path(filename))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+
+        @contextmanager
+        def open_file(kind: str) -> Iterator[TextIO]:
+            # The same text the command writes (UTF-8, "\n" line ends), encoded the same way.
+            text = io.StringIO(newline="")
+            yield text
+            archive.writestr(f"{kind}.csv", text.getvalue().encode("utf-8"))
+
+        mrns = _write_files(patients, open_file, report, None)
+    _audit_export(user=user, mrns=mrns, report=report, page=page, ip_address=ip_address)
+    return buffer.getvalue(), report

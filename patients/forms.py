@@ -27,7 +27,7 @@ from patients.models import (
     Sex,
 )
 from patients.services import LabEntry
-from scoring.i18n import analyte_label
+from scoring.i18n import analyte_label, error_text
 from scoring.rules.days import localize
 from scoring.rules.units import ANALYTES, AnalyteSpec
 from scoring.services import site_zone
@@ -73,7 +73,7 @@ class CollectedAtForm(forms.Form):
             try:
                 site_datetime(day, time)
             except ValueError as exc:
-                self.add_error("collected_time", str(exc))
+                self.add_error("collected_time", error_text(exc))
         return cleaned
 
 
@@ -534,3 +534,69 @@ class SiteParametersForm(ReasonForm):
     default_care_team = forms.ModelChoiceField(
         label=_("Default care team"), queryset=CareTeam.objects.all(), required=False
     )
+
+
+IMPORT_MAX_BYTES = 5 * 1024 * 1024  # about 50,000 lab rows; larger files go through import_labs
+CORRECTABLE_IMPORTS = ("patients", "labs", "observations")  # events are voided, not corrected
+
+
+class ImportForm(forms.Form):
+    """One CSV file of SPEC 8.2 to preview, and whether it corrects stored rows."""
+
+    kind = forms.ChoiceField(
+        label=_("File type"),
+        choices=[
+            ("patients", _("Patients (patients.csv)")),
+            ("labs", _("Labs (labs.csv)")),
+            ("observations", _("Observations (observations.csv)")),
+            ("events", _("Events (events.csv)")),
+        ],
+    )
+    file = forms.FileField(
+        label=_("CSV file"),
+        help_text=_("UTF-8, comma-separated, with the header row of SPEC 8.2; at most 5 MB."),
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
+    )
+    correct = forms.BooleanField(
+        label=_("Correct stored values"),
+        required=False,
+        help_text=_(
+            "Rows whose key is already stored with other values update the stored rows; the old values "
+            "stay in the history. Not available for events."
+        ),
+    )
+    reason = forms.CharField(
+        label=_("Reason for the correction"),
+        required=False,
+        max_length=1000,
+        help_text=_("Required with a correction, e.g. the laboratory re-issued these results."),
+    )
+
+    def clean_file(self) -> tuple[str, bytes]:
+        upload = self.cleaned_data["file"]
+        if upload.size > IMPORT_MAX_BYTES:
+            raise ValidationError(
+                _("The file is %(size)s MB; at most 5 MB are accepted. Split it, or use the command line."),
+                params={"size": f"{upload.size / 1024 / 1024:.1f}"},
+            )
+        return upload.name, upload.read()
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        correct, reason = cleaned.get("correct"), (cleaned.get("reason") or "").strip()
+        if correct and cleaned.get("kind") not in (None, *CORRECTABLE_IMPORTS):
+            self.add_error("correct", _("Events cannot be corrected by import: void the event instead."))
+        if correct and not reason:
+            self.add_error("reason", _("A correction needs a reason."))
+        if reason and not correct:
+            self.add_error(
+                "reason", _("A reason goes with a correction: tick “Correct stored values” or clear it.")
+            )
+        cleaned["reason"] = reason
+        return cleaned
+
+
+class ImportConfirmForm(forms.Form):
+    """Confirms the previewed file: the digest names the very content that was shown."""
+
+    digest = forms.CharField(widget=forms.HiddenInput, max_length=64)

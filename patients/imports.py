@@ -25,7 +25,9 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
 from patients import services
@@ -46,6 +48,7 @@ from patients.models import (
     Source,
     TransferDirection,
 )
+from scoring.i18n import error_text
 from scoring.rules import units
 from scoring.rules.days import MAX_DAY, MIN_DAY, day_of, day_of_date, format_day, localize
 from scoring.services import recompute_patients, site_zone
@@ -111,10 +114,18 @@ class RowError:
     reason: str
 
     def __str__(self) -> str:
-        where = self.file + (f", line {self.line}" if self.line else "")
-        where += f", column {self.column}" if self.column else ""
-        shown = f" value {self.value!r}:" if self.value else ""
-        return f"{where}:{shown} {self.reason}"
+        where = self.file
+        if self.line:
+            where = _("%(file)s, line %(line)d") % {"file": where, "line": self.line}
+        if self.column:
+            where = _("%(where)s, column %(column)s") % {"where": where, "column": self.column}
+        if self.value:
+            return _("%(where)s: value %(value)s: %(reason)s") % {
+                "where": where,
+                "value": repr(self.value),
+                "reason": self.reason,
+            }
+        return _("%(where)s: %(reason)s") % {"where": where, "reason": self.reason}
 
 
 @dataclass
@@ -131,6 +142,9 @@ class ImportReport:
     patients_recomputed: int = 0
     errors: list[RowError] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    scoped: bool = False  # limited to the user's care teams (the web)
+    unknown_mrns: set[str] = field(default_factory=set)  # not found (in scope): refused accesses
+    transfer_id: int | None = None  # the DataTransfer row that records this attempt
 
     @property
     def ok(self) -> bool:
@@ -145,24 +159,37 @@ class ImportReport:
         if self.errors:
             out = [str(e) for e in self.errors]
             rows = (
-                f"{self.refused_rows} of {self.rows} row(s) have errors"
+                _("%(refused)d of %(rows)d row(s) have errors")
+                % {"refused": self.refused_rows, "rows": self.rows}
                 if self.rows
-                else "the file itself has errors"
+                else _("the file itself has errors")
             )
             out.append(
-                f"{self.filename}: refused, nothing was imported: {rows} ({len(self.errors)} error(s))."
+                _("%(file)s: refused, nothing was imported: %(rows)s (%(errors)d error(s)).")
+                % {"file": self.filename, "rows": rows, "errors": len(self.errors)}
             )
             return out
-        verb = "would create" if self.dry_run else "created"
         out = list(self.notes)
-        out.append(
-            f"{self.filename}: {self.rows} row(s): {verb} {self.created}, "
-            f"{'would update' if self.dry_run else 'updated'} {self.updated}, "
-            f"skipped {self.skipped} already stored"
-            + ("; dry run, nothing was written." if self.dry_run else ".")
-        )
+        counts = {
+            "file": self.filename,
+            "rows": self.rows,
+            "created": self.created,
+            "updated": self.updated,
+            "skipped": self.skipped,
+        }
+        if self.dry_run:
+            line = _(
+                "%(file)s: %(rows)d row(s): would create %(created)d, would update %(updated)d, "
+                "skipped %(skipped)d already stored; dry run, nothing was written."
+            )
+        else:
+            line = _(
+                "%(file)s: %(rows)d row(s): created %(created)d, updated %(updated)d, "
+                "skipped %(skipped)d already stored."
+            )
+        out.append(line % counts)
         if not self.dry_run and self.patients_recomputed:
-            out.append(f"recomputed {self.patients_recomputed} patient(s).")
+            out.append(_("recomputed %(count)d patient(s).") % {"count": self.patients_recomputed})
         return out
 
 
@@ -193,7 +220,8 @@ def decode(data: bytes | str, filename: str) -> tuple[str, list[RowError]]:
                 line,
                 "",
                 "",
-                f"the file is not UTF-8 text (byte {exc.start + 1}); save it as CSV UTF-8",
+                _("the file is not UTF-8 text (byte %(byte)d); save it as CSV UTF-8")
+                % {"byte": exc.start + 1},
             )
         ]
 
@@ -208,11 +236,20 @@ def read_rows(text: str, *, kind: str, filename: str) -> tuple[list[_Row], list[
     try:
         header = next(reader, None)
     except csv.Error as exc:
-        return [], [RowError(filename, 1, "", "", f"the header row cannot be read as CSV: {exc}")], set()
+        reason = _("the header row cannot be read as CSV: %(error)s") % {"error": exc}
+        return [], [RowError(filename, 1, "", "", reason)], set()
     if header is None or not any(h.strip() for h in header):
         return (
             [],
-            [RowError(filename, 1, "", "", f"the file is empty; the header row must be {accepted_header}")],
+            [
+                RowError(
+                    filename,
+                    1,
+                    "",
+                    "",
+                    _("the file is empty; the header row must be %(header)s") % {"header": accepted_header},
+                )
+            ],
             set(),
         )
     names = [h.strip() for h in header]
@@ -225,8 +262,11 @@ def read_rows(text: str, *, kind: str, filename: str) -> tuple[list[_Row], list[
                     1,
                     "",
                     names[0],
-                    f"columns must be separated by commas, not semicolons or tabs; the header row must be "
-                    f"{accepted_header}",
+                    _(
+                        "columns must be separated by commas, not semicolons or tabs; the header row must be "
+                        "%(header)s"
+                    )
+                    % {"header": accepted_header},
                 )
             ],
             set(),
@@ -236,11 +276,15 @@ def read_rows(text: str, *, kind: str, filename: str) -> tuple[list[_Row], list[
         if name not in expected:
             errors.append(
                 RowError(
-                    filename, 1, name, name, f"unknown column; the accepted columns are {accepted_header}"
+                    filename,
+                    1,
+                    name,
+                    name,
+                    _("unknown column; the accepted columns are %(header)s") % {"header": accepted_header},
                 )
             )
         elif name in seen:
-            errors.append(RowError(filename, 1, name, name, "this column appears twice in the header"))
+            errors.append(RowError(filename, 1, name, name, _("this column appears twice in the header")))
         seen.add(name)
     for name in expected:
         if name not in seen and name not in optional:
@@ -250,7 +294,8 @@ def read_rows(text: str, *, kind: str, filename: str) -> tuple[list[_Row], list[
                     1,
                     name,
                     "",
-                    f"required column {name} is missing; the header must be {accepted_header}",
+                    _("required column %(column)s is missing; the header must be %(header)s")
+                    % {"column": name, "header": accepted_header},
                 )
             )
     if errors:
@@ -269,14 +314,18 @@ def read_rows(text: str, *, kind: str, filename: str) -> tuple[list[_Row], list[
                         start,
                         "",
                         "",
-                        f"this row has {len(record)} cell(s), the header has {len(names)}; "
-                        "a value containing a comma must be quoted",
+                        _(
+                            "this row has %(cells)d cell(s), the header has %(columns)d; "
+                            "a value containing a comma must be quoted"
+                        )
+                        % {"cells": len(record), "columns": len(names)},
                     )
                 )
                 continue
             rows.append(_Row(start, {n: v.strip() for n, v in zip(names, record, strict=True)}))
     except csv.Error as exc:
-        errors.append(RowError(filename, reader.line_num, "", "", f"this row cannot be read as CSV: {exc}"))
+        reason = _("this row cannot be read as CSV: %(error)s") % {"error": exc}
+        errors.append(RowError(filename, reader.line_num, "", "", reason))
     return rows, errors, seen
 
 
@@ -303,23 +352,27 @@ class _Cells:
     def text(self, column: str, *, required: bool = False, max_length: int | None = None) -> str:
         value = self.raw(column)
         if required and not value:
-            self.error(column, f"{column} is required")
+            self.error(column, _("%(column)s is required") % {"column": column})
         elif max_length is not None and len(value) > max_length:
-            self.error(column, f"{column} is {len(value)} characters long; at most {max_length} are accepted")
+            self.error(
+                column,
+                _("%(column)s is %(length)d characters long; at most %(max)d are accepted")
+                % {"column": column, "length": len(value), "max": max_length},
+            )
         return value
 
     def date(self, column: str, *, required: bool = False) -> date | None:
         value = self.raw(column)
         if not value:
             if required:
-                self.error(column, f"{column} is required, as a date YYYY-MM-DD")
+                self.error(column, _("%(column)s is required, as a date YYYY-MM-DD") % {"column": column})
             return None
         if _ISO_DATE.match(value):
             try:
                 return date.fromisoformat(value)
             except ValueError:
                 pass
-        self.error(column, "not a valid date; accepted: an ISO 8601 date YYYY-MM-DD, e.g. 2025-03-01")
+        self.error(column, _("not a valid date; accepted: an ISO 8601 date YYYY-MM-DD, e.g. 2025-03-01"))
         return None
 
     def decimal(self, column: str, *, low: Decimal, high: Decimal, unit: str, places: int) -> Decimal | None:
@@ -333,13 +386,21 @@ class _Cells:
         if not low <= number <= high:
             self.error(
                 column,
-                f"{units.format_decimal(number)} {unit} is outside the accepted range "
-                f"{units.format_decimal(low)}–{units.format_decimal(high)} {unit} (or leave it empty)",
+                _(
+                    "%(value)s %(unit)s is outside the accepted range %(low)s–%(high)s %(unit)s "
+                    "(or leave it empty)"
+                )
+                % {
+                    "value": units.format_decimal(number),
+                    "unit": unit,
+                    "low": units.format_decimal(low),
+                    "high": units.format_decimal(high),
+                },
             )
             return None
         exponent = number.as_tuple().exponent
         if isinstance(exponent, int) and -exponent > places:
-            self.error(column, f"at most {places} decimal places are accepted")
+            self.error(column, _("at most %(places)d decimal places are accepted") % {"places": places})
             return None
         return number
 
@@ -349,7 +410,7 @@ class _Cells:
             return False
         if value == "1":
             return True
-        self.error(column, "booleans are 0 or 1 (an empty cell means 0)")
+        self.error(column, _("booleans are 0 or 1 (an empty cell means 0)"))
         return False
 
     def choice(self, column: str, choices: Sequence[str], default: str) -> str:
@@ -358,30 +419,34 @@ class _Cells:
             return default
         if value in choices:
             return value
-        self.error(column, f"not accepted; accepted: {', '.join(choices)} (an empty cell means {default})")
+        self.error(
+            column,
+            _("not accepted; accepted: %(choices)s (an empty cell means %(default)s)")
+            % {"choices": ", ".join(choices), "default": default},
+        )
         return default
 
 
 def parse_decimal(text: str) -> Decimal | str:
     """A plain decimal with a point; or the reason it is refused."""
     if _DECIMAL_COMMA.search(text):
-        return "decimal comma: use a decimal point, e.g. 12.5 instead of 12,5"
+        return _("decimal comma: use a decimal point, e.g. 12.5 instead of 12,5")
     if not _PLAIN_DECIMAL.match(text):
-        return "not a number; accepted: a plain decimal with a point, e.g. 12.5 (no exponent, no unit)"
+        return _("not a number; accepted: a plain decimal with a point, e.g. 12.5 (no exponent, no unit)")
     try:
         return Decimal(text)
     except InvalidOperation:  # pragma: no cover - the pattern admits only finite decimals
-        return "not a number"
+        return _("not a number")
 
 
 def parse_collected_at(text: str) -> datetime | str:
     """ISO 8601 in site time when naive; a bare date means 12:00 site time. Else the reason."""
-    accepted = (
+    accepted = _(
         "accepted: ISO 8601 such as 2025-03-08T06:30, 2025-03-08 06:30:00+08:00 or 2025-03-08T06:30Z "
         "(site time when no offset is given), or a bare date 2025-03-08 meaning 12:00 site time"
     )
     if not text:
-        return "collected_at is required; " + accepted
+        return _("collected_at is required; %(accepted)s") % {"accepted": accepted}
     tz = site_zone()
     try:
         if _ISO_DATE.match(text):
@@ -389,23 +454,23 @@ def parse_collected_at(text: str) -> datetime | str:
         elif _ISO_DATETIME.match(text):
             parsed = datetime.fromisoformat(text)
         else:
-            return "not a valid date and time; " + accepted
+            return _("not a valid date and time; %(accepted)s") % {"accepted": accepted}
     except ValueError:
-        return "not a valid date and time; " + accepted
+        return _("not a valid date and time; %(accepted)s") % {"accepted": accepted}
     if timezone.is_aware(parsed):
         # In UTC, so that the same instant compares equal whatever offset it was written with.
         return parsed.astimezone(UTC)
     try:
         return localize(parsed, tz)
     except ValueError as exc:  # a daylight-saving gap or fold
-        return str(exc)
+        return error_text(exc)
 
 
 def _day_error(day: int, what: str) -> str:
-    return (
-        f"{what} is day {format_day(day)} after infusion, outside the accepted range "
-        f"{format_day(MIN_DAY)}…{format_day(MAX_DAY)}: probably a wrong date or a wrong patient"
-    )
+    return _(
+        "%(what)s is day %(day)s after infusion, outside the accepted range %(low)s…%(high)s: "
+        "probably a wrong date or a wrong patient"
+    ) % {"what": what, "day": format_day(day), "low": format_day(MIN_DAY), "high": format_day(MAX_DAY)}
 
 
 # --- the shared frame of every import --------------------------------------------------------
@@ -451,25 +516,38 @@ def record_transfer(
     )
 
 
-def _patients_by_mrn(mrns: Iterable[str], *, lock: bool) -> dict[str, Patient]:
+def _patients_by_mrn(
+    mrns: Iterable[str], *, lock: bool, scope: QuerySet[Patient] | None
+) -> dict[str, Patient]:
     qs = Patient.objects.filter(mrn__in=set(mrns)).select_related("infusion", "care_team")
+    if scope is not None:
+        # A subquery, not the scope's joins: the lock below must stay on the patient rows alone.
+        qs = qs.filter(pk__in=scope.values("pk"))
     if lock:
         # Serialize with the services' per-patient writers; only the patient rows are locked.
         qs = qs.select_for_update(of=("self",))
     return {p.mrn: p for p in qs}
 
 
-def _unknown_mrn(cells: _Cells, patients: Mapping[str, Patient]) -> Patient | None:
+def _unknown_mrn(cells: _Cells, patients: Mapping[str, Patient], report: ImportReport) -> Patient | None:
     mrn = cells.raw("mrn")
     if not mrn:
-        cells.error("mrn", "mrn is required")
+        cells.error("mrn", _("mrn is required"))
         return None
     patient = patients.get(mrn)
     if patient is None:
-        cells.error("mrn", f"no patient with MRN {mrn}; import patients.csv first (MRNs are case-sensitive)")
+        report.unknown_mrns.add(mrn)
+        if report.scoped:
+            message = _(
+                "no patient with MRN %(mrn)s in your care teams; import patients.csv first "
+                "(MRNs are case-sensitive)"
+            )
+        else:
+            message = _("no patient with MRN %(mrn)s; import patients.csv first (MRNs are case-sensitive)")
+        cells.error("mrn", message % {"mrn": mrn})
         return None
     if not hasattr(patient, "infusion"):  # pragma: no cover - every service registers an infusion
-        cells.error("mrn", f"patient {mrn} has no infusion date")
+        cells.error("mrn", _("patient %(mrn)s has no infusion date") % {"mrn": mrn})
         return None
     return patient
 
@@ -485,6 +563,11 @@ class _Context:
     source: str
     synthetic: bool = False
     now: datetime = field(default_factory=timezone.now)
+    # Where a conflict message says how to correct: the command's options, or the web form.
+    correct_hint: str = ""
+    # The patients the user may touch, and the care teams they may import into; None: all.
+    scope: QuerySet[Patient] | None = None
+    teams: frozenset[str] | None = None
 
     @property
     def history_user(self) -> Any:
@@ -512,24 +595,39 @@ def run_import(
     recompute: bool = True,
     affected: set[int] | None = None,
     synthetic: bool = False,
+    scope: QuerySet[Patient] | None = None,
+    teams: Iterable[str] | None = None,
+    correct_hint: str = "",
 ) -> ImportReport:
     """Validate the whole file, then write all of it or nothing; audit the attempt.
 
     With ``recompute=False`` the caller recomputes the patients collected in
     ``affected`` itself (the demo seeds four files, then recomputes once).
     ``synthetic`` labels the patients created as synthetic demo patients.
+    ``scope`` limits the patients the file may touch (the web: the user's care
+    teams) and ``teams`` the care teams patients.csv may name; both default to all.
+    ``correct_hint`` says, in conflict messages, how to import as a correction.
     """
     if kind not in COLUMNS:
         raise ValueError(f"unknown import kind {kind!r}; accepted: {', '.join(COLUMNS)}")
-    report = ImportReport(kind=kind, filename=filename, dry_run=dry_run)
+    report = ImportReport(kind=kind, filename=filename, dry_run=dry_run, scoped=scope is not None)
     reason = (reason or "").strip()
     text, errors = decode(data, filename)
     report.errors.extend(errors)
     if correct and not reason:
         report.errors.append(
-            RowError(filename, 0, "", "", "a correction needs a reason: give --reason TEXT with --correct")
+            RowError(filename, 0, "", "", _("a correction needs a reason: give --reason TEXT with --correct"))
         )
-    ctx = _Context(user=user, correct=correct, reason=reason, source=source, synthetic=synthetic)
+    ctx = _Context(
+        user=user,
+        correct=correct,
+        reason=reason,
+        source=source,
+        synthetic=synthetic,
+        correct_hint=correct_hint or _("import with --correct --reason TEXT"),
+        scope=scope,
+        teams=None if teams is None else frozenset(teams),
+    )
     try:
         with transaction.atomic():
             if not report.errors:
@@ -553,7 +651,7 @@ def run_import(
 
 
 def _audit(report: ImportReport, ctx: _Context) -> None:
-    record_transfer(
+    report.transfer_id = record_transfer(
         user=ctx.user,
         direction=TransferDirection.IMPORT,
         kind=report.kind,
@@ -568,7 +666,7 @@ def _audit(report: ImportReport, ctx: _Context) -> None:
         accepted=report.ok,
         reason=ctx.reason if ctx.correct else "",
         detail="\n".join(report.lines()[:50]),
-    )
+    ).pk
 
 
 # --- patients.csv --------------------------------------------------------------------------
@@ -623,7 +721,15 @@ def _plan_patients(
 ) -> Callable[[], set[int]] | None:
     fn = report.filename
     has_ld = "lymphodepletion_start" in header
-    existing = _patients_by_mrn((r.cells["mrn"] for r in rows), lock=not report.dry_run)
+    existing = _patients_by_mrn((r.cells["mrn"] for r in rows), lock=not report.dry_run, scope=ctx.scope)
+    elsewhere: set[str] = set()
+    if ctx.scope is not None:
+        # An MRN is unique site-wide: a patient of another team cannot be created again, nor changed.
+        elsewhere = set(
+            Patient.objects.filter(mrn__in={r.cells["mrn"] for r in rows})
+            .exclude(mrn__in=set(existing))
+            .values_list("mrn", flat=True)
+        )
     default_team = _default_team_name()
     known_teams = set(CareTeam.objects.values_list("name", flat=True))
     parsed: dict[str, tuple[int, _PatientValues]] = {}
@@ -633,11 +739,18 @@ def _plan_patients(
         try:
             MRN_VALIDATOR(mrn)
         except ValidationError:
-            c.error("mrn", "an MRN is 1–32 characters of A–Z, a–z, 0–9, '-' and '_'")
+            c.error("mrn", _("an MRN is 1–32 characters of A–Z, a–z, 0–9, '-' and '_'"))
+        if mrn in elsewhere:
+            report.unknown_mrns.add(mrn)
+            c.error(
+                "mrn",
+                _("MRN %(mrn)s belongs to a patient outside your care teams; it cannot be imported here")
+                % {"mrn": mrn},
+            )
         name = c.text("name", required=True, max_length=NAME_MAX_LENGTH)
         sex = c.raw("sex").upper() or "U"
         if sex not in ("F", "M", "U"):
-            c.error("sex", "accepted: F, M or U (an empty cell means U)")
+            c.error("sex", _("accepted: F, M or U (an empty cell means U)"))
         values = _PatientValues(
             name=name,
             sex=sex,
@@ -654,16 +767,28 @@ def _plan_patients(
             ),
             lymphodepletion_start=c.date("lymphodepletion_start") if has_ld else None,
         )
+        if ctx.teams is not None and values.care_team not in ctx.teams:
+            c.error(
+                "care_team",
+                _("care team %(team)s is not one of your care teams (%(teams)s)")
+                % {"team": repr(values.care_team), "teams": ", ".join(sorted(ctx.teams)) or "-"},
+            )
         if not c.bad:
             inf = values.infusion_date
             if values.lymphodepletion_start is not None and values.lymphodepletion_start > inf:
-                c.error("lymphodepletion_start", "lymphodepletion must start on or before the infusion date")
+                c.error(
+                    "lymphodepletion_start", _("lymphodepletion must start on or before the infusion date")
+                )
             if values.birth_date is not None and values.birth_date > inf:
-                c.error("birth_date", "the birth date lies after the infusion date")
+                c.error("birth_date", _("the birth date lies after the infusion date"))
         if mrn in parsed:
             first_line, first = parsed[mrn]
             if not c.bad and first != values:
-                c.error("mrn", f"MRN {mrn} appears again with other values (first on line {first_line})")
+                c.error(
+                    "mrn",
+                    _("MRN %(mrn)s appears again with other values (first on line %(line)d)")
+                    % {"mrn": mrn, "line": first_line},
+                )
             elif not c.bad:
                 report.skipped += 1
             continue
@@ -706,16 +831,24 @@ def _plan_patients(
                         line,
                         k,
                         shown,
-                        f"conflict: patient {mrn} is stored with {k} {was!r}; "
-                        "to change it, import with --correct --reason TEXT",
+                        _(
+                            "conflict: patient %(mrn)s is stored with %(column)s %(stored)s; "
+                            "to change it, %(how)s"
+                        )
+                        % {"mrn": mrn, "column": k, "stored": repr(was), "how": ctx.correct_hint},
                     )
                 )
     new_teams = sorted(
-        {v.care_team for _, v in creates} | {v.care_team for _, v, ch in updates if "care_team" in ch}
+        {v.care_team for _mrn, v in creates} | {v.care_team for _, v, ch in updates if "care_team" in ch}
     )
     new_teams = [t for t in new_teams if t not in known_teams and t != default_team]
     for t in new_teams:
-        report.notes.append(f"care team {t!r} {'would be' if report.dry_run else 'was'} created.")
+        note = (
+            _("care team %(team)s would be created.")
+            if report.dry_run
+            else _("care team %(team)s was created.")
+        )
+        report.notes.append(note % {"team": repr(t)})
     report.created = len(creates)
     report.updated = len(updates)
     if report.errors:
@@ -819,19 +952,19 @@ def _plan_labs(
     rows: list[_Row], header: set[str], report: ImportReport, ctx: _Context
 ) -> Callable[[], set[int]] | None:
     fn = report.filename
-    patients = _patients_by_mrn((r.cells["mrn"] for r in rows), lock=not report.dry_run)
+    patients = _patients_by_mrn((r.cells["mrn"] for r in rows), lock=not report.dry_run, scope=ctx.scope)
     tz = site_zone()
     parsed: dict[tuple[int, str, datetime], _LabRow] = {}
     for row in rows:
         c = _Cells(row, fn, report.errors)
-        patient = _unknown_mrn(c, patients)
+        patient = _unknown_mrn(c, patients, report)
         when = parse_collected_at(c.raw("collected_at"))
         if isinstance(when, str):
             c.error("collected_at", when)
         elif patient is not None:
             day = day_of(when, tz, patient.infusion.infusion_date)
             if not MIN_DAY <= day <= MAX_DAY:
-                c.error("collected_at", _day_error(day, "this sample"))
+                c.error("collected_at", _day_error(day, _("this sample")))
         try:
             lab = services.validate_lab(
                 analyte=c.raw("analyte"), value_text=c.raw("value"), unit=c.raw("unit")
@@ -843,9 +976,9 @@ def _plan_labs(
                     c.error(col, message)
             continue
         if len(lab.entered_value) > ENTERED_VALUE_MAX_LENGTH:
-            c.error("value", f"at most {ENTERED_VALUE_MAX_LENGTH} characters are accepted")
+            c.error("value", _("at most %(max)d characters are accepted") % {"max": ENTERED_VALUE_MAX_LENGTH})
         if len(lab.entered_unit) > ENTERED_UNIT_MAX_LENGTH:
-            c.error("unit", f"at most {ENTERED_UNIT_MAX_LENGTH} characters are accepted")
+            c.error("unit", _("at most %(max)d characters are accepted") % {"max": ENTERED_UNIT_MAX_LENGTH})
         if c.bad or patient is None or isinstance(when, str):
             continue
         item = _LabRow(row.line, patient, when, lab, c.raw("note"))
@@ -854,8 +987,16 @@ def _plan_labs(
             if first.measured != item.measured:
                 c.error(
                     "value",
-                    f"{lab.analyte} of {patient.mrn} at {when.isoformat()} appears again with another value "
-                    f"(first on line {first.line})",
+                    _(
+                        "%(analyte)s of %(mrn)s at %(when)s appears again with another value "
+                        "(first on line %(line)d)"
+                    )
+                    % {
+                        "analyte": lab.analyte,
+                        "mrn": patient.mrn,
+                        "when": when.isoformat(),
+                        "line": first.line,
+                    },
                 )
             else:
                 report.skipped += 1
@@ -880,8 +1021,16 @@ def _plan_labs(
             # Re-importing a file must not bring back a value someone voided (SPEC 8.2).
             report.skipped += 1
             report.notes.append(
-                f"{fn}, line {item.line}: skipped, this value was voided on "
-                f"{was_voided.voided_at:%Y-%m-%d} ({was_voided.void_reason}); enter it again to restore it."
+                _(
+                    "%(file)s, line %(line)d: skipped, this value was voided on %(date)s (%(reason)s); "
+                    "enter it again to restore it."
+                )
+                % {
+                    "file": fn,
+                    "line": item.line,
+                    "date": f"{was_voided.voided_at:%Y-%m-%d}",
+                    "reason": was_voided.void_reason,
+                }
             )
             continue
         if current is None:
@@ -898,19 +1047,31 @@ def _plan_labs(
                     item.line,
                     "value",
                     item.lab.entered_value,
-                    f"conflict: {item.lab.analyte} of {item.patient.mrn} at {item.collected_at.isoformat()} "
-                    f"is stored as {shown} {units.ANALYTES[item.lab.analyte].canonical_unit}; "
-                    "to change it, import with --correct --reason TEXT",
+                    _(
+                        "conflict: %(analyte)s of %(mrn)s at %(when)s is stored as %(stored)s %(unit)s; "
+                        "to change it, %(how)s"
+                    )
+                    % {
+                        "analyte": item.lab.analyte,
+                        "mrn": item.patient.mrn,
+                        "when": item.collected_at.isoformat(),
+                        "stored": shown,
+                        "unit": units.ANALYTES[item.lab.analyte].canonical_unit,
+                        "how": ctx.correct_hint,
+                    },
                 )
             )
     report.created, report.updated = len(creates), len(updates)
     if report.errors:
         return None
-    _flag_tenfold_jumps(stored.values(), [*creates, *(item for _, item in updates)])
+    _flag_tenfold_jumps(stored.values(), [*creates, *(item for _lab, item in updates)])
     # Stored, but flagged (SPEC 2.2): the report says which values need a second look.
-    for item in sorted([*creates, *(i for _, i in updates)], key=lambda i: i.line):
+    for item in sorted([*creates, *(i for _lab, i in updates)], key=lambda i: i.line):
         for warning in item.lab.warnings:
-            report.notes.append(f"{fn}, line {item.line}: stored and flagged: {warning}")
+            report.notes.append(
+                _("%(file)s, line %(line)d: stored and flagged: %(warning)s")
+                % {"file": fn, "line": item.line, "warning": warning}
+            )
 
     def write() -> set[int]:
         objs = [
@@ -996,16 +1157,16 @@ def _plan_observations(
     rows: list[_Row], header: set[str], report: ImportReport, ctx: _Context
 ) -> Callable[[], set[int]] | None:
     fn = report.filename
-    patients = _patients_by_mrn((r.cells["mrn"] for r in rows), lock=not report.dry_run)
+    patients = _patients_by_mrn((r.cells["mrn"] for r in rows), lock=not report.dry_run, scope=ctx.scope)
     parsed: dict[tuple[int, date], _ObsRow] = {}
     for row in rows:
         c = _Cells(row, fn, report.errors)
-        patient = _unknown_mrn(c, patients)
+        patient = _unknown_mrn(c, patients, report)
         day_date = c.date("date", required=True)
         if patient is not None and day_date is not None:
             day = day_of_date(day_date, patient.infusion.infusion_date)
             if not MIN_DAY <= day <= MAX_DAY:
-                c.error("date", _day_error(day, "this date"))
+                c.error("date", _day_error(day, _("this date")))
         values = {
             "tmax_c": c.decimal("tmax_c", low=TMAX_MIN_C, high=TMAX_MAX_C, unit="°C", places=1),
             "hypotension": c.choice("hypotension", Hypotension.values, Hypotension.NONE),
@@ -1024,7 +1185,8 @@ def _plan_observations(
             if first.values != values:
                 c.error(
                     "date",
-                    f"{patient.mrn} {day_date} appears again with other values (first on line {first.line})",
+                    _("%(mrn)s %(date)s appears again with other values (first on line %(line)d)")
+                    % {"mrn": patient.mrn, "date": day_date, "line": first.line},
                 )
             else:
                 report.skipped += 1
@@ -1034,7 +1196,7 @@ def _plan_observations(
     stored = {
         (o.patient_id, o.date): o
         for o in Observation.objects.active().filter(
-            patient__in=list(patients.values()), date__in={d for _, d in parsed}
+            patient__in=list(patients.values()), date__in={d for _pid, d in parsed}
         )
     }
     creates: list[_ObsRow] = []
@@ -1058,8 +1220,17 @@ def _plan_observations(
                         item.line,
                         f,
                         _cell_text(item.values[f]),
-                        f"conflict: the observation of {item.patient.mrn} on {item.date} is stored with "
-                        f"{f} {_cell_text(was)!r}; to change it, import with --correct --reason TEXT",
+                        _(
+                            "conflict: the observation of %(mrn)s on %(date)s is stored with %(column)s "
+                            "%(stored)s; to change it, %(how)s"
+                        )
+                        % {
+                            "mrn": item.patient.mrn,
+                            "date": item.date,
+                            "column": f,
+                            "stored": repr(_cell_text(was)),
+                            "how": ctx.correct_hint,
+                        },
                     )
                 )
     report.created, report.updated = len(creates), len(updates)
@@ -1114,16 +1285,16 @@ def _plan_events(
     rows: list[_Row], header: set[str], report: ImportReport, ctx: _Context
 ) -> Callable[[], set[int]] | None:
     fn = report.filename
-    patients = _patients_by_mrn((r.cells["mrn"] for r in rows), lock=not report.dry_run)
+    patients = _patients_by_mrn((r.cells["mrn"] for r in rows), lock=not report.dry_run, scope=ctx.scope)
     parsed: dict[tuple[int, str, date, str], tuple[Patient, int]] = {}
     for row in rows:
         c = _Cells(row, fn, report.errors)
-        patient = _unknown_mrn(c, patients)
+        patient = _unknown_mrn(c, patients, report)
         day_date = c.date("date", required=True)
         if patient is not None and day_date is not None:
             day = day_of_date(day_date, patient.infusion.infusion_date)
             if not MIN_DAY <= day <= MAX_DAY:
-                c.error("date", _day_error(day, "this date"))
+                c.error("date", _day_error(day, _("this date")))
         kind, detail = c.raw("event"), c.raw("detail")
         try:
             services.validate_event(kind, detail)
@@ -1160,8 +1331,11 @@ def _plan_events(
                     line,
                     "event",
                     kind,
-                    f"conflict: a death of {patient.mrn} is already recorded on {was_date} ({was_detail}); "
-                    "void it first to record another",
+                    _(
+                        "conflict: a death of %(mrn)s is already recorded on %(date)s (%(detail)s); "
+                        "void it first to record another"
+                    )
+                    % {"mrn": patient.mrn, "date": was_date, "detail": was_detail},
                 )
             )
         deaths.setdefault(pid, (day_date, detail))
@@ -1186,7 +1360,7 @@ def _plan_events(
         bulk_create_with_history(
             objs, ClinicalEvent, default_user=ctx.history_user, default_change_reason="imported"
         )
-        return {patient.pk for _, patient in creates}
+        return {patient.pk for _key, patient in creates}
 
     return write
 

@@ -2,13 +2,19 @@
 
 from django.urls import path
 
-from patients import views
+from patients import transfer_views, views
 
 app_name = "patients"
 
 urlpatterns = [
     path("", views.ward, name="ward"),
     path("register/", views.register, name="register"),
+    # Two segments, so that no MRN is shadowed by these pages.
+    path("files/import/", transfer_views.import_upload, name="import"),
+    path("files/import/preview/", transfer_views.import_preview, name="import-preview"),
+    path("files/import/confirm/", transfer_views.import_confirm, name="import-confirm"),
+    path("files/import/<int:transfer>/", transfer_views.import_result, name="import-result"),
+    path("files/export/", transfer_views.export, name="export"),
     path("<str:mrn>/", views.detail, name="detail"),
     path("<str:mrn>/edit/", views.edit, name="edit"),
     path("<str:mrn>/history/", views.history, name="history"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, tzinfo
 from typing import Final
 
+from .messages import Message, RuleError, gettext_noop
+
 MIN_DAY: Final = -30  # earliest storable day, SPEC 1
 MAX_DAY: Final = 730  # latest storable day, SPEC 1
 
@@ -59,9 +61,16 @@ def localize(naive: datetime, tz: tzinfo) -> datetime:
     second = naive.replace(tzinfo=tz, fold=1)
     if first.utcoffset() != second.utcoffset():
         roundtrip = first.astimezone(UTC).astimezone(tz).replace(tzinfo=None)
-        problem = "does not exist (clocks jump forward)" if roundtrip != naive else "occurs twice"
-        raise ValueError(
-            f"local time {naive.isoformat(sep=' ')} {problem} in the site time zone {tz}; "
-            "give the time with its UTC offset, e.g. 2025-10-26T02:30+01:00"
+        template = (
+            gettext_noop(
+                "local time %(time)s does not exist (clocks jump forward) in the site time zone %(zone)s; "
+                "give the time with its UTC offset, e.g. 2025-10-26T02:30+01:00"
+            )
+            if roundtrip != naive
+            else gettext_noop(
+                "local time %(time)s occurs twice in the site time zone %(zone)s; "
+                "give the time with its UTC offset, e.g. 2025-10-26T02:30+01:00"
+            )
         )
+        raise RuleError(Message(template, {"time": naive.isoformat(sep=" "), "zone": str(tz)}))
     return first.astimezone(UTC)

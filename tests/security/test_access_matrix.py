@@ -25,6 +25,7 @@ from django.test import Client
 from django.utils import timezone
 
 from patients import services
+from patients.imports import record_transfer
 from patients.models import CareTeam, Patient
 from scoring.models import Alert
 from tests.conftest import make_user
@@ -83,6 +84,12 @@ EXPECTED: dict[str, tuple[str, tuple[Any, ...]]] = {  # keyed by URL name
     "patients:override": (GET, HEMATOLOGIST_PATIENT_PAGE),
     "patients:override-void": (POST, HEMATOLOGIST_PATIENT_PAGE),
     "patients:alert-ack": (POST, HEMATOLOGIST_PATIENT_PAGE),
+    # import and export (patients/transfer_views.py): hematologists, their own teams' patients
+    "patients:import": (GET, HEMATOLOGIST_PAGE),
+    "patients:import-preview": (GET, HEMATOLOGIST_PAGE),  # nothing pending: back to the upload page
+    "patients:import-confirm": (POST, HEMATOLOGIST_PAGE),  # no valid digest: refused, redirected
+    "patients:import-result": (GET, HEMATOLOGIST_PAGE),  # one's own imports only (else 404)
+    "patients:export": (GET, HEMATOLOGIST_PAGE),
     # --- score models and site parameters (scoring/urls.py) ---------------------------------
     "scoring:model-list": (GET, HEMATOLOGIST_PAGE),
     "scoring:model-detail": (GET, HEMATOLOGIST_PAGE),
@@ -197,6 +204,7 @@ def matrix_world(db: None) -> dict[str, Any]:
     override = services.grade_override_set(
         user=hema, patient=patient, date=date(2025, 3, 3), grade=1, reason="x"
     )
+    transfer = record_transfer(user=hema, direction="import", kind="labs", filename="labs.csv")
     alert = Alert.objects.filter(patient=patient).first() or Alert.objects.create(
         patient=patient,
         kind=Alert._meta.get_field("kind").choices[0][0],
@@ -214,6 +222,7 @@ def matrix_world(db: None) -> dict[str, Any]:
             "event": event.pk,
             "override": override.pk,
             "alert": alert.pk,
+            "transfer": transfer.pk,
             "user": subject.pk,
             "day": observation.date.isoformat(),
             "name": "provisional-v0",
