@@ -99,4 +99,8 @@ ZH = {
     "value '%(value)s' is not a number": "数值“%(value)s”不是数字",
     "%(analyte)s %(value)s %(unit)s is outside the accepted range %(low)s–%(high)s %(unit)s": "%(analyte)s %(value)s %(unit)s 超出可接受范围 %(low)s–%(high)s %(unit)s",
     "%(analyte)s %(value)s %(unit)s is outside the usual range %(low)s–%(high)s %(unit)s; check the value and its unit": "%(analyte)s %(value)s %(unit)s 超出常见范围 %(low)s–%(high)s %(unit)s；请核对数值及其单位",
+    # days (scoring/rules/days.py) and the observation form
+    "local time %(time)s does not exist (clocks jump forward) in the site time zone %(zone)s; give the time with its UTC offset, e.g. 2025-10-26T02:30+01:00": "本地时间 %(time)s 在站点时区 %(zone)s 中不存在（时钟向前跳）；请给出带 UTC 偏移的时间，例如 2025-10-26T02:30+01:00",
+    "local time %(time)s occurs twice in the site time zone %(zone)s; give the time with its UTC offset, e.g. 2025-10-26T02:30+01:00": "本地时间 %(time)s 在站点时区 %(zone)s 中出现两次；请给出带 UTC 偏移的时间，例如 2025-10-26T02:30+01:00",
+    "A flow counts only for a nasal cannula; this device sets the category by itself. Clear the flow (write it in the note if it matters), or choose the nasal cannula.": "流量仅对鼻导管有意义；该装置本身即决定氧疗类别。请清空流量（如有需要可写入备注），或选择鼻导管。",
 }
