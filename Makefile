@@ -50,8 +50,10 @@ screenshots: venv
 bench: venv
 	$(DEV_ENV) $(PY) bench/run.py
 
+# Extract, fill from locale/zh_hans_*.py (fails listing what is untranslated), compile.
 messages: venv
-	$(DEV_ENV) $(PY) manage.py makemessages -l zh_Hans --ignore=.venv
+	$(DEV_ENV) $(PY) manage.py makemessages -l zh_Hans --ignore=.venv --ignore=staticfiles
+	$(PY) locale/zh_hans_ui.py
 	$(DEV_ENV) $(PY) manage.py compilemessages --ignore=.venv
 
 clean:
