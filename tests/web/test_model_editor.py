@@ -97,6 +97,28 @@ def test_bad_cut_point_is_refused_next_to_its_field_with_typed_values_kept(hema_
     assert draft.history.count() == 1
 
 
+@pytest.mark.parametrize("typed", ["NaN", "Infinity", "-inf", "1e400"])
+def test_non_finite_mrd_cut_point_is_refused_not_a_500(hema_client, draft, typed):
+    # The MRD unit is "%": it must not be read as a format character in the error message.
+    url = reverse("scoring:model-edit", args=["site-v1"])
+    response = hema_client.post(url, edit_post(draft, **{"baseline_mrd-cut": typed}))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'id="id_baseline_mrd-cut_error"' in html
+    assert "%%" not in html
+    if typed != "1e400":  # finite, but too many digits: its own message
+        assert "Enter the cut-point as a number" in html
+    assert f'value="{typed}"' in html
+    draft.refresh_from_db()
+    assert draft.history.count() == 1
+
+
+def test_empty_mrd_cut_point_says_what_is_missing(hema_client, draft):
+    url = reverse("scoring:model-edit", args=["site-v1"])
+    html = hema_client.post(url, edit_post(draft, **{"baseline_mrd-cut": ""})).content.decode()
+    assert "Enter a cut-point in the unit of its label." in html and "%%" not in html
+
+
 def test_service_refusal_lands_on_the_band_field(hema_client, draft):
     url = reverse("scoring:model-edit", args=["site-v1"])
     response = hema_client.post(url, edit_post(draft, intermediate_from="3", high_from="9"))
