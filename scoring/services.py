@@ -346,8 +346,16 @@ def unresolved_alert_keys(patient: Patient) -> set[tuple[str, int]]:
 
 
 @transaction.atomic
-def score_model_activate(*, model: ScoreModel, user: Any = None) -> int:
-    """Make ``model`` the one active version and recompute every patient under it."""
+def score_model_activate(*, model: ScoreModel, user: Any = None, expected_revision: int | None = None) -> int:
+    """Make ``model`` the one active version and recompute every patient under it.
+
+    ``expected_revision`` is the revision the hematologist reviewed: a version changed
+    since is refused. The definition is checked as the editor checks it, so a version
+    written around the editor (an unreachable band, say) cannot become active.
+    """
+    model = ScoreModel.objects.select_for_update().get(pk=model.pk)
+    _check_revision(model, expected_revision)
+    score_model_spec_check(model.spec, name=model.name)
     current = ScoreModel.objects.select_for_update().filter(status=ModelStatus.ACTIVE).exclude(pk=model.pk)
     for old in current:
         old.status = ModelStatus.RETIRED

@@ -144,13 +144,21 @@ def model_activate(request: HttpRequest, name: str) -> HttpResponse:
         messages.info(request, _("%(name)s is already the active model.") % {"name": model.name})
     elif request.POST.get("confirm") != "1":
         messages.error(request, _("Tick the confirmation box to activate %(name)s.") % {"name": model.name})
+    elif not (request.POST.get("revision") or "").isdigit():
+        messages.error(request, _("The form lost the model's revision: reload the page and try again."))
     else:
-        count = score_model_activate(model=model, user=request.user)
-        messages.success(
-            request,
-            _("%(name)s is now active; %(count)d patients were recomputed.")
-            % {"name": model.name, "count": count},
-        )
+        try:
+            count = score_model_activate(
+                model=model, user=request.user, expected_revision=int(request.POST["revision"])
+            )
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(
+                request,
+                _("%(name)s is now active; %(count)d patients were recomputed.")
+                % {"name": model.name, "count": count},
+            )
     return redirect(model)
 
 

@@ -243,3 +243,30 @@ def test_activating_an_edited_draft_recomputes_under_it_and_audits_the_user(
     assert PatientSummary.objects.filter(patient=patient, model=draft).exists()
     assert draft.history.order_by("-history_id").first().history_user == hematologist
     assert provisional.history.order_by("-history_id").first().history_user == hematologist
+
+
+def test_activation_from_a_stale_card_is_refused_and_nothing_changes(hematologist, provisional, draft):
+    seen = draft.revision
+    services.score_model_update(
+        user=hematologist,
+        model=draft,
+        expected_revision=seen,
+        reason="a colleague's change",
+        spec={**draft.spec, "intermediate_from": 1, "high_from": 2},
+    )
+    with pytest.raises(ConflictError):
+        services.score_model_activate(model=draft, user=hematologist, expected_revision=seen)
+    draft.refresh_from_db()
+    provisional.refresh_from_db()
+    assert (draft.status, provisional.status) == (ModelStatus.DRAFT, ModelStatus.ACTIVE)
+
+
+def test_a_definition_the_editor_refuses_cannot_be_activated(hematologist, provisional, draft):
+    # Written around the services (as an old or imported row could be): the high band is unreachable.
+    ScoreModel.objects.filter(pk=draft.pk).update(spec={**draft.spec, "high_from": 999})
+    draft.refresh_from_db()
+    with pytest.raises(ValidationError) as caught:
+        services.score_model_activate(model=draft, user=hematologist, expected_revision=draft.revision)
+    assert "high_from" in caught.value.message_dict
+    provisional.refresh_from_db()
+    assert provisional.status == ModelStatus.ACTIVE

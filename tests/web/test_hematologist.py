@@ -94,7 +94,13 @@ def test_model_pages_and_activation(hema_client, hematologist, ward_patient):
     hema_client.post(url, {})
     draft.refresh_from_db()
     assert draft.status == ModelStatus.DRAFT
-    response = hema_client.post(url, {"confirm": "1"})
+    hema_client.post(url, {"confirm": "1"})  # a form without the revision it was read at
+    draft.refresh_from_db()
+    assert draft.status == ModelStatus.DRAFT
+    hema_client.post(url, {"confirm": "1", "revision": str(draft.revision + 1)})  # stale
+    draft.refresh_from_db()
+    assert draft.status == ModelStatus.DRAFT
+    response = hema_client.post(url, {"confirm": "1", "revision": str(draft.revision)})
     assert response.status_code == 302
     draft.refresh_from_db()
     assert draft.status == ModelStatus.ACTIVE
