@@ -625,13 +625,22 @@ def score_model_update(
     if new_provenance != locked.provenance or new_citation != locked.citation:
         _check_provenance(new_provenance, new_citation)
     if spec is not None:
-        locked.spec = score_model_spec_check(dict(spec), name=locked.name)
+        checked = score_model_spec_check(dict(spec), name=locked.name)
+        if new_provenance == Provenance.FITTED and _scoring_terms(checked) != _scoring_terms(locked.spec):
+            # The fit report describes the fitted points; once they change, the version is edited.
+            new_provenance = Provenance.EDITED
+        locked.spec = checked
     locked.provenance = new_provenance
     locked.citation = new_citation
     if description is not None:
         locked.description = description.strip()
     _save_model(locked, user=user, reason=reason)
     return locked
+
+
+def _scoring_terms(spec: dict[str, Any]) -> set[tuple[str, str, Decimal, int]]:
+    """Each factor's code, comparison, cut-point and points (the bands left out)."""
+    return {(f["code"], f["comparison"], Decimal(str(f["cut"])), int(f["points"])) for f in spec["factors"]}
 
 
 @transaction.atomic

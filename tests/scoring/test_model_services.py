@@ -270,3 +270,29 @@ def test_a_definition_the_editor_refuses_cannot_be_activated(hematologist, provi
     assert "high_from" in caught.value.message_dict
     provisional.refresh_from_db()
     assert provisional.status == ModelStatus.ACTIVE
+
+
+def test_a_fitted_draft_keeps_fitted_when_only_its_bands_change_and_becomes_edited_otherwise(
+    hematologist, provisional
+):
+    fitted = services.score_model_create_draft(
+        user=hematologist, source=provisional, name="fit-1", provenance="fitted", fit_report={"n": 1}
+    )
+    services.score_model_update(
+        user=hematologist,
+        model=fitted,
+        expected_revision=fitted.revision,
+        reason="bands as agreed",
+        spec={**fitted.spec, "intermediate_from": 2, "high_from": 3},
+    )
+    fitted.refresh_from_db()
+    assert fitted.provenance == "fitted"
+    services.score_model_update(
+        user=hematologist,
+        model=fitted,
+        expected_revision=fitted.revision,
+        reason="local ferritin assay",
+        spec=_spec_with(fitted, "ferritin_d7", cut="8000"),
+    )
+    fitted.refresh_from_db()
+    assert fitted.provenance == "edited"
