@@ -15,7 +15,6 @@ ZH = {
     "%(factor)s: points": "%(factor)s：分值",
     "%(factor)s: label": "%(factor)s：标签",
     "%(factor)s: why this cut-point": "%(factor)s：切点依据",
-    "A reason is required to %(action)s.": "%(action)s须填写原因。",
     "Score model %(name)s was changed by someone else since you opened it (you edited revision %(mine)s, it is now at revision %(now)s). Nothing was saved: reload it, review the change, and try again.": "评分模型 %(name)s 在您打开后已被他人修改（您编辑的是修订版 %(mine)s，当前为修订版 %(now)s）。未保存任何内容：请重新加载，核对改动后再试。",
     "A score model needs at least one factor.": "评分模型至少需要一个因子。",
     "Every factor needs a code.": "每个因子都需要代码。",

@@ -574,6 +574,7 @@ def _load_area_dictionaries() -> None:
     import importlib.util
 
     here = Path(__file__).resolve().parent
+    conflicts: list[str] = []
     for path in sorted(here.glob("zh_hans_*.py")):
         if path.name == Path(__file__).name:
             continue
@@ -581,7 +582,11 @@ def _load_area_dictionaries() -> None:
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        ZH.update(module.ZH)
+        for msgid, text in module.ZH.items():
+            if ZH.setdefault(msgid, text) != text:
+                conflicts.append(f"{path.name}: {msgid!r} is translated differently elsewhere")
+    if conflicts:
+        sys.exit("\n".join(conflicts))
 
 
 if __name__ == "__main__":
