@@ -68,6 +68,6 @@ ZH = {
     "This is the active model. Exactly one version is always active: activate another version, and this one is retired with it.": "这是启用中的模型。始终恰有一个版本启用：启用另一个版本时，此版本随之停用。",
     "This version is already retired.": "此版本已停用。",
     "A retired version is never deleted: it stays readable with its history, results computed under it stay labelled with it, and you can still create a new version from it.": "停用的版本绝不会被删除：它及其历史记录仍可查阅，按它计算的结果仍标注该版本，您也仍可基于它创建新版本。",
-    "Enter the cut-point as a number in the unit of its label, using digits and a point.": "请按标签中的单位以数字输入切点，使用数字和小数点。",
-    "Enter a cut-point in the unit of its label.": "请按标签中的单位输入切点。",
+    "Enter the cut-point as a number in the unit shown, using digits and a point.": "请按所示单位以数字输入切点，使用数字和小数点。",
+    "Enter a cut-point in the unit shown.": "请按所示单位输入切点。",
 }

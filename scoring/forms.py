@@ -117,13 +117,13 @@ class ModelEditForm(ReasonForm, ProvenanceFieldsMixin):
                 max_digits=18,
                 decimal_places=6,
                 widget=forms.TextInput(attrs={"inputmode": "decimal"}),
-                # The unit stays in the label: Django %-formats some error messages with their
+                # The unit stays next to the input: Django %-formats some error messages with their
                 # params, so the MRD unit "%" inside a message would break it (or show as "%%").
                 error_messages={
                     "invalid": _(
-                        "Enter the cut-point as a number in the unit of its label, using digits and a point."
+                        "Enter the cut-point as a number in the unit shown, using digits and a point."
                     ),
-                    "required": _("Enter a cut-point in the unit of its label."),
+                    "required": _("Enter a cut-point in the unit shown."),
                 },
             )
             self.fields[f"{code}-points"] = forms.IntegerField(

@@ -116,7 +116,7 @@ def test_non_finite_mrd_cut_point_is_refused_not_a_500(hema_client, draft, typed
 def test_empty_mrd_cut_point_says_what_is_missing(hema_client, draft):
     url = reverse("scoring:model-edit", args=["site-v1"])
     html = hema_client.post(url, edit_post(draft, **{"baseline_mrd-cut": ""})).content.decode()
-    assert "Enter a cut-point in the unit of its label." in html and "%%" not in html
+    assert "Enter a cut-point in the unit shown." in html and "%%" not in html
 
 
 def test_service_refusal_lands_on_the_band_field(hema_client, draft):
