@@ -1067,7 +1067,7 @@ def _plan_labs(
     _flag_tenfold_jumps(stored.values(), [*creates, *(item for _lab, item in updates)])
     # Stored, but flagged (SPEC 2.2): the report says which values need a second look.
     for item in sorted([*creates, *(i for _lab, i in updates)], key=lambda i: i.line):
-        for warning in item.lab.warnings:
+        for warning in item.lab.warning_texts:
             report.notes.append(
                 _("%(file)s, line %(line)d: stored and flagged: %(warning)s")
                 % {"file": fn, "line": item.line, "warning": warning}

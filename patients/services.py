@@ -41,7 +41,6 @@ from scoring.i18n import error_text, localize
 from scoring.models import Alert
 from scoring.rules import units
 from scoring.rules.days import MAX_DAY, MIN_DAY, day_of, day_of_date
-from scoring.rules.messages import Message, gettext_noop
 from scoring.services import recompute_all, request_recompute, site_zone
 
 
@@ -342,20 +341,7 @@ def validate_lab(
     except units.RangeError as exc:
         raise ValidationError({key: error_text(exc)}) from exc
     if comparator is None and previous is not None and units.is_tenfold_jump(previous, canonical):
-        messages.append(
-            Message(
-                gettext_noop(
-                    "%(analyte)s %(value)s %(unit)s differs 10-fold or more from the previous value "
-                    "%(previous)s %(unit)s. Check the unit (mg/dL vs mg/L, cells/µL vs 10^9/L)."
-                ),
-                {
-                    "analyte": spec.label_message,
-                    "value": units.format_decimal(canonical),
-                    "previous": units.format_decimal(Decimal(previous)),
-                    "unit": spec.canonical_unit,
-                },
-            )
-        )
+        messages.append(units.tenfold_warning(spec.code, canonical, Decimal(previous)))
     return ValidatedLab(
         analyte=spec.code,
         comparator=comparator or "",

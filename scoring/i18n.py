@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from django.utils.translation import gettext
 
 from scoring.rules.messages import Message, RuleError
-from scoring.rules.units import ANALYTES
+from scoring.rules.units import ANALYTES, WARNING_TEMPLATES
 
 
 def localize(message: Message | str) -> str:
@@ -23,3 +25,31 @@ def error_text(exc: Exception) -> str:
 def analyte_label(code: str) -> str:
     """The short display name of an analyte (CRP, Ferritin, ...) in the active language."""
     return gettext(ANALYTES[code].label) if code in ANALYTES else code
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    """A pattern matching ``template``'s English text, capturing each placeholder by name."""
+    out, seen = [], set()
+    for part in re.split(r"(%\(\w+\)s)", template.replace("%%", "%")):
+        name = re.fullmatch(r"%\((\w+)\)s", part)
+        if name is None:
+            out.append(re.escape(part))
+        elif name.group(1) in seen:
+            out.append(f"(?P={name.group(1)})")
+        else:
+            seen.add(name.group(1))
+            out.append(f"(?P<{name.group(1)}>.+?)")
+    return re.compile("".join(out))
+
+
+_WARNING_PATTERNS = [(t, _template_pattern(t)) for t in WARNING_TEMPLATES]
+
+
+def stored_warning_text(text: str) -> str:
+    """A lab's stored warning flag (English, as entered) in the active language."""
+    for template, pattern in _WARNING_PATTERNS:
+        match = pattern.fullmatch(text)
+        if match:
+            params = dict(match.groupdict())
+            return localize(Message(template, {**params, "analyte": Message(params["analyte"])}))
+    return text

@@ -7,6 +7,7 @@ from typing import Any
 
 from django import template
 
+from scoring.i18n import stored_warning_text
 from scoring.rules.days import format_day
 from scoring.rules.units import format_decimal
 
@@ -30,3 +31,9 @@ def signed_day(value: Any) -> str:
     if value is None or value == "":
         return ""
     return format_day(int(value))
+
+
+@register.filter
+def stored_warning(value: str) -> str:
+    """A lab's stored warning flag (English, as entered) in the reader's language."""
+    return stored_warning_text(str(value))

@@ -360,6 +360,19 @@ def format_decimal(value: Decimal) -> str:
     return "0" if text in ("-0", "0") else text
 
 
+# The warnings a lab keeps in its flags, in English; ``WARNING_TEMPLATES`` lets a page
+# show a stored flag in the reader's language.
+WARN_RANGE_TEMPLATE: Final = gettext_noop(
+    "%(analyte)s %(value)s %(unit)s is outside the usual range %(low)s–%(high)s %(unit)s; "
+    "check the value and its unit"
+)
+TENFOLD_TEMPLATE: Final = gettext_noop(
+    "%(analyte)s %(value)s %(unit)s differs 10-fold or more from the previous value "
+    "%(previous)s %(unit)s. Check the unit (mg/dL vs mg/L, cells/µL vs 10^9/L)."
+)
+WARNING_TEMPLATES: Final = (WARN_RANGE_TEMPLATE, TENFOLD_TEMPLATE)
+
+
 def check_range(analyte: str, canonical: Decimal) -> list[Message]:
     """Raise RangeError outside the reject range; return warnings outside the warn range."""
     spec = resolve_analyte(analyte)
@@ -380,14 +393,25 @@ def check_range(analyte: str, canonical: Decimal) -> list[Message]:
     if not spec.warn_min <= canonical <= spec.warn_max:
         return [
             Message(
-                gettext_noop(
-                    "%(analyte)s %(value)s %(unit)s is outside the usual range %(low)s–%(high)s %(unit)s; "
-                    "check the value and its unit"
-                ),
+                WARN_RANGE_TEMPLATE,
                 params | {"low": format_decimal(spec.warn_min), "high": format_decimal(spec.warn_max)},
             )
         ]
     return []
+
+
+def tenfold_warning(analyte: str, canonical: Decimal, previous: Decimal) -> Message:
+    """The warning for a value ≥10× off the patient's previous one (SPEC 2.2)."""
+    spec = resolve_analyte(analyte)
+    return Message(
+        TENFOLD_TEMPLATE,
+        {
+            "analyte": spec.label_message,
+            "value": format_decimal(canonical),
+            "previous": format_decimal(previous),
+            "unit": spec.canonical_unit,
+        },
+    )
 
 
 def is_tenfold_jump(previous: Decimal | None, new: Decimal) -> bool:

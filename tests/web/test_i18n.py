@@ -152,3 +152,36 @@ def test_ward_reminders_read_in_chinese(clin_client, ward_patient):
     _chinese(clin_client)
     html = clin_client.get(reverse("patients:ward")).content.decode()
     assert "今天（第 +3 天）尚未录入床旁观察。" in html
+
+
+@pytest.mark.django_db
+def test_a_labs_stored_warning_flags_stay_english_and_read_in_chinese(clin_client, clinician, ward_patient):
+    from patients import services
+    from tests.web.conftest import at
+
+    services.lab_record(
+        user=clinician,
+        patient=ward_patient,
+        analyte="ferritin",
+        value="5000",
+        collected_at=at(ward_patient, 1),
+    )
+    lab = services.lab_record(
+        user=clinician,
+        patient=ward_patient,
+        analyte="ferritin",
+        value="150000",
+        collected_at=at(ward_patient, 2),
+        confirmed=True,
+    )
+    assert lab.flags == [
+        "Ferritin 150000 µg/L is outside the usual range 0–100000 µg/L; check the value and its unit",
+        "Ferritin 150000 µg/L differs 10-fold or more from the previous value 5000 µg/L. "
+        "Check the unit (mg/dL vs mg/L, cells/µL vs 10^9/L).",
+    ]
+    url = reverse("patients:detail", args=[ward_patient.mrn])
+    _chinese(clin_client)
+    html = clin_client.get(url).content.decode()
+    assert "铁蛋白 150000 µg/L 超出常见范围 0–100000 µg/L；请核对数值及其单位" in html
+    assert "铁蛋白 150000 µg/L 与上次结果 5000 µg/L 相差 10 倍或以上" in html
+    assert "is outside the usual range" not in html
