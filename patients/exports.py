@@ -20,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
+from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from crsrisk.accounts.models import AccessLog
@@ -212,6 +213,21 @@ class ExportReport:
         return out
 
 
+@contextmanager
+def _one_snapshot() -> Iterator[None]:
+    """Read the six files from one snapshot, so a concurrent import cannot split them.
+
+    SQLite transactions read one snapshot already; PostgreSQL needs REPEATABLE READ, which
+    must be set before the transaction's first query (so not inside an outer transaction).
+    """
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
+
+
 def _write_files(
     patients: QuerySet[Patient],
     open_file: Callable[[str], AbstractContextManager[TextIO]],
@@ -277,7 +293,8 @@ def export_cohort(
     def open_file(kind: str) -> AbstractContextManager[TextIO]:
         return open(target / f"{kind}.csv", "w", encoding="utf-8", newline="")
 
-    mrns = _write_files(patients, open_file, report, progress)
+    with _one_snapshot():
+        mrns = _write_files(patients, open_file, report, progress)
     _audit_export(user=user, mrns=mrns, report=report, page=EXPORT_ACCESS_PAGE, ip_address=None)
     return report
 
@@ -293,7 +310,7 @@ def export_zip(
     """The six files of :func:`export_cohort`, byte for byte, as members of one zip; audited."""
     report = ExportReport(directory=Path(filename))
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with _one_snapshot(), zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
 
         @contextmanager
         def open_file(kind: str) -> Iterator[TextIO]:

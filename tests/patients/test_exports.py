@@ -144,3 +144,20 @@ def test_round_trip_reproduces_the_same_data(tmp_path):
         assert (first / f"{kind}.csv").read_bytes() == (second / f"{kind}.csv").read_bytes(), kind
     for patient in Patient.objects.all():
         assert_stored_equals_scratch(patient)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_export_outside_a_transaction_reads_one_snapshot_and_is_audited_after(tmp_path, hematologist):
+    # Outside any transaction, as the command and the web export run: on PostgreSQL the
+    # export opens a REPEATABLE READ transaction of its own, which must be its first statement.
+    load_fixtures()
+    assert not connection.in_atomic_block
+    with CaptureQueriesContext(connection) as ctx:
+        report = export_cohort(directory=tmp_path, user=hematologist)
+    statements = [q["sql"] for q in ctx.captured_queries]
+    if connection.vendor == "postgresql":
+        # Django logs the BEGIN it issues; the isolation level must come right after it.
+        assert statements[:2] == ["BEGIN", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"]
+    assert report.rows["patients"] == 2
+    assert {r["mrn"] for r in read(tmp_path, "patients")} == {"A001", "A002"}
+    assert DataTransfer.objects.filter(direction="export", patients=2).exists()
