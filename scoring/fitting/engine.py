@@ -362,9 +362,12 @@ def apply_design(cohort: pd.DataFrame, design: str) -> tuple[pd.DataFrame, dict[
     onset = pd.to_numeric(cohort["severe_onset_day"], errors="coerce")
     death = pd.to_numeric(cohort["death_day"], errors="coerce")
     severe = cohort["severe_crs"].astype(bool)
-    early = severe & (onset <= LANDMARK_DAY)
+    # SPEC 5: the report counts severe CRS that began *before* day 7; the landmark design
+    # leaves out everyone with severe CRS *by* day 7, day 7 included.
+    before_landmark = severe & (onset < LANDMARK_DAY)
+    by_landmark = severe & (onset <= LANDMARK_DAY)
     counts = {
-        "events_before_landmark": int(early.sum()),
+        "events_before_landmark": int(before_landmark.sum()),
         "deaths_by_landmark": int((death <= LANDMARK_DAY).sum()),
     }
     if design == DESIGN_AS_PUBLISHED:
@@ -372,7 +375,7 @@ def apply_design(cohort: pd.DataFrame, design: str) -> tuple[pd.DataFrame, dict[
         out["y"] = severe.astype(np.int64)
         counts["excluded_by_design"] = 0
         return out, counts
-    keep = ~early & ~(death <= LANDMARK_DAY)
+    keep = ~by_landmark & ~(death <= LANDMARK_DAY)
     out = cohort.loc[keep].copy()
     out["y"] = (severe[keep] & (onset[keep] > LANDMARK_DAY)).astype(np.int64)
     counts["excluded_by_design"] = int((~keep).sum())
