@@ -9,7 +9,7 @@ from typing import Any
 from django.utils import timezone
 
 from scoring.fitting import engine
-from scoring.fitting.cohort import FitCohort, build_cohort
+from scoring.fitting.cohort import FitCohort, build_cohort, exclusion_counts
 from scoring.models import ScoreModel
 from scoring.rules.score import ModelSpec
 
@@ -67,7 +67,9 @@ def run_local_fit(
             "considered": cohort.considered,
             "with_known_outcome": len(cohort.frame),
             "excluded": len(cohort.exclusions),
-            "exclusions": cohort.exclusions,
+            # Counts only: the report page is read by hematologists of every care team, so it
+            # names no patient (SPEC 7). The command lists the excluded MRNs to its runner.
+            "exclusion_counts": exclusion_counts(cohort.exclusions, tuple(f.code for f in cohort.factors)),
             "outcome_window": cohort.outcome_window,
             "inputs_from_day_6_or_8": cohort.counts["from_day_6_or_8"],
             "inputs_after_therapy": cohort.counts["after_therapy"],

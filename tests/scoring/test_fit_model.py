@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from io import StringIO
 
@@ -9,8 +10,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
+from crsrisk.accounts.models import AccessLog
 from patients.demo import seed_demo
+from patients.models import CareTeam, Patient
 from scoring.models import ModelStatus, Provenance, ScoreModel
+from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -50,7 +54,6 @@ def test_fit_model_on_the_demo_cohort_stores_a_draft_with_its_report_and_leaves_
     assert report["cohort"]["considered"] == 125
     assert report["cohort"]["analysed"] + report["cohort"]["excluded"] == 125
     assert report["cohort"]["events"] >= 5
-    assert all(x["reasons"] for x in report["cohort"]["exclusions"])
     assert report["performance"]["bootstrap"]["requested"] == 20
     # The stored model is the fitted points and bands on the seven prespecified factors.
     spec = fitted.to_spec()
@@ -60,6 +63,9 @@ def test_fit_model_on_the_demo_cohort_stores_a_draft_with_its_report_and_leaves_
         report["bands"]["high_from"],
     )
     assert "stored draft model local-fit" in err.getvalue()
+    # The person who ran the fit is told which patients were excluded, and why.
+    excluded_lines = [line for line in err.getvalue().splitlines() if line.startswith("excluded DEMO")]
+    assert len(excluded_lines) == report["cohort"]["excluded"]
     assert "bootstrap 20/20" in err.getvalue()
 
     # The hematologist reads the report, linked from the model card.
@@ -75,6 +81,37 @@ def test_fit_model_on_the_demo_cohort_stores_a_draft_with_its_report_and_leaves_
     assert 'id="chart-roc-data"' in html and 'id="chart-calibration-data"' in html
     assert "<script>" not in html  # charts are JSON drawn by static/js/charts.js
     assert f"{report['cohort']['analysed']} patients" in html
+    assert f"Excluded patients: {report['cohort']['excluded']}" in html
+
+    # The report is site-wide; a hematologist of another care team reads it too, so it names no
+    # patient: exclusions are counted by reason (SPEC 7), and the stored report holds no MRN.
+    mrns = list(Patient.objects.values_list("mrn", flat=True))
+    assert len(mrns) == 125
+    assert not any(mrn in json.dumps(report) for mrn in mrns)
+    by_reason = {row["code"]: row["n"] for row in report["cohort"]["exclusion_counts"]}
+    assert by_reason and all(n >= 1 for n in by_reason.values())
+    assert sum(by_reason.values()) >= report["cohort"]["excluded"]
+    outsider = make_user("hema-elsewhere", "hematologist", (CareTeam.objects.create(name="Other ward"),))
+    client.force_login(outsider)
+    access_log_before = AccessLog.objects.count()
+    html = client.get(report_url).content.decode()
+    assert f"Excluded patients: {report['cohort']['excluded']}" in html
+    assert not [mrn for mrn in mrns if mrn in html]
+    assert AccessLog.objects.count() == access_log_before  # no patient's record was shown
+
+    # A report stored before this fix listed each excluded MRN: the page counts them instead.
+    legacy = dict(report, cohort=dict(report["cohort"]))
+    del legacy["cohort"]["exclusion_counts"]
+    legacy["cohort"]["exclusions"] = [
+        {"mrn": mrns[0], "reasons": [{"code": "no_infusion"}]},
+        {"mrn": mrns[1], "reasons": [{"code": "observation_days_missing", "days": "3–5", "n": 3}]},
+        {"mrn": mrns[2], "reasons": [{"code": "observation_days_missing", "days": "9", "n": 1}]},
+    ]
+    ScoreModel.objects.filter(pk=fitted.pk).update(fit_report=legacy)
+    html = client.get(report_url).content.decode()
+    assert not [mrn for mrn in mrns if mrn in html]
+    assert '<th scope="row">no infusion recorded</th><td>1</td>' in html
+    assert '<th scope="row">some observation days not recorded</th><td>2</td>' in html
 
 
 def test_fit_model_refuses_a_cohort_without_enough_outcomes():

@@ -74,6 +74,11 @@ class Command(BaseCommand):
             )
         except engine.FitRefused as exc:
             raise CommandError(f"not fitted: {exc}") from None
+        # Only the person who ran the fit sees which patients were left out; the stored report
+        # and its page count them by reason (SPEC 7).
+        for exclusion in fit.cohort.exclusions:
+            reasons = "; ".join(messages.exclusion_text(r) for r in exclusion["reasons"])
+            self.stderr.write(f"excluded {exclusion['mrn']}: {reasons}")
         self._summary(fit.report, fit.spec.total_points)
         if options["dry_run"]:
             self.stderr.write("dry run: nothing stored.")
