@@ -219,6 +219,20 @@ def sullivan_points(coefs: Sequence[float], base: float | None = None) -> Points
     return Points(base=b, points=tuple(points), flags=tuple(flags))
 
 
+def suggested_base(coefs: Sequence[float], *, max_points: int) -> float | None:
+    """A base B to suggest when the default gives too many points: the median positive coefficient.
+
+    Raised if needed so that no factor gets more than ``max_points``, and rounded up to two
+    significant digits so that it can be typed; None without a positive coefficient.
+    """
+    positive = [c for c in coefs if c > 0]
+    if not positive:
+        return None
+    b = max(float(np.median(positive)), max(positive) / max_points)
+    step = 10.0 ** (math.floor(math.log10(b)) - 1)
+    return round(math.ceil(round(b / step, 9)) * step, 12)
+
+
 def band_cutoffs(score: npt.ArrayLike, y: npt.ArrayLike, *, max_score: int, target: float) -> BandCuts:
     """Low/intermediate at the highest score keeping sensitivity ≥ target; then the Youden optimum above.
 
@@ -760,5 +774,6 @@ __all__ = [
     "fit_cohort",
     "json_safe",
     "riley_minimum_sample_size",
+    "suggested_base",
     "sullivan_points",
 ]

@@ -60,6 +60,23 @@ def test_sullivan_points_round_half_up_with_a_given_base_and_flag_a_zero():
     assert points.flags == ("", "", engine.W_ROUNDS_TO_ZERO)
 
 
+@pytest.mark.parametrize(
+    ("coefs", "max_points", "base"),
+    [
+        # median of 0.002, 0.9, 1.3, 2.0, 2.3, 3.4 = 1.65, rounded up to two digits
+        ([2.0, -0.1, 0.9, 1.3, 0.002, 2.3, 3.4], 100, 1.7),
+        ([0.5, 0.5, 0.5], 100, 0.5),  # exact already
+        ([0.01, 0.02, 30.0], 100, 0.3),  # the median 0.02 would give 1500 points: 30 / 100
+        ([-1.0, 0.0], 100, None),
+    ],
+)
+def test_suggested_base_is_the_median_positive_coefficient_within_the_points_limit(coefs, max_points, base):
+    suggested = engine.suggested_base(coefs, max_points=max_points)
+    assert suggested == (None if base is None else pytest.approx(base))
+    if suggested is not None:
+        assert max(sullivan_points(coefs, suggested).points) <= max_points
+
+
 # --- band cut-offs -----------------------------------------------------------------------------
 
 
