@@ -46,8 +46,6 @@ ZH = {
     "%(considered)s patients considered; %(known)s with a known outcome, the day-7 inputs and the observation days 0–%(window)s recorded; %(excluded)s excluded.": "共考虑 %(considered)s 例患者；%(known)s 例结局已知、第 7 天输入齐全且第 0–%(window)s 天观察均有记录；排除 %(excluded)s 例。",
     "Analysed: %(n)s patients, %(events)s with severe CRS (%(pct)s %%). Left out by the design: %(by_design)s. Severe CRS that began before day 7: %(early)s.": "分析：%(n)s 例患者，其中 %(events)s 例发生重度细胞因子释放综合征（%(pct)s %%）。因设计而剔除：%(by_design)s 例。第 7 天之前开始的重度细胞因子释放综合征：%(early)s 例。",
     "Day-7 inputs taken from day 6 or 8: %(d68)s; drawn after tocilizumab or corticosteroids: %(therapy)s; censored values used at their bound: %(censored)s.": "取自第 6 或第 8 天的第 7 天输入：%(d68)s；在托珠单抗或糖皮质激素之后采集：%(therapy)s；按边界值使用的删失值：%(censored)s。",
-    "%(n)s excluded patient": "%(n)s 例被排除的患者",
-    "%(n)s excluded patients": "%(n)s 例被排除的患者",
     "Univariable associations (descriptive only)": "单变量关联（仅作描述）",
     "Each factor alone: continuous (log10 for MRD, CRP, ferritin and IL-6) and dichotomized at the current cut-point. These do not choose the factors.": "逐个因子单独分析：连续变量（微小残留病、CRP、铁蛋白和 IL-6 取 log10）以及按当前切点二分类。这些结果不用于选择因子。",
     "Scale": "尺度",
@@ -93,4 +91,8 @@ ZH = {
     "Events per variable: %(epv)s (the source study: about 17 events for 7 factors, %(source)s).": "每变量事件数：%(epv)s（原研究：7 个因子约 17 个事件，%(source)s）。",
     "Minimum sample size by Riley et al. (BMJ 2020): %(n)s patients (%(events)s events); criteria 1–3: %(c1)s, %(c2)s, %(c3)s, with an anticipated Cox–Snell R² of %(r2)s (15 %% of its maximum %(max)s).": "Riley 等（BMJ 2020）的最小样本量：%(n)s 例患者（%(events)s 个事件）；标准 1–3：%(c1)s、%(c2)s、%(c3)s，预期 Cox–Snell R² 为 %(r2)s（其最大值 %(max)s 的 15 %%）。",
     "The cohort is smaller than this minimum: the points are likely overfitted.": "该队列小于此最小值：分值很可能过拟合。",
+    "Excluded patients: %(n)s": "排除的患者：%(n)s 例",
+    "Counted by reason; a patient can have more than one. This page is read by hematologists of every care team, so it names no patient: fit_model listed the excluded patients to the person who ran it.": "按原因计数；一名患者可有多个原因。所有诊疗组的血液科医师均可阅读本页，因此本页不列出任何患者：fit_model 已向运行它的人列出被排除的患者。",
+    "day-7 input %(factor)s is censored on both sides of the cut-point": "第 7 天输入 %(factor)s 为删失值，跨越切点两侧",
+    "some observation days not recorded": "部分观察日未记录",
 }

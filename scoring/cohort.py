@@ -2,8 +2,9 @@
 
 Inputs are plain frozen dataclasses built by ``scoring.selectors.cohort_patients``;
 outputs are frozen dataclasses of numbers and codes (the page translates the words).
-Every analysis states its n, its events and its design, and a survival comparison
-refuses to draw curves when a group has fewer than ``MIN_PER_GROUP`` patients.
+Every analysis states its n, its events and its design. The ROC refuses when fewer than
+``MIN_PER_GROUP`` patients have severe CRS or fewer than that have not, and a survival
+comparison refuses to draw curves when a group has fewer than ``MIN_PER_GROUP`` patients.
 
 Sources: Ke et al., Curr Med Sci 2025 (apparent AUC 0.875, seed 000); seed 003
 (B-cell regeneration within 45 days and relapse; median RFS 290 days, 95 % CI
@@ -192,6 +193,9 @@ def roc(cohort: ScoreCohort) -> RocResult:
         return RocResult(0, 0, None, None, (), (), (), refused=REFUSED_EMPTY)
     if events in (0, cohort.n):
         return RocResult(cohort.n, events, None, None, (), (), (), refused=REFUSED_ONE_CLASS)
+    if min(events, cohort.n - events) < MIN_PER_GROUP:
+        # SPEC 6: no curve (nor its AUC) from fewer than 5 patients with or without severe CRS.
+        return RocResult(cohort.n, events, None, None, (), (), (), refused=REFUSED_TOO_FEW)
     fpr, tpr, thresholds = roc_curve(y, score, drop_intermediate=False)
     auc = float(roc_auc_score(y, score))
     return RocResult(

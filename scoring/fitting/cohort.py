@@ -38,6 +38,7 @@ X_NO_INFUSION: Final = "no_infusion"
 X_INPUT_MISSING: Final = "input_missing"
 X_INPUT_UNDECIDED: Final = "input_undecided"
 X_OBSERVATION_DAYS: Final = "observation_days_missing"
+EXCLUSION_ORDER: Final = (X_NO_INFUSION, X_INPUT_MISSING, X_INPUT_UNDECIDED, X_OBSERVATION_DAYS)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,30 @@ def _row(
         }
     )
     return (None if reasons else row), reasons, flags
+
+
+def exclusion_counts(
+    exclusions: list[dict[str, Any]], factor_order: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """How many excluded patients have each reason (code, and factor where it has one); no MRN.
+
+    A patient can have several reasons, so the counts can add up to more than the patients.
+    """
+    counts: dict[tuple[str, str], int] = {}
+    for exclusion in exclusions:
+        for key in {(str(r.get("code")), str(r.get("factor", ""))) for r in exclusion["reasons"]}:
+            counts[key] = counts.get(key, 0) + 1
+
+    def order(key: tuple[str, str]) -> tuple[int, int, str]:
+        code, factor = key
+        code_rank = EXCLUSION_ORDER.index(code) if code in EXCLUSION_ORDER else len(EXCLUSION_ORDER)
+        factor_rank = factor_order.index(factor) if factor in factor_order else len(factor_order)
+        return code_rank, factor_rank, code + factor
+
+    return [
+        {"code": code, **({"factor": factor} if factor else {}), "n": n}
+        for (code, factor), n in sorted(counts.items(), key=lambda item: order(item[0]))
+    ]
 
 
 def build_cohort(*, model: ScoreModel | None = None) -> FitCohort:

@@ -219,6 +219,20 @@ def sullivan_points(coefs: Sequence[float], base: float | None = None) -> Points
     return Points(base=b, points=tuple(points), flags=tuple(flags))
 
 
+def suggested_base(coefs: Sequence[float], *, max_points: int) -> float | None:
+    """A base B to suggest when the default gives too many points: the median positive coefficient.
+
+    Raised if needed so that no factor gets more than ``max_points``, and rounded up to two
+    significant digits so that it can be typed; None without a positive coefficient.
+    """
+    positive = [c for c in coefs if c > 0]
+    if not positive:
+        return None
+    b = max(float(np.median(positive)), max(positive) / max_points)
+    step = 10.0 ** (math.floor(math.log10(b)) - 1)
+    return round(math.ceil(round(b / step, 9)) * step, 12)
+
+
 def band_cutoffs(score: npt.ArrayLike, y: npt.ArrayLike, *, max_score: int, target: float) -> BandCuts:
     """Low/intermediate at the highest score keeping sensitivity ≥ target; then the Youden optimum above.
 
@@ -362,9 +376,12 @@ def apply_design(cohort: pd.DataFrame, design: str) -> tuple[pd.DataFrame, dict[
     onset = pd.to_numeric(cohort["severe_onset_day"], errors="coerce")
     death = pd.to_numeric(cohort["death_day"], errors="coerce")
     severe = cohort["severe_crs"].astype(bool)
-    early = severe & (onset <= LANDMARK_DAY)
+    # SPEC 5: the report counts severe CRS that began *before* day 7; the landmark design
+    # leaves out everyone with severe CRS *by* day 7, day 7 included.
+    before_landmark = severe & (onset < LANDMARK_DAY)
+    by_landmark = severe & (onset <= LANDMARK_DAY)
     counts = {
-        "events_before_landmark": int(early.sum()),
+        "events_before_landmark": int(before_landmark.sum()),
         "deaths_by_landmark": int((death <= LANDMARK_DAY).sum()),
     }
     if design == DESIGN_AS_PUBLISHED:
@@ -372,7 +389,7 @@ def apply_design(cohort: pd.DataFrame, design: str) -> tuple[pd.DataFrame, dict[
         out["y"] = severe.astype(np.int64)
         counts["excluded_by_design"] = 0
         return out, counts
-    keep = ~early & ~(death <= LANDMARK_DAY)
+    keep = ~by_landmark & ~(death <= LANDMARK_DAY)
     out = cohort.loc[keep].copy()
     out["y"] = (severe[keep] & (onset[keep] > LANDMARK_DAY)).astype(np.int64)
     counts["excluded_by_design"] = int((~keep).sum())
@@ -757,5 +774,6 @@ __all__ = [
     "fit_cohort",
     "json_safe",
     "riley_minimum_sample_size",
+    "suggested_base",
     "sullivan_points",
 ]

@@ -102,3 +102,15 @@ def exclusion_text(reason: dict[str, Any]) -> str:
     if code == cohort.X_OBSERVATION_DAYS:
         return _("observation days %(days)s not recorded") % {"days": reason["days"]}
     return str(code)
+
+
+def exclusion_reason_text(reason: dict[str, Any]) -> str:
+    """One exclusion reason in words, for a count of patients (no patient's own values)."""
+    code = reason.get("code")
+    if code == cohort.X_INPUT_UNDECIDED:
+        return _("day-7 input %(factor)s is censored on both sides of the cut-point") % {
+            "factor": reason["factor"]
+        }
+    if code == cohort.X_OBSERVATION_DAYS:
+        return _("some observation days not recorded")
+    return exclusion_text(reason)

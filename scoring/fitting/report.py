@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scoring.fitting import messages
+from scoring.fitting import cohort, messages
 
 DASH = "—"
 
@@ -32,6 +32,15 @@ def _or_row(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _exclusion_counts(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The exclusion counts by reason; a report stored before they existed listed each MRN."""
+    stored = report["cohort"].get("exclusion_counts")
+    if stored is not None:
+        return list(stored)
+    factor_order = tuple(str(f.get("code")) for f in report.get("factors", []))
+    return cohort.exclusion_counts(report["cohort"].get("exclusions", []), factor_order)
+
+
 def fit_report_view(report: dict[str, Any]) -> dict[str, Any]:
     """Everything the report template reads, with words in the reader's language."""
     perf = report["performance"]
@@ -56,9 +65,8 @@ def fit_report_view(report: dict[str, Any]) -> dict[str, Any]:
         "design_caveat": messages.design_caveat(report["design"]),
         "method_name": messages.method_name(report["multivariable"]["method"]),
         "warnings": [messages.warning_text(w) for w in report["warnings"]],
-        "exclusions": [
-            {"mrn": x["mrn"], "reasons": [messages.exclusion_text(r) for r in x["reasons"]]}
-            for x in report["cohort"]["exclusions"]
+        "exclusion_reasons": [
+            {"text": messages.exclusion_reason_text(r), "n": r["n"]} for r in _exclusion_counts(report)
         ],
         "prevalence_pct": num(100 * report["cohort"]["prevalence"], 1),
         "univariable": [_or_row(r) for r in report["univariable"]],

@@ -184,6 +184,31 @@ def test_cohort_page_refuses_curves_for_small_groups(hematologist, team):
     assert response.context["report"].rfs_regeneration.groups[1].n == 3
 
 
+def test_cohort_page_refuses_the_roc_with_fewer_than_five_patients_with_severe_crs(hematologist, team):
+    patients = [register(hematologist, team, f"R{i}") for i in range(10)]
+    # The stored day-7 results of 4 patients with severe CRS and 6 without, all with a complete
+    # day-7 score and a known outcome (followed to day 30).
+    for i, p in enumerate(patients):
+        severe = i < 4
+        PatientSummary.objects.filter(patient=p).update(
+            day7_complete=True,
+            day7_points=i % 5,
+            severe_crs=severe,
+            max_crs_grade=3 if severe else 1,
+            last_data_day=30,
+        )
+    client = Client()
+    client.force_login(hematologist)
+    response = client.get(reverse("scoring:cohort"))
+    assert response.status_code == 200
+    roc = response.context["report"].roc
+    assert (roc.n, roc.events, roc.refused) == (10, 4, cohort.REFUSED_TOO_FEW)
+    html = response.content.decode()
+    assert "fewer than 5 patients with severe CRS or fewer than 5 without" in html
+    assert "chart-roc-data" not in html
+    assert "Hanley–McNeil" not in html  # no AUC line
+
+
 def test_cohort_nav_link_is_shown_to_hematologists_only(hematologist, clinician):
     url = reverse("scoring:cohort")
     hema, clin = Client(), Client()

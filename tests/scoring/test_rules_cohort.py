@@ -246,14 +246,17 @@ def test_score_cohort_excludes_incomplete_day7_and_open_outcomes():
 
 
 def test_roc_auc_agrees_with_the_pairwise_definition():
-    # 3 events with points 4, 2, 5; 4 non-events with 1, 2, 0, 3.
-    # Pairs (event > non-event): 4:4, 2:2.5 (one tie), 5:4 → 10.5 of 12.
-    patients = [pt(f"e{i}", points=s, grade=3) for i, s in enumerate([4, 2, 5])]
-    patients += [pt(f"n{i}", points=s) for i, s in enumerate([1, 2, 0, 3])]
+    # 5 events with points 4, 2, 5, 3, 6; 5 non-events with 1, 2, 0, 3, 1.
+    # Pairs (event > non-event, a tie counts one half): 4: 5; 2: 3 + 0.5; 5: 5; 3: 4 + 0.5; 6: 5
+    # → 23 of 25.
+    event_points, non_event_points = [4, 2, 5, 3, 6], [1, 2, 0, 3, 1]
+    patients = [pt(f"e{i}", points=s, grade=3) for i, s in enumerate(event_points)]
+    patients += [pt(f"n{i}", points=s) for i, s in enumerate(non_event_points)]
     result = cohort.roc(cohort.score_cohort(patients))
-    assert result.auc == pytest.approx(10.5 / 12)
-    assert result.auc == pytest.approx(roc_auc_score([1, 1, 1, 0, 0, 0, 0], [4, 2, 5, 1, 2, 0, 3]))
-    assert (result.n, result.events) == (7, 3)
+    assert result.refused == ""
+    assert result.auc == pytest.approx(23 / 25)
+    assert result.auc == pytest.approx(roc_auc_score([1] * 5 + [0] * 5, event_points + non_event_points))
+    assert (result.n, result.events) == (10, 5)
     assert result.fpr[0] == 0.0 and result.tpr[-1] == 1.0 and result.fpr[-1] == 1.0
     low, high = result.auc_ci
     assert low < result.auc < high <= 1.0
@@ -262,6 +265,28 @@ def test_roc_auc_agrees_with_the_pairwise_definition():
 def test_roc_refuses_when_everyone_has_the_same_outcome():
     result = cohort.roc(cohort.score_cohort([pt("a", points=1), pt("b", points=3)]))
     assert result.refused == cohort.REFUSED_ONE_CLASS and result.auc is None
+
+
+@pytest.mark.parametrize(
+    ("events", "non_events", "refused"),
+    [
+        (4, 5, cohort.REFUSED_TOO_FEW),
+        (5, 4, cohort.REFUSED_TOO_FEW),
+        (4, 40, cohort.REFUSED_TOO_FEW),
+        (5, 5, ""),
+    ],
+)
+def test_roc_refuses_fewer_than_five_patients_with_or_without_severe_crs(events, non_events, refused):
+    # SPEC 6: no curve from fewer than 5 patients per group; here the groups are the two outcomes.
+    patients = [pt(f"e{i}", points=i % 4 + 1, grade=3) for i in range(events)]
+    patients += [pt(f"n{i}", points=i % 3) for i in range(non_events)]
+    result = cohort.roc(cohort.score_cohort(patients))
+    assert result.refused == refused
+    assert (result.n, result.events) == (events + non_events, events)
+    if refused:
+        assert result.auc is None and result.auc_ci is None and result.fpr == ()
+    else:
+        assert result.auc is not None and result.fpr[0] == 0.0
 
 
 def test_calibration_reports_observed_rate_per_band_and_point_total():

@@ -60,6 +60,23 @@ def test_sullivan_points_round_half_up_with_a_given_base_and_flag_a_zero():
     assert points.flags == ("", "", engine.W_ROUNDS_TO_ZERO)
 
 
+@pytest.mark.parametrize(
+    ("coefs", "max_points", "base"),
+    [
+        # median of 0.002, 0.9, 1.3, 2.0, 2.3, 3.4 = 1.65, rounded up to two digits
+        ([2.0, -0.1, 0.9, 1.3, 0.002, 2.3, 3.4], 100, 1.7),
+        ([0.5, 0.5, 0.5], 100, 0.5),  # exact already
+        ([0.01, 0.02, 30.0], 100, 0.3),  # the median 0.02 would give 1500 points: 30 / 100
+        ([-1.0, 0.0], 100, None),
+    ],
+)
+def test_suggested_base_is_the_median_positive_coefficient_within_the_points_limit(coefs, max_points, base):
+    suggested = engine.suggested_base(coefs, max_points=max_points)
+    assert suggested == (None if base is None else pytest.approx(base))
+    if suggested is not None:
+        assert max(sullivan_points(coefs, suggested).points) <= max_points
+
+
 # --- band cut-offs -----------------------------------------------------------------------------
 
 
@@ -123,16 +140,22 @@ def test_landmark_design_drops_early_events_and_early_deaths_and_counts_only_lat
     assert list(kept.index) == [2, 4, 5]
     assert list(kept["y"]) == [1, 0, 1]
     assert counts["excluded_by_design"] == 3
-    assert counts["events_before_landmark"] == 2
+    # Only the onset on day 3 began *before* day 7 (SPEC 5); day 7 itself is not before it.
+    assert counts["events_before_landmark"] == 1
 
 
-def test_as_published_design_keeps_everyone_and_counts_events_before_day_7():
+@pytest.mark.parametrize(("onset", "before_day_7"), [(6, 1), (7, 0), (8, 0)])
+def test_as_published_design_counts_events_that_began_before_day_7_not_on_it(onset, before_day_7):
     frame = pd.DataFrame(
-        {"severe_crs": [True, True, False], "severe_onset_day": [2, 12, None], "death_day": [None, None, 3]}
+        {
+            "severe_crs": [True, True, False],
+            "severe_onset_day": [onset, 12, None],
+            "death_day": [None, None, 3],
+        }
     )
     kept, counts = apply_design(frame, DESIGN_AS_PUBLISHED)
     assert list(kept["y"]) == [1, 1, 0]
-    assert counts["events_before_landmark"] == 1
+    assert counts["events_before_landmark"] == before_day_7
 
 
 # --- the whole fit -----------------------------------------------------------------------------
@@ -162,6 +185,9 @@ def test_fit_report_states_cohort_design_bands_and_calibration(report):
     assert cohort["events"] + cohort["non_events"] == 400
     assert report["design"] == DESIGN_AS_PUBLISHED
     assert report["warnings"][0]["code"] == engine.W_EARLY_EVENTS
+    frame = synthetic_cohort(n=400, seed=11)
+    before_day_7 = int((frame["severe_crs"] & (frame["severe_onset_day"] < 7)).sum())
+    assert report["warnings"][0]["n"] == cohort["events_before_landmark"] == before_day_7
     bands = report["bands"]
     assert 0 <= bands["intermediate_from"] <= bands["high_from"]
     assert bands["sensitivity_apparent"] >= 0.9

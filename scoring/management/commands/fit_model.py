@@ -16,9 +16,9 @@ from django.utils import timezone
 
 from crsrisk.accounts.roles import is_hematologist
 from scoring.fitting import engine, messages
-from scoring.fitting.local import run_local_fit
-from scoring.fitting.services import MODEL_NAME_RE, fitted_model_create
-from scoring.models import ScoreModel
+from scoring.fitting.local import FitNotStorable, run_local_fit, storable_spec
+from scoring.models import Provenance, ScoreModel
+from scoring.services import MODEL_NAME_RE, score_model_create_draft
 
 
 class Command(BaseCommand):
@@ -48,7 +48,9 @@ class Command(BaseCommand):
             help="Sullivan's base B (default: the smallest positive coefficient)",
         )
         parser.add_argument("--dry-run", action="store_true", help="fit and report, store nothing")
-        parser.add_argument("--user", help="username of the hematologist who runs the fit (audited)")
+        parser.add_argument(
+            "--user", required=True, help="username of the hematologist who runs the fit (audited)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         design = engine.DESIGN_LANDMARK if options["landmark"] else engine.DESIGN_AS_PUBLISHED
@@ -58,47 +60,60 @@ class Command(BaseCommand):
             )
         except ValueError as exc:
             raise CommandError(f"--bootstrap/--base: {exc}.") from None
-        user = self._user(options.get("user"))
+        user = self._user(options["user"])
         name = options.get("name") or f"fitted-{design.replace('_', '-')}-{timezone.now():%Y%m%d-%H%M}"
         if not MODEL_NAME_RE.match(name):
             raise CommandError(f"--name {name!r}: use 1–64 letters, digits, '.', '_' or '-'.")
         if not options["dry_run"] and ScoreModel.objects.filter(name=name).exists():
             raise CommandError(f"--name {name!r}: a model with this name already exists; choose another.")
 
+        active = ScoreModel.objects.active()
         try:
             fit = run_local_fit(
                 settings=settings,
                 name=name,
-                username="" if user is None else user.get_username(),
+                username=user.get_username(),
+                model=active,
                 progress=self.stderr.write,
             )
         except engine.FitRefused as exc:
             raise CommandError(f"not fitted: {exc}") from None
+        # Only the person who ran the fit sees which patients were left out; the stored report
+        # and its page count them by reason (SPEC 7).
+        for exclusion in fit.cohort.exclusions:
+            reasons = "; ".join(messages.exclusion_text(r) for r in exclusion["reasons"])
+            self.stderr.write(f"excluded {exclusion['mrn']}: {reasons}")
         self._summary(fit.report, fit.spec.total_points)
+        # The editor's own check, before anything is stored and in a dry run too: a draft the
+        # editor could not edit, or with a band no patient can reach, is refused with what to do.
+        try:
+            spec = storable_spec(fit.spec, fit.report)
+        except FitNotStorable as exc:
+            raise CommandError(f"not stored: {exc}") from None
         if options["dry_run"]:
             self.stderr.write("dry run: nothing stored.")
             return
         try:
-            model = fitted_model_create(
-                name=name,
-                spec=fit.spec,
-                report=fit.report,
+            model = score_model_create_draft(
                 user=user,
+                source=active,
+                name=name,
+                provenance=Provenance.FITTED,
                 description=(
                     f"Fitted on {fit.report['cohort']['analysed']} local patients "
                     f"({fit.report['cohort']['events']} events), design {design}."
                 ),
+                spec=spec,
+                fit_report=fit.report,
             )
         except ValidationError as exc:
-            raise CommandError("; ".join(exc.messages)) from None
+            raise CommandError("not stored: " + " ".join(exc.messages)) from None
         self.stderr.write(
             f"stored draft model {model.name} (provenance fitted). Review its fit report at "
             f"{model.get_absolute_url()}report/ before activating it."
         )
 
-    def _user(self, username: str | None) -> Any:
-        if username is None:
-            return None
+    def _user(self, username: str) -> Any:
         user = get_user_model().objects.filter(username=username).first()
         if user is None:
             raise CommandError(f"--user {username!r}: no such user.")
@@ -114,7 +129,10 @@ class Command(BaseCommand):
             f"design {report['design']}: {cohort['analysed']} patients, {cohort['events']} events; "
             f"{cohort['excluded']} excluded; method {report['method']}"
         )
-        points = ", ".join(f"{row['code']} {row['points']}" for row in report["points"]["factors"])
+        points = ", ".join(
+            f"{row['code']} {row['points']} (coefficient {row['coef']:.3f})"
+            for row in report["points"]["factors"]
+        )
         self.stderr.write(f"points (B = {report['points']['base']:.3f}, total {total_points}): {points}")
         self.stderr.write(
             f"bands: intermediate from {report['bands']['intermediate_from']}, "
