@@ -70,4 +70,5 @@ ZH = {
     "A retired version is never deleted: it stays readable with its history, results computed under it stay labelled with it, and you can still create a new version from it.": "停用的版本绝不会被删除：它及其历史记录仍可查阅，按它计算的结果仍标注该版本，您也仍可基于它创建新版本。",
     "Enter the cut-point as a number in the unit shown, using digits and a point.": "请按所示单位以数字输入切点，使用数字和小数点。",
     "Enter a cut-point in the unit shown.": "请按所示单位输入切点。",
+    "The form lost the model's revision: reload the page and try again.": "表单缺少模型的修订号：请刷新页面后重试。",
 }
