@@ -48,10 +48,7 @@ ZH = {
     "No patients yet: the analyses appear once patients of your care teams have results.": "尚无患者：您的护理团队中的患者有计算结果后，这里将显示分析。",
     "Distribution of max CRS grade": "细胞因子释放综合征最高分级分布",
     "n = %(n)s, severe CRS (grade ≥ 3) in %(e)s. Design: every patient, max ASTCT 2019 grade over days 0–%(window)s (grade 5: death from CRS).": "n = %(n)s，其中 %(e)s 例为重度细胞因子释放综合征（≥ 3 级）。设计：所有患者，第 0–%(window)s 天内 ASTCT 2019 最高分级（5 级：死于细胞因子释放综合征）。",
-    "%(n)s of them are still inside the outcome window: their grade may still rise.": "其中 %(n)s 例仍在结局观察窗内：其分级仍可能升高。",
     "Discrimination: ROC of the day-7 score": "区分度：第 7 天评分的 ROC",
-    "n = %(n)s, %(e)s with severe CRS. Design: patients with a complete day-7 score and a known outcome (followed to day %(window)s, severe CRS already observed, or died), as published: severe CRS that began before day 7 counts, so the day-7 labs may already reflect it.": "n = %(n)s，其中 %(e)s 例为重度细胞因子释放综合征。设计：第 7 天评分完整且结局已知（随访至第 %(window)s 天、已观察到重度细胞因子释放综合征或已死亡）的患者，与论文一致：第 7 天前开始的重度细胞因子释放综合征也计入，因此第 7 天的化验可能已反映了它。",
-    "Left out: %(a)s with an incomplete day-7 panel, %(b)s still inside the outcome window.": "未纳入：%(a)s 例第 7 天化验不完整，%(b)s 例仍在结局观察窗内。",
     "No patient has both a complete day-7 score and a known outcome yet.": "尚无患者同时具有完整的第 7 天评分和已知结局。",
     "Not computed: an AUC needs patients with and without severe CRS, and all patients here have the same outcome.": "未计算：AUC 需要同时有发生和未发生重度细胞因子释放综合征的患者，而此处所有患者结局相同。",
     "AUC %(auc)s (approximate 95 %% CI %(low)s–%(high)s, Hanley–McNeil)": "AUC %(auc)s（近似 95%% CI %(low)s–%(high)s，Hanley–McNeil 法）",
@@ -66,4 +63,7 @@ ZH = {
     "Reading these results": "如何解读这些结果",
     "Retrospective, single-site, small numbers: confidence intervals are wide and p-values are not adjusted for the several comparisons on this page. None of these results is a treatment recommendation.": "回顾性、单中心、例数少：置信区间很宽，且 p 值未针对本页的多重比较进行校正。这些结果均不是治疗建议。",
     "Not drawn: fewer than %(min)s patients with severe CRS or fewer than %(min)s without. An ROC curve and an AUC from so few patients would mostly show noise.": "未绘制：发生重度细胞因子释放综合征的患者少于 %(min)s 例，或未发生的患者少于 %(min)s 例。如此少的患者得出的 ROC 曲线和 AUC 主要反映噪声。",
+    "For %(n)s of them the outcome window is not fully observed yet: their grade may still rise.": "其中 %(n)s 例的结局时间窗尚未完整观察：其分级仍可能升高。",
+    "n = %(n)s, %(e)s with severe CRS. Design: patients with a complete day-7 score and a known outcome (a bedside observation every day to day %(window)s, or to the onset of severe CRS, or to death), as published: severe CRS that began before day 7 counts, so the day-7 labs may already reflect it.": "n = %(n)s，其中 %(e)s 例为重度细胞因子释放综合征。设计：第 7 天评分完整且结局已知（每天都有床旁观察，直至第 %(window)s 天、重度细胞因子释放综合征发生或死亡）的患者，与论文一致：第 7 天前开始的重度细胞因子释放综合征也计入，因此第 7 天的化验可能已反映了它。",
+    "Left out: %(a)s with an incomplete day-7 panel, %(b)s whose outcome window is not fully observed.": "未纳入：%(a)s 例第 7 天检验不完整，%(b)s 例结局时间窗尚未完整观察。",
 }

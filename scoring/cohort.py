@@ -93,7 +93,7 @@ class CohortPatient:
     day7_complete: bool
     max_crs_grade: int
     severe_crs: bool
-    crs_outcome_complete: bool  # followed to the end of the CRS outcome window, or severe already
+    crs_outcome_complete: bool  # every day observed to the window's end, severe-CRS onset or death
     bcell_assessed_by_landmark: bool  # at least one B-cell count in days 1..landmark
     regeneration_day: int | None  # day r of regeneration established by the landmark (SPEC 3.3)
     last_known_day: int  # last day with data or an event: follow-up ends here
@@ -113,7 +113,7 @@ class GradeDistribution:
     n: int
     counts: tuple[int, ...]  # index = grade 0..5
     severe: int
-    outcome_incomplete: int  # still inside the outcome window: their grade may still rise
+    outcome_incomplete: int  # outcome window not fully observed: their grade may still rise
 
 
 def grade_distribution(patients: Sequence[CohortPatient]) -> GradeDistribution:

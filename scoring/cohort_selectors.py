@@ -1,8 +1,8 @@
 """Reads for the cohort analytics page (SPEC 6): the stored results as pure inputs.
 
 A constant number of queries whatever the cohort size: the active model, the site
-parameters, the summaries, the live events, the per-day B-cell status up to the
-landmark and one count of the visible patients. Only patients of the user's care
+parameters, the summaries, the live events, the live observation days, the per-day
+B-cell status up to the landmark and one count of the visible patients. Only patients of the user's care
 teams count; voided events do not.
 """
 
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from crsrisk.accounts.roles import visible_patients
-from patients.models import ClinicalEvent, EventKind, SiteParameters
+from patients.models import ClinicalEvent, EventKind, Observation, SiteParameters
 from scoring.cohort import LANDMARK_DAY, CohortEvent, CohortPatient
 from scoring.models import DailyAssessment, PatientSummary, ScoreModel
-from scoring.rules import bcell
+from scoring.rules import astct, bcell
 from scoring.rules.days import day_of_date
 
 ESTABLISHED_REGENERATION = (bcell.EARLY, bcell.LATE)
@@ -50,6 +50,7 @@ def cohort_patients(user: AbstractBaseUser | AnonymousUser) -> CohortInputs:
             "day7_complete",
             "max_crs_grade",
             "severe_crs",
+            "severe_observed_day",
             "last_data_day",
         )
     )
@@ -65,6 +66,12 @@ def cohort_patients(user: AbstractBaseUser | AnonymousUser) -> CohortInputs:
     ):
         if patient_id in infusion:
             events[patient_id].append(CohortEvent(kind, day_of_date(when, infusion[patient_id]), detail))
+    observed: dict[int, list[int]] = defaultdict(list)
+    for patient_id, when in (
+        Observation.objects.active().filter(patient__in=visible).values_list("patient_id", "date")
+    ):
+        if patient_id in infusion:
+            observed[patient_id].append(day_of_date(when, infusion[patient_id]))
     at_landmark: dict[int, tuple[str, int | None]] = {}
     for patient_id, status, regeneration_day in (
         DailyAssessment.objects.filter(model=model, patient__in=visible, day__lte=LANDMARK_DAY)
@@ -77,7 +84,13 @@ def cohort_patients(user: AbstractBaseUser | AnonymousUser) -> CohortInputs:
         pid = s["patient_id"]
         evs = tuple(events.get(pid, ()))
         status, regeneration_day = at_landmark.get(pid, (bcell.NOT_ASSESSED, None))
-        died = any(e.kind == EventKind.DEATH for e in evs)
+        deaths = [e.day for e in evs if e.kind == EventKind.DEATH]
+        unobserved = astct.outcome_unobserved_days(
+            observed.get(pid, ()),
+            window=window,
+            onset_day=s["severe_observed_day"] if s["severe_crs"] else None,
+            death_day=min(deaths) if deaths else None,
+        )
         patients.append(
             CohortPatient(
                 key=str(pid),
@@ -86,7 +99,9 @@ def cohort_patients(user: AbstractBaseUser | AnonymousUser) -> CohortInputs:
                 day7_complete=s["day7_complete"],
                 max_crs_grade=s["max_crs_grade"],
                 severe_crs=s["severe_crs"],
-                crs_outcome_complete=s["severe_crs"] or died or s["last_data_day"] >= window,
+                # The same rule as the local fit (SPEC 5): every day observed up to the end
+                # of the window, or to severe-CRS onset, or to death.
+                crs_outcome_complete=not unobserved,
                 bcell_assessed_by_landmark=status != bcell.NOT_ASSESSED,
                 regeneration_day=regeneration_day if status in ESTABLISHED_REGENERATION else None,
                 last_known_day=max([s["last_data_day"], *(e.day for e in evs)]),

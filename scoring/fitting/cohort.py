@@ -143,15 +143,9 @@ def _row(
     onset: int | None = min(severe_days) if severe_days else (top.day if top.severe else None)
     deaths = sorted(e.day for e in inputs.events if e.kind == EVENT_DEATH)
     death_day = deaths[0] if deaths else None
-    # The outcome is known once the days up to it are observed: the whole window, or up to
-    # the day severe CRS began, or up to death.
-    end = window
-    if onset is not None:
-        end = min(end, onset)
-    if death_day is not None:
-        end = min(end, death_day)
-    observed = {o.day for o in inputs.observations}
-    missing_days = [d for d in range(0, end + 1) if d not in observed]
+    missing_days = astct.outcome_unobserved_days(
+        (o.day for o in inputs.observations), window=window, onset_day=onset, death_day=death_day
+    )
     if missing_days:
         reasons.append({"code": X_OBSERVATION_DAYS, "days": _span(missing_days), "n": len(missing_days)})
     row.update(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import pairwise
@@ -189,3 +189,21 @@ def first_severe_day(grades: Sequence[DayGrade]) -> tuple[int, int] | None:
         if g.grade >= SEVERE_CRS_MIN_GRADE:
             return g.day, g.grade
     return None
+
+
+def outcome_unobserved_days(
+    observed_days: Iterable[int], *, window: int, onset_day: int | None, death_day: int | None
+) -> list[int]:
+    """Days without a bedside observation before the CRS outcome is known (SPEC 5, 6).
+
+    The outcome (severe CRS or not within days 0…window) is known once every day is
+    observed up to the end of the window, or up to the day severe CRS began, or up to
+    death. An empty list means it is known.
+    """
+    end = window
+    if onset_day is not None:
+        end = min(end, onset_day)
+    if death_day is not None:
+        end = min(end, death_day)
+    observed = set(observed_days)
+    return [d for d in range(0, end + 1) if d not in observed]

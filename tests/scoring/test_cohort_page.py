@@ -12,10 +12,11 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from patients import services
 from patients.demo import seed_demo
-from patients.models import CareTeam, ClinicalEvent, Patient
+from patients.models import CareTeam, ClinicalEvent, Observation, Patient
 from scoring import cohort
 from scoring.cohort_selectors import cohort_patients
 from scoring.models import PatientSummary
@@ -102,6 +103,30 @@ def test_selector_skips_voided_events_and_other_teams(hematologist, team, other_
     assert [p.key for p in cohort_patients(outsider).patients] == [str(theirs.pk)]
 
 
+def observe(user, patient: Patient, days: range) -> None:
+    for d in days:
+        services.observation_record(user=user, patient=patient, date=on_day(d), tmax_c="37.0")
+
+
+def test_crs_outcome_is_known_only_when_every_day_of_the_window_is_observed(hematologist, team):
+    # The same rule as the local fit: a late lab does not make the CRS outcome known.
+    window = 30
+    sparse = register(hematologist, team, "SPARSE")
+    observe(hematologist, sparse, range(0, 10))
+    bcell(hematologist, sparse, 40, "0")  # data after the window, but days 10-30 unobserved
+    full = register(hematologist, team, "FULL")
+    observe(hematologist, full, range(0, window + 1))
+    early = register(hematologist, team, "EARLY")
+    observe(hematologist, early, range(0, 3))
+    services.observation_record(
+        user=hematologist, patient=early, date=on_day(3), tmax_c="39.5", oxygen="high_flow"
+    )  # severe CRS on day 3: known from then on
+    patients = by_key(cohort_patients(hematologist))
+    assert not patients[str(sparse.pk)].crs_outcome_complete
+    assert patients[str(full.pk)].crs_outcome_complete
+    assert patients[str(early.pk)].crs_outcome_complete
+
+
 def test_selector_runs_a_constant_number_of_queries(hematologist, team):
     def count() -> int:
         with CaptureQueriesContext(connection) as ctx:
@@ -118,6 +143,7 @@ def test_selector_runs_a_constant_number_of_queries(hematologist, team):
         event(hematologist, p, "cr", 28)
         event(hematologist, p, "relapse", 100 + i)
         bcell(hematologist, p, 7, "0")
+        observe(hematologist, p, range(0, 3))
     assert count() == few
 
 
@@ -186,16 +212,21 @@ def test_cohort_page_refuses_curves_for_small_groups(hematologist, team):
 
 def test_cohort_page_refuses_the_roc_with_fewer_than_five_patients_with_severe_crs(hematologist, team):
     patients = [register(hematologist, team, f"R{i}") for i in range(10)]
-    # The stored day-7 results of 4 patients with severe CRS and 6 without, all with a complete
-    # day-7 score and a known outcome (followed to day 30).
+    # The stored day-7 results of 4 patients with severe CRS (on day 2) and 6 without, all
+    # with a complete day-7 score and a known outcome: observed every day to onset or day 30.
     for i, p in enumerate(patients):
         severe = i < 4
         PatientSummary.objects.filter(patient=p).update(
             day7_complete=True,
             day7_points=i % 5,
             severe_crs=severe,
+            severe_observed_day=2 if severe else None,
             max_crs_grade=3 if severe else 1,
             last_data_day=30,
+        )
+        Observation.objects.bulk_create(
+            Observation(patient=p, date=on_day(d), entered_at=timezone.now())
+            for d in range(0, 3 if severe else 31)
         )
     client = Client()
     client.force_login(hematologist)
