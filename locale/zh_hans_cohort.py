@@ -66,4 +66,5 @@ ZH = {
     "For %(n)s of them the outcome window is not fully observed yet: their grade may still rise.": "其中 %(n)s 例的结局时间窗尚未完整观察：其分级仍可能升高。",
     "n = %(n)s, %(e)s with severe CRS. Design: patients with a complete day-7 score and a known outcome (a bedside observation every day to day %(window)s, or to the onset of severe CRS, or to death), as published: severe CRS that began before day 7 counts, so the day-7 labs may already reflect it.": "n = %(n)s，其中 %(e)s 例为重度细胞因子释放综合征。设计：第 7 天评分完整且结局已知（每天都有床旁观察，直至第 %(window)s 天、重度细胞因子释放综合征发生或死亡）的患者，与论文一致：第 7 天前开始的重度细胞因子释放综合征也计入，因此第 7 天的化验可能已反映了它。",
     "Left out: %(a)s with an incomplete day-7 panel, %(b)s whose outcome window is not fully observed.": "未纳入：%(a)s 例第 7 天检验不完整，%(b)s 例结局时间窗尚未完整观察。",
+    "B-cell regeneration suspected on day 45, not yet confirmed": "第 45 天疑似 B 细胞再生，尚未证实",
 }

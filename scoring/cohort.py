@@ -55,6 +55,7 @@ EXCLUDED_DEATH = "death_by_landmark"
 EXCLUDED_HSCT = "hsct_by_landmark"
 EXCLUDED_FOLLOW_UP = "follow_up_ends_by_landmark"
 EXCLUDED_NO_BCELL = "no_bcell_count_by_landmark"
+EXCLUDED_UNCONFIRMED = "regeneration_unconfirmed_at_landmark"
 EXCLUDED_NOT_EARLY = "no_early_regeneration"
 EXCLUDED_NO_THERAPY = "no_preemptive_therapy_by_landmark"
 EXCLUSION_ORDER = (
@@ -64,6 +65,7 @@ EXCLUSION_ORDER = (
     EXCLUDED_FOLLOW_UP,
     EXCLUDED_NO_CR,
     EXCLUDED_NO_BCELL,
+    EXCLUDED_UNCONFIRMED,
     EXCLUDED_NOT_EARLY,
     EXCLUDED_NO_THERAPY,
 )
@@ -98,6 +100,9 @@ class CohortPatient:
     regeneration_day: int | None  # day r of regeneration established by the landmark (SPEC 3.3)
     last_known_day: int  # last day with data or an event: follow-up ends here
     events: tuple[CohortEvent, ...] = ()
+    # Regeneration suspected on the landmark day, its confirmation still to come (SPEC 3.3):
+    # its group would depend on a later sample, so the patient is left out and counted.
+    regeneration_unconfirmed_at_landmark: bool = False
 
     def first(self, kind: str) -> CohortEvent | None:
         """The earliest event of a kind."""
@@ -373,6 +378,8 @@ def landmark_record(p: CohortPatient, *, landmark: int = LANDMARK_DAY) -> Surviv
         return EXCLUDED_NO_CR
     if not p.bcell_assessed_by_landmark:
         return EXCLUDED_NO_BCELL
+    if p.regeneration_unconfirmed_at_landmark:
+        return EXCLUDED_UNCONFIRMED
     event_days = [e.day for e in (relapse, death) if e is not None]
     censor_day = min(follow_up_end, hsct.day if hsct is not None else follow_up_end)
     first_event = min(event_days) if event_days else None

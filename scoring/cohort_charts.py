@@ -46,6 +46,7 @@ def exclusion_label(code: str) -> str:
         cohort.EXCLUDED_HSCT: _("allogeneic HSCT on or before day 45"),
         cohort.EXCLUDED_FOLLOW_UP: _("followed for 45 days or less (includes patients not yet at day 45)"),
         cohort.EXCLUDED_NO_BCELL: _("no B-cell count in days 1–45"),
+        cohort.EXCLUDED_UNCONFIRMED: _("B-cell regeneration suspected on day 45, not yet confirmed"),
         cohort.EXCLUDED_NOT_EARLY: _("no early B-cell regeneration"),
         cohort.EXCLUDED_NO_THERAPY: _("no preemptive therapy started by day 45"),
     }

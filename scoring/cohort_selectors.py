@@ -104,6 +104,7 @@ def cohort_patients(user: AbstractBaseUser | AnonymousUser) -> CohortInputs:
                 crs_outcome_complete=not unobserved,
                 bcell_assessed_by_landmark=status != bcell.NOT_ASSESSED,
                 regeneration_day=regeneration_day if status in ESTABLISHED_REGENERATION else None,
+                regeneration_unconfirmed_at_landmark=status == bcell.REGENERATION_SUSPECTED,
                 last_known_day=max([s["last_data_day"], *(e.day for e in evs)]),
                 events=evs,
             )

@@ -82,6 +82,9 @@ def test_selector_reads_regeneration_as_of_day_45_not_a_later_confirmation(hemat
     # On day 45 the regeneration was only suspected: the group must not use day 52's sample.
     assert rows[str(late_confirm.pk)].regeneration_day is None
     assert rows[str(late_confirm.pk)].bcell_assessed_by_landmark
+    # ... nor put the patient in the "no regeneration" group: left out and counted instead.
+    assert rows[str(late_confirm.pk)].regeneration_unconfirmed_at_landmark
+    assert not rows[str(early.pk)].regeneration_unconfirmed_at_landmark
     assert not rows[str(unassessed.pk)].bcell_assessed_by_landmark
 
 

@@ -31,6 +31,7 @@ def pt(
     complete: bool = True,
     grade: int = 0,
     outcome_complete: bool = True,
+    unconfirmed: bool = False,
 ) -> CohortPatient:
     return CohortPatient(
         key=key,
@@ -44,6 +45,7 @@ def pt(
         regeneration_day=regeneration_day,
         last_known_day=last_known_day,
         events=tuple(CohortEvent(*e) for e in events),
+        regeneration_unconfirmed_at_landmark=unconfirmed,
     )
 
 
@@ -128,6 +130,12 @@ def test_landmark_excludes_patients_not_at_risk_on_day_45(events, last_known_day
 
 def test_landmark_excludes_patients_without_a_bcell_count_by_day_45():
     assert cohort.landmark_record(pt("x", bcell_assessed=False)) == cohort.EXCLUDED_NO_BCELL
+
+
+def test_landmark_excludes_a_regeneration_still_awaiting_confirmation_on_day_45():
+    # Suspected but not confirmed by day 45: neither group can be decided without the future.
+    assert cohort.landmark_record(pt("x", unconfirmed=True)) == cohort.EXCLUDED_UNCONFIRMED
+    assert isinstance(cohort.landmark_record(pt("x", unconfirmed=False)), cohort.SurvivalRecord)
 
 
 def test_landmark_time_runs_from_day_45_to_relapse():
