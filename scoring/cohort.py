@@ -333,7 +333,10 @@ def kaplan_meier(group: str, records: Sequence[SurvivalRecord]) -> KaplanMeier:
         ci: tuple[float | None, float | None] = (None, None)
     else:
         median = _finite(float(fit.quantile(0.5)))
-        low, high = fit.quantile_ci(0.5, alpha=1 - CI_LEVEL)
+        # The CI transform takes log(-log(S)), infinite where S is 0 or 1 on a small curve; the
+        # bound is then "not reached" (NaN → None below), so numpy's warning is only noise.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            low, high = fit.quantile_ci(0.5, alpha=1 - CI_LEVEL)
         ci = (_finite(float(low)), _finite(float(high)))
     return KaplanMeier(
         group=group,
