@@ -103,4 +103,8 @@ ZH = {
     "local time %(time)s does not exist (clocks jump forward) in the site time zone %(zone)s; give the time with its UTC offset, e.g. 2025-10-26T02:30+01:00": "本地时间 %(time)s 在站点时区 %(zone)s 中不存在（时钟向前跳）；请给出带 UTC 偏移的时间，例如 2025-10-26T02:30+01:00",
     "local time %(time)s occurs twice in the site time zone %(zone)s; give the time with its UTC offset, e.g. 2025-10-26T02:30+01:00": "本地时间 %(time)s 在站点时区 %(zone)s 中出现两次；请给出带 UTC 偏移的时间，例如 2025-10-26T02:30+01:00",
     "A flow counts only for a nasal cannula; this device sets the category by itself. Clear the flow (write it in the note if it matters), or choose the nasal cannula.": "流量仅对鼻导管有意义；该装置本身即决定氧疗类别。请清空流量（如有需要可写入备注），或选择鼻导管。",
+    # dates still to come
+    "%(date)s has not come yet: nothing can be recorded for a day after today (%(today)s).": "%(date)s 尚未到来：不能为今天（%(today)s）之后的日期录入任何内容。",
+    "The collection time %(time)s is in the future: check the date and the time.": "采集时间 %(time)s 在未来：请核对日期和时间。",
+    "An infusion on %(date)s is more than %(days)d days ahead: probably a wrong year or month. Check the date.": "%(date)s 的回输日期在 %(days)d 天之后：可能年份或月份有误。请核对日期。",
 }

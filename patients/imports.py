@@ -466,6 +466,15 @@ def parse_collected_at(text: str) -> datetime | str:
         return error_text(exc)
 
 
+def _refuse_future(c: _Cells, column: str, check: Callable[[Any, str], None], value: Any) -> None:
+    """Record the services' refusal of a date or time still to come on this cell."""
+    try:
+        check(value, column)
+    except ValidationError as exc:
+        for message in exc.message_dict.get(column, exc.messages):
+            c.error(column, message)
+
+
 def _day_error(day: int, what: str) -> str:
     return _(
         "%(what)s is day %(day)s after infusion, outside the accepted range %(low)s…%(high)s: "
@@ -965,6 +974,8 @@ def _plan_labs(
             day = day_of(when, tz, patient.infusion.infusion_date)
             if not MIN_DAY <= day <= MAX_DAY:
                 c.error("collected_at", _day_error(day, _("this sample")))
+            else:
+                _refuse_future(c, "collected_at", services.check_not_future_time, when)
         try:
             lab = services.validate_lab(
                 analyte=c.raw("analyte"), value_text=c.raw("value"), unit=c.raw("unit")
@@ -1167,6 +1178,8 @@ def _plan_observations(
             day = day_of_date(day_date, patient.infusion.infusion_date)
             if not MIN_DAY <= day <= MAX_DAY:
                 c.error("date", _day_error(day, _("this date")))
+            else:
+                _refuse_future(c, "date", services.check_not_future_date, day_date)
         values = {
             "tmax_c": c.decimal("tmax_c", low=TMAX_MIN_C, high=TMAX_MAX_C, unit="°C", places=1),
             "hypotension": c.choice("hypotension", Hypotension.values, Hypotension.NONE),
@@ -1295,6 +1308,8 @@ def _plan_events(
             day = day_of_date(day_date, patient.infusion.infusion_date)
             if not MIN_DAY <= day <= MAX_DAY:
                 c.error("date", _day_error(day, _("this date")))
+            else:
+                _refuse_future(c, "date", services.check_not_future_date, day_date)
         kind, detail = c.raw("event"), c.raw("detail")
         try:
             services.validate_event(kind, detail)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -100,6 +100,43 @@ def _check_day(day: int, field_name: str) -> None:
         )
 
 
+FUTURE_TOLERANCE = timedelta(minutes=15)  # clock skew between a ward device and the server
+# A planned infusion further ahead than this is taken for a typo (a year or a month wrong);
+# apheresis and manufacturing put registration weeks, not many months, before day 0.
+PLANNED_INFUSION_MAX_DAYS = 180
+
+
+def site_today() -> date:
+    """Today's date at the site (SPEC 1)."""
+    return timezone.now().astimezone(site_zone()).date()
+
+
+def check_not_future_date(day: date, field_name: str) -> None:
+    """Refuse a clinical date after today: nothing is recorded for a day still to come."""
+    today = site_today()
+    if day > today:
+        raise ValidationError(
+            {
+                field_name: _(
+                    "%(date)s has not come yet: nothing can be recorded for a day after today (%(today)s)."
+                )
+                % {"date": f"{day:%Y-%m-%d}", "today": f"{today:%Y-%m-%d}"}
+            }
+        )
+
+
+def check_not_future_time(when: datetime, field_name: str) -> None:
+    """Refuse a collection time in the future (beyond a small clock skew)."""
+    if when > timezone.now() + FUTURE_TOLERANCE:
+        local = when.astimezone(site_zone())
+        raise ValidationError(
+            {
+                field_name: _("The collection time %(time)s is in the future: check the date and the time.")
+                % {"time": f"{local:%Y-%m-%d %H:%M}"}
+            }
+        )
+
+
 def _lock_patient(patient: Patient) -> Patient:
     """Serialize writers of one patient, so two recomputes never interleave."""
     return Patient.objects.select_for_update(of=("self",)).select_related("infusion").get(pk=patient.pk)
@@ -147,6 +184,17 @@ def _validate_dates(values: dict[str, Any]) -> None:
     if ld is not None and ld > inf:
         raise ValidationError(
             {"lymphodepletion_start": _("Lymphodepletion must start on or before the infusion date.")}
+        )
+    latest = site_today() + timedelta(days=PLANNED_INFUSION_MAX_DAYS)
+    if inf > latest:
+        raise ValidationError(
+            {
+                "infusion_date": _(
+                    "An infusion on %(date)s is more than %(days)d days ahead: probably a wrong year "
+                    "or month. Check the date."
+                )
+                % {"date": f"{inf:%Y-%m-%d}", "days": PLANNED_INFUSION_MAX_DAYS}
+            }
         )
     birth = values.get("birth_date")
     if birth is not None and birth > inf:
@@ -372,6 +420,7 @@ def check_collected_at(patient: Patient, collected_at: datetime, field_name: str
         raise ValidationError({field_name: _("The collection time is required, with a time zone.")})
     day = day_of(collected_at, site_zone(), patient.infusion.infusion_date)
     _check_day(day, field_name)
+    check_not_future_time(collected_at, field_name)
     return day
 
 
@@ -626,6 +675,7 @@ def observation_record(
             _("Unknown observation fields: %(fields)s.") % {"fields": ", ".join(sorted(unknown))}
         )
     _check_day(day_of_date(date, patient.infusion.infusion_date), "date")
+    check_not_future_date(date, "date")
     clean = validate_observation(values)
     existing = Observation.objects.active().select_for_update().filter(patient=patient, date=date).first()
     if existing is None:
@@ -723,6 +773,7 @@ def event_record(
     patient = _lock_patient(patient)
     kind, detail = validate_event(kind, detail)
     _check_day(day_of_date(date, patient.infusion.infusion_date), "date")
+    check_not_future_date(date, "date")
     if kind == EventKind.DEATH:
         death = ClinicalEvent.objects.active().filter(patient=patient, kind=EventKind.DEATH).first()
         if death is not None:
@@ -766,6 +817,7 @@ def grade_override_set(*, user: Any, patient: Patient, date: date, grade: int, r
     if day < 0:
         raise ValidationError({"date": _("There is no CRS grade before infusion (day 0).")})
     _check_day(day, "date")
+    check_not_future_date(date, "date")
     current = GradeOverride.objects.active().select_for_update().filter(patient=patient, date=date).first()
     now = timezone.now()
     if current is not None:

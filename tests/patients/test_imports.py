@@ -418,3 +418,15 @@ def test_a_second_death_is_a_conflict(hematologist):
     twice = load("events", header + "A002,2025-04-19,death,crs\nA002,2025-04-20,death,other\n")
     assert [e.line for e in twice.errors] == [3]
     assert ClinicalEvent.objects.filter(kind="death").count() == 1
+
+
+def test_rows_dated_after_today_are_refused():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    load("patients", fixture("patients.csv"))
+    tomorrow = (timezone.localdate() + timedelta(days=1)).isoformat()
+    report = load("observations", OBS_HEADER + f"A001,{tomorrow},37,none,none,0,0,0\n")
+    assert [(e.line, e.column) for e in report.errors] == [(2, "date")]
+    assert "has not come yet" in report.errors[0].reason

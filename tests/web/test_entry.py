@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from patients import services
 from patients.forms import hypotension_category, oxygen_category, sbp_norm_mmhg
@@ -458,3 +459,66 @@ def test_history_shows_zero_values_and_site_times(clin_client, clinician, ward_p
     assert when.strftime("%Y-%m-%d %H:%M") not in html
     row = html[html.index("CD19") :]
     assert ">0<" in row.replace(" ", "")
+
+
+# --- nothing is recorded for a day that has not come yet ------------------------------------
+
+
+def test_a_lab_collected_in_the_future_is_refused(clin_client, ward_patient):
+    before = snapshot(ward_patient)
+    url = reverse("patients:lab-entry", args=[ward_patient.mrn])
+    tomorrow = timezone.localdate() + timedelta(days=1)
+    response = clin_client.post(url, panel_post(tomorrow, crp="30"))
+    assert response.status_code == 200
+    assert "is in the future" in response.content.decode()
+    assert 'value="30"' in response.content.decode()
+    assert snapshot(ward_patient) == before
+
+
+def test_an_observation_for_a_day_still_to_come_is_refused(clin_client, ward_patient):
+    before = snapshot(ward_patient)
+    url = reverse("patients:observation-entry", args=[ward_patient.mrn])
+    tomorrow = timezone.localdate() + timedelta(days=1)
+    response = clin_client.post(url, obs_post(tomorrow, tmax_c="38.0"))
+    assert response.status_code == 200
+    assert "has not come yet" in response.content.decode()
+    assert snapshot(ward_patient) == before
+
+
+def test_services_refuse_events_and_overrides_dated_after_today(hematologist, ward_patient):
+    from django.core.exceptions import ValidationError
+
+    tomorrow = timezone.localdate() + timedelta(days=1)
+    before = snapshot(ward_patient)
+    with pytest.raises(ValidationError) as caught:
+        services.event_record(user=hematologist, patient=ward_patient, kind="cr", date=tomorrow)
+    assert "date" in caught.value.message_dict
+    with pytest.raises(ValidationError) as caught:
+        services.grade_override_set(
+            user=hematologist, patient=ward_patient, date=tomorrow, grade=2, reason="review"
+        )
+    assert "date" in caught.value.message_dict
+    assert snapshot(ward_patient) == before
+    services.event_record(user=hematologist, patient=ward_patient, kind="cr", date=timezone.localdate())
+
+
+def test_registering_an_infusion_more_than_180_days_ahead_is_refused(clinician, team):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as caught:
+        services.patient_register(
+            user=clinician,
+            mrn="FAR-1",
+            name="Far Ahead",
+            infusion_date=timezone.localdate() + timedelta(days=181),
+            care_team=team,
+        )
+    assert "infusion_date" in caught.value.message_dict
+    assert not Patient.objects.filter(mrn="FAR-1").exists()
+    services.patient_register(
+        user=clinician,
+        mrn="NEAR-1",
+        name="Planned",
+        infusion_date=timezone.localdate() + timedelta(days=180),
+        care_team=team,
+    )

@@ -141,7 +141,7 @@ def _ward_queries(client) -> int:
 
 def _add_patients(user, team, start: int, count: int) -> None:
     for i in range(start, start + count):
-        p = register(user, team, f"Q{i:03d}", day=i % 20)
+        p = register(user, team, f"Q{i:03d}", day=i % 20 + 1)  # the lab below is on day 1: not in the future
         services.lab_record(user=user, patient=p, analyte="bcell", value="0", collected_at=at(p, 1))
         services.observation_record(user=user, patient=p, date=p.infusion.infusion_date, tmax_c="38.6")
 
