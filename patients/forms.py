@@ -20,13 +20,14 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from patients.models import (
+    MRN_VALIDATOR,
     CareTeam,
     EventKind,
     Hypotension,
     Oxygen,
     Sex,
 )
-from patients.services import LabEntry
+from patients.services import LabEntry, validate_patient_dates
 from scoring.i18n import analyte_label, error_text
 from scoring.rules.days import localize
 from scoring.rules.units import ANALYTES, AnalyteSpec
@@ -109,6 +110,7 @@ class PatientForm(forms.Form):
     mrn = forms.CharField(
         label=_("MRN"),
         max_length=32,
+        validators=[MRN_VALIDATOR],
         help_text=_("1–32 characters: letters, digits, '-' and '_'."),
     )
     name = forms.CharField(label=_("Name"), max_length=200)
@@ -146,6 +148,16 @@ class PatientForm(forms.Form):
         care_team.queryset = teams if teams is not None else CareTeam.objects.none()
         if teams is not None and len(teams) == 1 and not self.is_bound:
             self.initial.setdefault("care_team", teams[0].pk)
+
+    def clean(self) -> dict[str, Any]:
+        # The services' date rules too, so one answer lists every mistake (SPEC 9).
+        cleaned = super().clean() or {}
+        if cleaned.get("infusion_date") is not None:
+            try:
+                validate_patient_dates(cleaned)
+            except ValidationError as exc:
+                add_service_errors(self, exc)
+        return cleaned
 
 
 class PatientEditForm(PatientForm):

@@ -177,7 +177,8 @@ def _validate_mrd(values: dict[str, Any]) -> None:
             )
 
 
-def _validate_dates(values: dict[str, Any]) -> None:
+def validate_patient_dates(values: dict[str, Any]) -> None:
+    """Check infusion, lymphodepletion and birth dates together (SPEC 2.1)."""
     inf, ld = values.get("infusion_date"), values.get("lymphodepletion_start")
     if inf is None:
         raise ValidationError({"infusion_date": _("The infusion date is required: it defines day 0.")})
@@ -237,7 +238,7 @@ def patient_register(
         "baseline_mrd_pct": baseline_mrd_pct,
         "post_ld_mrd_pct": post_ld_mrd_pct,
     }
-    _validate_dates(values)
+    validate_patient_dates(values)
     _validate_mrd(values)
     patient = Patient(
         mrn=mrn,
@@ -303,7 +304,7 @@ def patient_update(
     merged = {f: getattr(infusion, f) for f in INFUSION_FIELDS}
     merged["birth_date"] = patient.birth_date
     merged.update({k: v for k, v in changes.items() if k in (*INFUSION_FIELDS, "birth_date")})
-    _validate_dates(merged)
+    validate_patient_dates(merged)
     _validate_mrd(merged)
     if "name" in changes and not (changes["name"] or "").strip():
         raise ValidationError({"name": _("A name is required.")})

@@ -412,6 +412,17 @@ def test_register_refuses_bad_input_keeping_values(clin_client, team, field, val
     assert not Patient.objects.exists()
 
 
+def test_register_reports_every_mistake_in_one_pass(clin_client, team):
+    # SPEC 9: one answer says everything that is wrong, not one mistake per submission.
+    data = reg_post(team, mrn="UX 001!", lymphodepletion_start="2025-03-05", baseline_mrd_pct="150")
+    html = clin_client.post(reverse("patients:register"), data).content.decode()
+    for field in ("mrn", "lymphodepletion_start", "baseline_mrd_pct"):
+        assert f'id="id_{field}_error"' in html, field
+    assert "MRN must be 1–32 characters" in html
+    assert "on or before the infusion date" in html
+    assert not Patient.objects.exists()
+
+
 def test_register_refuses_a_team_that_is_not_yours(clin_client, team, other_team):
     response = clin_client.post(reverse("patients:register"), reg_post(team, care_team=str(other_team.pk)))
     assert response.status_code == 200
