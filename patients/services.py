@@ -703,8 +703,8 @@ def observation_record(
             who = getattr(existing.entered_by, "username", None) or existing.source
             raise ConflictError(
                 _(
-                    "An observation for %(date)s was recorded (%(who)s, version %(version)d) "
-                    "since you opened this form. Nothing was saved: review it, then change it with a reason."
+                    "An observation for %(date)s is already recorded (%(who)s, version %(version)d). "
+                    "Nothing was saved: review it, then change it with a reason."
                 )
                 % {"date": f"{date:%Y-%m-%d}", "who": who, "version": existing.version},
                 code="conflict",

@@ -281,6 +281,10 @@ def observation_entry(request: HttpRequest, mrn: str) -> HttpResponse:
                 )
             except ValidationError as exc:
                 forms.add_service_errors(form, exc)
+                if existing is not None and form.cleaned_data["version"] is None:
+                    # The page now shows the stored day: a second save, with a reason, replaces it.
+                    form.data = form.data.copy()
+                    form.data["version"] = str(existing.version)
             else:
                 messages.success(request, _("Observation saved; the CRS grade is recomputed."))
                 return redirect(patient)

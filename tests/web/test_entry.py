@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -533,3 +534,24 @@ def test_registering_an_infusion_more_than_180_days_ahead_is_refused(clinician, 
         infusion_date=timezone.localdate() + timedelta(days=180),
         care_team=team,
     )
+
+
+def test_a_day_already_recorded_shows_its_stored_values_and_a_second_save_with_a_reason_replaces_it(
+    clin_client, clinician, ward_patient
+):
+    on = day(ward_patient, 2)
+    services.observation_record(user=clinician, patient=ward_patient, date=on, tmax_c="37.2")
+    url = reverse("patients:observation-entry", args=[ward_patient.mrn])
+    # A fresh form (no version) for a day that was recorded before it was opened.
+    response = clin_client.post(url, obs_post(on, tmax_c="38.9"))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "is already recorded" in html and "since you opened" not in html
+    assert "37.2" in html  # the stored value, to compare with
+    assert 'value="38.9"' in html  # the typed value, kept
+    assert Observation.objects.get(patient=ward_patient).tmax_c == Decimal("37.2")
+    # Saving again with a reason replaces it: the form now carries the version it showed.
+    version = re.search(r'name="version" value="(\d+)"', html).group(1)
+    response = clin_client.post(url, obs_post(on, tmax_c="38.9", version=version, reason="re-measured"))
+    assert response.status_code == 302
+    assert Observation.objects.get(patient=ward_patient).tmax_c == Decimal("38.9")
