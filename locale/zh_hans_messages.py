@@ -46,7 +46,6 @@ ZH = {
     "Oxygen must be one of %(values)s.": "氧疗必须是以下之一：%(values)s。",
     "Unknown observation fields: %(fields)s.": "未知的观察字段：%(fields)s。",
     "The observation you edited has been voided since you opened it. Nothing was saved.": "自您打开后，您编辑的观察记录已被作废。未保存任何内容。",
-    "An observation for %(date)s was recorded (%(who)s, version %(version)d) since you opened this form. Nothing was saved: review it, then change it with a reason.": "自您打开此表单后，%(date)s 的观察记录已被录入（%(who)s，第 %(version)d 版）。未保存任何内容：请先查看，再填写原因进行更改。",
     "observation": "观察记录",
     "change the observation of %(date)s": "更改 %(date)s 的观察记录",
     "Event must be one of %(values)s, not '%(kind)s'.": "事件必须是以下之一：%(values)s，而不是“%(kind)s”。",
@@ -107,4 +106,8 @@ ZH = {
     "%(date)s has not come yet: nothing can be recorded for a day after today (%(today)s).": "%(date)s 尚未到来：不能为今天（%(today)s）之后的日期录入任何内容。",
     "The collection time %(time)s is in the future: check the date and the time.": "采集时间 %(time)s 在未来：请核对日期和时间。",
     "An infusion on %(date)s is more than %(days)d days ahead: probably a wrong year or month. Check the date.": "%(date)s 的回输日期在 %(days)d 天之后：可能年份或月份有误。请核对日期。",
+    "Vasopressors are entered, so the hypotension did need them: untick this box, or set the vasopressors to 0.": "已录入血管活性药物，说明低血压需要用药：请取消勾选此项，或将血管活性药物数设为 0。",
+    "An observation for %(date)s is already recorded (%(who)s, version %(version)d). Nothing was saved: review it, then change it with a reason.": "%(date)s 的观察记录已存在（%(who)s，第 %(version)d 版）。未保存任何内容：请先查看，再填写原因进行更改。",
+    "Stored for this day": "该日已存储的记录",
+    "Its cut-points are this site's (edited or fitted), not the published ones of Ke et al. 2025.": "其切点为本站点的（修改或拟合所得），不是 Ke 等 2025 年发表的切点。",
 }

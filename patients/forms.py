@@ -446,6 +446,15 @@ class ObservationForm(VersionedForm):
                 data["oxygen"] = oxygen_category(device, data.get("oxygen_flow"))
             except ValidationError as exc:
                 add_service_errors(self, exc)
+        given = (data.get("vasopressors") or 0) > 0 or data.get("vasopressin", False)
+        if given and data.get("hypotension_without_vasopressors"):
+            self.add_error(
+                "hypotension_without_vasopressors",
+                _(
+                    "Vasopressors are entered, so the hypotension did need them: untick this box, "
+                    "or set the vasopressors to 0."
+                ),
+            )
         if data.get("vasopressors") is not None:
             data["hypotension"] = hypotension_category(
                 data["vasopressors"],

@@ -751,11 +751,16 @@ def validate_event(kind: str, detail: str) -> tuple[str, str]:
         raise ValidationError(
             {
                 "detail": _("A %(kind)s event needs a detail: %(allowed)s.")
-                % {"kind": kind, "allowed": _(" or ").join(allowed)}
+                % {
+                    "kind": EventKind(kind).label,
+                    "allowed": _(" or ").join(allowed),  # the codes a file or the API sends
+                }
             }
         )
     if not allowed and detail:
-        raise ValidationError({"detail": _("A %(kind)s event takes no detail.") % {"kind": kind}})
+        raise ValidationError(
+            {"detail": _("A %(kind)s event takes no detail.") % {"kind": EventKind(kind).label}}
+        )
     return kind, detail
 
 

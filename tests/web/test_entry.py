@@ -555,3 +555,29 @@ def test_a_day_already_recorded_shows_its_stored_values_and_a_second_save_with_a
     response = clin_client.post(url, obs_post(on, tmax_c="38.9", version=version, reason="re-measured"))
     assert response.status_code == 302
     assert Observation.objects.get(patient=ward_patient).tmax_c == Decimal("38.9")
+
+
+def test_vasopressors_with_hypotension_not_needing_them_is_a_contradiction_refused(clin_client, ward_patient):
+    url = reverse("patients:observation-entry", args=[ward_patient.mrn])
+    data = obs_post(
+        day(ward_patient, 2), tmax_c="38.5", vasopressors="1", hypotension_without_vasopressors="on"
+    )
+    response = clin_client.post(url, data)
+    assert response.status_code == 200
+    assert b'id="id_hypotension_without_vasopressors_error"' in response.content
+    assert not Observation.objects.filter(patient=ward_patient).exists()
+
+
+def test_event_detail_errors_name_the_event_in_words(hematologist, ward_patient):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as caught:
+        services.event_record(
+            user=hematologist, patient=ward_patient, kind="cr", detail="x", date=day(ward_patient, 1)
+        )
+    assert "A complete remission event takes no detail." in caught.value.message_dict["detail"]
+    with pytest.raises(ValidationError) as caught:
+        services.event_record(
+            user=hematologist, patient=ward_patient, kind="death", date=day(ward_patient, 1)
+        )
+    assert "A death event needs a detail: crs or other." in caught.value.message_dict["detail"]

@@ -221,3 +221,13 @@ def test_only_a_published_version_with_citation_shows_its_citation_and_no_edited
     assert citation in card
     assert "Entered by a hematologist from the publication cited above" in card
     assert "edited from provisional-v0" not in card
+
+
+def test_after_activating_an_edited_model_the_ward_and_timeline_still_say_it_is_not_the_published_one(
+    hematologist, hema_client, draft, team
+):
+    patient = register(hematologist, team, "ED-1", day=8)
+    services.score_model_activate(model=draft, user=hematologist, expected_revision=draft.revision)
+    caveat = "not the published ones of Ke et al. 2025"
+    assert caveat in hema_client.get(reverse("patients:ward")).content.decode()
+    assert caveat in hema_client.get(reverse("patients:detail", args=[patient.mrn])).content.decode()
