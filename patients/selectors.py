@@ -15,6 +15,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from crsrisk.accounts.roles import visible_patients
 from patients.models import ClinicalEvent, EventKind, LabResult, Observation, Patient
@@ -313,10 +314,73 @@ class HistoryEntry:
 
 
 HISTORY_SKIPPED_FIELDS = {"id", "patient", "version", "created_at", "entered_at", "flags"}
+# Field names as the forms say them (Django's default names, such as "tmax c", are not words).
+HISTORY_FIELD_LABELS = {
+    "mrn": gettext_lazy("MRN"),
+    "name": gettext_lazy("Name"),
+    "sex": gettext_lazy("Sex"),
+    "birth_date": gettext_lazy("Birth date"),
+    "care_team": gettext_lazy("Care team"),
+    "diagnosis": gettext_lazy("Diagnosis"),
+    "product": gettext_lazy("CAR-T product"),
+    "infusion_date": gettext_lazy("Infusion date (day 0)"),
+    "lymphodepletion_start": gettext_lazy("Lymphodepletion start"),
+    "baseline_mrd_pct": gettext_lazy("Baseline MRD (%)"),
+    "post_ld_mrd_pct": gettext_lazy("Post-lymphodepletion MRD (%)"),
+    "monitoring_end_day": gettext_lazy("End of monitoring (day)"),
+    "synthetic": gettext_lazy("synthetic"),
+    "analyte": gettext_lazy("Analyte"),
+    "value": gettext_lazy("Value"),
+    "comparator": gettext_lazy("Comparator"),
+    "collected_at": gettext_lazy("Collection time"),
+    "entered_value": gettext_lazy("Value as entered"),
+    "entered_unit": gettext_lazy("Unit as entered"),
+    "loinc": gettext_lazy("LOINC"),
+    "date": gettext_lazy("Date"),
+    "tmax_c": gettext_lazy("Highest temperature (°C)"),
+    "hypotension": gettext_lazy("Hypotension"),
+    "oxygen": gettext_lazy("Oxygen"),
+    "antipyretic": gettext_lazy("Antipyretic given"),
+    "tocilizumab": gettext_lazy("Tocilizumab given"),
+    "corticosteroids": gettext_lazy("Corticosteroids given"),
+    "kind": gettext_lazy("Event"),
+    "detail": gettext_lazy("Detail"),
+    "grade": gettext_lazy("Grade"),
+    "reason": gettext_lazy("Reason"),
+    "note": gettext_lazy("Note"),
+    "source": gettext_lazy("Source"),
+    "entered_by": gettext_lazy("Entered by"),
+    "voided_at": gettext_lazy("Voided at"),
+    "voided_by": gettext_lazy("Voided by"),
+    "void_reason": gettext_lazy("Reason for the void"),
+}
+# The change reasons the services write themselves, in words; a user's reason follows the colon.
+HISTORY_REASONS = {
+    "registered": gettext_lazy("registered"),
+    "entered": gettext_lazy("entered"),
+    "imported": gettext_lazy("imported"),
+}
+HISTORY_REASON_PREFIXES = {
+    "voided: ": gettext_lazy("voided: %(reason)s"),
+    "replaced: ": gettext_lazy("replaced: %(reason)s"),
+    "corrected by import: ": gettext_lazy("corrected by import: %(reason)s"),
+}
+
+
+def _history_reason(reason: str) -> str:
+    """A stored change reason in the reader's language; a user's own words stay as typed."""
+    if reason in HISTORY_REASONS:
+        return str(HISTORY_REASONS[reason])
+    for prefix, template in HISTORY_REASON_PREFIXES.items():
+        if reason.startswith(prefix):
+            return str(template) % {"reason": reason[len(prefix) :]}
+    return reason
+
+
 HISTORY_LIMIT = 1000
 
 
-def _history_value(value: Any, names: dict[str, dict[int, str]], field_name: str) -> str:
+def _history_value(value: Any, names: dict[str, dict[Any, str]], field_name: str) -> str:
     if value is None or value == "":
         return "—"
     if isinstance(value, bool):
@@ -367,9 +431,13 @@ def record_history(patient: Patient) -> list[HistoryEntry]:
         (ClinicalEvent, {"patient_id": patient.pk}),
         (GradeOverride, {"patient_id": patient.pk}),
     ]
-    names: dict[str, dict[int, str]] = {
+    names: dict[str, dict[Any, str]] = {
         "care_team": dict(CareTeam.objects.values_list("id", "name")),
     }
+    for model, _filters in sources:
+        for f in model._meta.concrete_fields:
+            if f.choices:  # codes such as one_vasopressor shown as their (translated) labels
+                names.setdefault(f.name, {k: str(v) for k, v in f.flatchoices})
     raw: list[tuple[Any, Any, list[tuple[str, str, Any, Any]]]] = []
     user_ids: set[int] = set()
     for model, filters in sources:
@@ -392,7 +460,7 @@ def record_history(patient: Patient) -> list[HistoryEntry]:
                     continue
                 if before is not None and old == new:
                     continue
-                diffs.append((f.name, str(f.verbose_name), old, new))
+                diffs.append((f.name, str(HISTORY_FIELD_LABELS.get(f.name, f.verbose_name)), old, new))
                 if f.name in ("entered_by", "voided_by", "created_by") and new is not None:
                     user_ids.add(new)
             previous[rec.id] = rec
@@ -414,7 +482,7 @@ def record_history(patient: Patient) -> list[HistoryEntry]:
                 )
                 for name, label, old, new in diffs
             ],
-            reason=rec.history_change_reason or "",
+            reason=_history_reason(rec.history_change_reason or ""),
         )
         for model, rec, diffs in raw
     ]

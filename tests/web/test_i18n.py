@@ -185,3 +185,23 @@ def test_a_labs_stored_warning_flags_stay_english_and_read_in_chinese(clin_clien
     assert "铁蛋白 150000 µg/L 超出常见范围 0–100000 µg/L；请核对数值及其单位" in html
     assert "铁蛋白 150000 µg/L 与上次结果 5000 µg/L 相差 10 倍或以上" in html
     assert "is outside the usual range" not in html
+
+
+@pytest.mark.django_db
+def test_record_history_uses_words_not_codes_and_reads_in_chinese(clin_client, clinician, ward_patient):
+    from patients import services
+
+    on = ward_patient.infusion.infusion_date + timedelta(days=1)
+    obs = services.observation_record(user=clinician, patient=ward_patient, date=on, tmax_c="38.2")
+    services.observation_void(
+        user=clinician, observation=obs, expected_version=obs.version, reason="wrong day"
+    )
+    url = reverse("patients:history", args=[ward_patient.mrn])
+    html = clin_client.get(url).content.decode()
+    assert "Highest temperature (°C)" in html and "tmax c" not in html
+    assert "voided: wrong day" in html
+    _chinese(clin_client)
+    html = clin_client.get(url).content.decode()
+    assert "最高体温" in html
+    assert "已作废：wrong day" in html
+    assert "tmax c" not in html and "entered by" not in html
