@@ -40,7 +40,7 @@ from scoring.models import Alert, DailyAssessment, ModelStatus, PatientSummary, 
 from scoring.rules import score
 from scoring.rules import types as rt
 from scoring.rules.days import day_of, day_of_date
-from scoring.rules.units import Analyte
+from scoring.rules.units import ANALYTES, Analyte, format_decimal
 
 RECOMPUTE_CHUNK = 200
 _ROW_FIELDS = [
@@ -625,7 +625,7 @@ def score_model_update(
     if new_provenance != locked.provenance or new_citation != locked.citation:
         _check_provenance(new_provenance, new_citation)
     if spec is not None:
-        checked = score_model_spec_check(dict(spec), name=locked.name)
+        checked = _labels_follow_cuts(score_model_spec_check(dict(spec), name=locked.name), locked.spec)
         if new_provenance == Provenance.FITTED and _scoring_terms(checked) != _scoring_terms(locked.spec):
             # The fit report describes the fitted points; once they change, the version is edited.
             new_provenance = Provenance.EDITED
@@ -636,6 +636,35 @@ def score_model_update(
         locked.description = description.strip()
     _save_model(locked, user=user, reason=reason)
     return locked
+
+
+_COMPARISON_SIGNS = {">=": "≥", ">": ">", "<": "<", "<=": "≤"}
+_INPUT_NAMES = {score.BASELINE_MRD_INPUT: "Baseline MRD", score.POST_LD_MRD_INPUT: "Post-lymphodepletion MRD"}
+
+
+def factor_label(input_code: str, comparison: str, cut: Decimal) -> str:
+    """A factor's label written from its rule, e.g. "IL-6 ≥ 500 pg/mL" (stored, so English)."""
+    if input_code in _INPUT_NAMES:
+        name, unit = _INPUT_NAMES[input_code], "%"
+    else:
+        spec = ANALYTES[input_code]
+        name, unit = spec.label, spec.canonical_unit.replace("10^9/L", "×10^9/L")
+    return f"{name} {_COMPARISON_SIGNS.get(comparison, comparison)} {format_decimal(cut)} {unit}"
+
+
+def _labels_follow_cuts(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """A label left as it was follows a changed comparison or cut-point; a typed one is kept."""
+    before = {f["code"]: f for f in old.get("factors", [])}
+    factors = []
+    for f in new["factors"]:
+        was = before.get(f["code"])
+        rule_changed = was is not None and (
+            f["comparison"] != was["comparison"] or Decimal(str(f["cut"])) != Decimal(str(was["cut"]))
+        )
+        if rule_changed and f.get("label", "") == was.get("label", ""):
+            f = {**f, "label": factor_label(f["input"], f["comparison"], Decimal(str(f["cut"])))}
+        factors.append(f)
+    return {**new, "factors": factors}
 
 
 def _scoring_terms(spec: dict[str, Any]) -> set[tuple[str, str, Decimal, int]]:

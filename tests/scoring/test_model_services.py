@@ -296,3 +296,22 @@ def test_a_fitted_draft_keeps_fitted_when_only_its_bands_change_and_becomes_edit
     )
     fitted.refresh_from_db()
     assert fitted.provenance == "edited"
+
+
+def test_a_label_left_as_it_was_follows_a_changed_cut_point_and_a_typed_label_is_kept(hematologist, draft):
+    spec = _spec_with(draft, "il6_d7", cut="100")
+    spec = {
+        **spec,
+        "factors": [
+            {**f, "cut": "60", "label": "APTT over 60 s (local assay)"} if f["code"] == "aptt_d7" else f
+            for f in spec["factors"]
+        ],
+    }
+    services.score_model_update(
+        user=hematologist, model=draft, expected_revision=draft.revision, reason="local", spec=spec
+    )
+    draft.refresh_from_db()
+    labels = {f["code"]: f["label"] for f in draft.spec["factors"]}
+    assert labels["il6_d7"] == "IL-6 ≥ 100 pg/mL"  # was "IL-6 ≥ 500 pg/mL", left untouched
+    assert labels["aptt_d7"] == "APTT over 60 s (local assay)"  # typed by the hematologist
+    assert labels["crp_d7"] == "CRP ≥ 200 mg/L"  # unchanged factor, unchanged label
