@@ -126,4 +126,5 @@ ZH = {
     "voided: %(reason)s": "已作废：%(reason)s",
     "replaced: %(reason)s": "已替换：%(reason)s",
     "corrected by import: %(reason)s": "经导入更正：%(reason)s",
+    "Not graded yet: no bedside observation is recorded.": "尚未分级：没有床旁观察记录。",
 }

@@ -59,10 +59,11 @@ def _layout(title: str, y_title: str, **extra: Any) -> dict[str, Any]:
     layout: dict[str, Any] = {
         "title": {"text": title, "font": {"size": 15}},
         "height": CHART_HEIGHT_PX,
-        "margin": {"l": 56, "r": 16, "t": 40, "b": 44},
+        # Room below the axis title for a horizontal legend, so the two never overlap.
+        "margin": {"l": 56, "r": 16, "t": 40, "b": 88},
         "xaxis": {"title": {"text": _("Day after infusion")}, "zeroline": False},
         "yaxis": {"title": {"text": y_title}, "rangemode": "tozero"},
-        "legend": {"orientation": "h", "y": -0.3},
+        "legend": {"orientation": "h", "x": 0, "y": -0.42, "yanchor": "top"},
         "paper_bgcolor": "#ffffff",
         "plot_bgcolor": "#ffffff",
         "font": {"family": "system-ui, sans-serif", "color": "#1b1f23"},
@@ -89,7 +90,9 @@ def _vline(x: float, label: str, color: str = COLOR_MUTED) -> tuple[dict[str, An
         "y": 1,
         "text": label,
         "showarrow": False,
-        "xanchor": "left",
+        # Written along the line, so a marker near the right edge is never cut off.
+        "textangle": -90,
+        "xanchor": "right",
         "yanchor": "top",
         "font": {"size": 11, "color": color},
     }

@@ -115,3 +115,9 @@ def test_charts_carry_cut_points_of_the_active_model_and_the_day_w_line(clinicia
     bcell = by_id["chart-bcell"]
     assert any(s.get("x0") == 45 for s in bcell["layout"]["shapes"])
     assert bcell["layout"]["xaxis"]["range"][1] > 45
+
+
+def test_a_patient_without_observations_is_not_graded_rather_than_grade_0(clin_client, ward_patient):
+    html = clin_client.get(reverse("patients:detail", args=[ward_patient.mrn])).content.decode()
+    assert "Not graded yet: no bedside observation is recorded." in html
+    assert "Max grade so far: 0" not in html
