@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 
 from scoring.i18n import analyte_label
 from scoring.rules.days import day_of
-from scoring.rules.score import LANDMARK_DAY, ModelSpec
+from scoring.rules.score import LANDMARK_DAY, MRD_INPUTS, ModelSpec
 from scoring.rules.units import ANALYTES
 
 COLOR_LOW = "#1a7f37"
@@ -188,7 +188,9 @@ def running_score_figure(rows: Sequence[Any], model: ModelSpec, summary: Any) ->
             "text": [_("provisional") if r.provisional else "" for r in rows],
         },
     ]
-    if summary is not None:
+    # A star at day 7 only once a day-7 lab exists: before that the "score" is the MRD inputs.
+    day7_labs = [] if summary is None else [f for f in summary.day7_factors if f["input"] not in MRD_INPUTS]
+    if any(not f["missing"] for f in day7_labs):
         data.append(
             {
                 "type": "scatter",

@@ -121,3 +121,21 @@ def test_a_patient_without_observations_is_not_graded_rather_than_grade_0(clin_c
     html = clin_client.get(reverse("patients:detail", args=[ward_patient.mrn])).content.decode()
     assert "Not graded yet: no bedside observation is recorded." in html
     assert "Max grade so far: 0" not in html
+
+
+def test_the_day7_star_is_drawn_only_once_a_day7_lab_exists(clinician, team):
+    from scoring.models import DailyAssessment, PatientSummary
+
+    p = register(clinician, team, "TL5", day=3, baseline_mrd_pct=12)
+
+    def star(patient) -> list:
+        summary = PatientSummary.objects.get(patient=patient)
+        rows = list(DailyAssessment.objects.filter(patient=patient, model=summary.model))
+        figure = charts.running_score_figure(rows, PROVISIONAL_V0, summary)
+        return [t for t in figure["data"] if t.get("marker", {}).get("symbol") == "star"]
+
+    assert star(p) == []  # only the MRD inputs: no day-7 result to mark yet
+    q = register(clinician, team, "TL6", day=8, baseline_mrd_pct=12)
+    services.lab_record(user=clinician, patient=q, analyte="crp", value="250", collected_at=at(q, 7))
+    (marker,) = star(q)
+    assert marker["x"] == [7]
