@@ -127,4 +127,5 @@ ZH = {
     "replaced: %(reason)s": "已替换：%(reason)s",
     "corrected by import: %(reason)s": "经导入更正：%(reason)s",
     "Not graded yet: no bedside observation is recorded.": "尚未分级：没有床旁观察记录。",
+    "%(analyte)s %(entered)s (%(value)s %(unit)s) is outside the accepted range %(low)s–%(high)s %(unit)s": "%(analyte)s %(entered)s（%(value)s %(unit)s）超出可接受范围 %(low)s–%(high)s %(unit)s",
 }

@@ -386,7 +386,13 @@ def validate_lab(
     except units.UnitError as exc:
         raise ValidationError({field_name or "unit": error_text(exc)}) from exc
     try:
-        messages = units.check_range(spec.code, canonical)
+        converted = bool(unit) and units.normalise_unit(unit) != units.normalise_unit(spec.canonical_unit)
+        messages = units.check_range(
+            spec.code,
+            canonical,
+            comparator=comparator or "",
+            entered=f"{value_text.strip()} {unit.strip()}" if converted else "",
+        )
     except units.RangeError as exc:
         raise ValidationError({key: error_text(exc)}) from exc
     if comparator is None and previous is not None and units.is_tenfold_jump(previous, canonical):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterator
 from datetime import date
 
 import pytest
@@ -21,6 +22,16 @@ def make_user(username: str, role: str, teams: tuple[CareTeam, ...] = (), all_te
     profile = Profile.objects.create(user=user, all_care_teams=all_teams)
     profile.care_teams.set(teams)
     return user
+
+
+@pytest.fixture(autouse=True)
+def _default_language_after_each_test() -> Iterator[None]:
+    """A request in another language leaves it active in the thread (LocaleMiddleware does
+    not reset it), so later tests would read Chinese messages: reset it after every test."""
+    yield
+    from django.utils import translation
+
+    translation.deactivate()
 
 
 @pytest.fixture(autouse=True)

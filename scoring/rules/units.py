@@ -373,21 +373,34 @@ TENFOLD_TEMPLATE: Final = gettext_noop(
 WARNING_TEMPLATES: Final = (WARN_RANGE_TEMPLATE, TENFOLD_TEMPLATE)
 
 
-def check_range(analyte: str, canonical: Decimal) -> list[Message]:
-    """Raise RangeError outside the reject range; return warnings outside the warn range."""
+def check_range(
+    analyte: str, canonical: Decimal, *, comparator: str = "", entered: str = ""
+) -> list[Message]:
+    """Raise RangeError outside the reject range; return warnings outside the warn range.
+
+    ``comparator`` (a censored value such as >180) and ``entered`` (the value and unit as
+    typed, when the unit was converted) make the message show what the user gave.
+    """
     spec = resolve_analyte(analyte)
     params: dict[str, ParamValue] = {
         "analyte": spec.label_message,
-        "value": format_decimal(canonical),
+        "value": comparator + format_decimal(canonical),
         "unit": spec.canonical_unit,
     }
     if not spec.reject_min <= canonical <= spec.reject_max:
+        bounds = {"low": format_decimal(spec.reject_min), "high": format_decimal(spec.reject_max)}
+        if entered:
+            template = gettext_noop(
+                "%(analyte)s %(entered)s (%(value)s %(unit)s) is outside the accepted range "
+                "%(low)s–%(high)s %(unit)s"
+            )
+            raise RangeError(Message(template, params | bounds | {"entered": entered}))
         raise RangeError(
             Message(
                 gettext_noop(
                     "%(analyte)s %(value)s %(unit)s is outside the accepted range %(low)s–%(high)s %(unit)s"
                 ),
-                params | {"low": format_decimal(spec.reject_min), "high": format_decimal(spec.reject_max)},
+                params | bounds,
             )
         )
     if not spec.warn_min <= canonical <= spec.warn_max:

@@ -301,3 +301,11 @@ def test_unit_round_trip_is_within_one_millionth_relative(unit: tuple[str, str],
     # Stored canonical values have 6 dp; the round trip is exact up to that rounding.
     tolerance = max(value * D("1e-6"), from_canonical(analyte, D("0.0000005"), name))
     assert abs(back - value) <= tolerance
+
+
+def test_range_messages_keep_the_comparator_and_the_value_as_typed() -> None:
+    (warning,) = check_range("aptt", D("180"), comparator=">")
+    assert str(warning).startswith("APTT >180 s is outside the usual range")
+    with pytest.raises(RangeError) as caught:
+        check_range("crp", D("2500"), entered="250 mg/dL")
+    assert str(caught.value).startswith("CRP 250 mg/dL (2500 mg/L) is outside the accepted range 0–1000 mg/L")
