@@ -128,4 +128,7 @@ ZH = {
     "corrected by import: %(reason)s": "经导入更正：%(reason)s",
     "Not graded yet: no bedside observation is recorded.": "尚未分级：没有床旁观察记录。",
     "%(analyte)s %(entered)s (%(value)s %(unit)s) is outside the accepted range %(low)s–%(high)s %(unit)s": "%(analyte)s %(entered)s（%(value)s %(unit)s）超出可接受范围 %(low)s–%(high)s %(unit)s",
+    "Tmax takes one decimal place, such as 38.4.": "Tmax 保留一位小数，例如 38.4。",
+    "UTF-8, comma-separated, with the header row of the chosen file type (the same columns as the export); at most 5 MB.": "UTF-8 编码、逗号分隔，表头行须为所选文件类型的表头（与导出文件的列相同）；不超过 5 MB。",
+    "Activating: every patient is being recomputed; keep this page open.": "正在启用：所有患者正在重新计算；请保持此页面打开。",
 }

@@ -384,7 +384,7 @@ class ObservationForm(VersionedForm):
         required=False,
         min_value=Decimal("30.0"),
         max_value=Decimal("45.0"),
-        max_digits=3,
+        # No max_digits: the range says it all, and 385 would otherwise get two messages.
         decimal_places=1,
         widget=forms.NumberInput(attrs={"step": "0.1", "inputmode": "decimal"}),
         help_text=_("30.0–45.0 °C, or leave empty if not measured."),
@@ -392,6 +392,7 @@ class ObservationForm(VersionedForm):
             "min_value": _("Tmax must be between 30.0 and 45.0 °C, or empty."),
             "max_value": _("Tmax must be between 30.0 and 45.0 °C, or empty."),
             "invalid": _("Tmax must be a number in °C with a decimal point, such as 38.4."),
+            "max_decimal_places": _("Tmax takes one decimal place, such as 38.4."),
         },
     )
     oxygen_device = forms.ChoiceField(label=_("Oxygen device"), choices=OXYGEN_DEVICES, initial="none")
@@ -575,7 +576,10 @@ class ImportForm(forms.Form):
     )
     file = forms.FileField(
         label=_("CSV file"),
-        help_text=_("UTF-8, comma-separated, with the header row of SPEC 8.2; at most 5 MB."),
+        help_text=_(
+            "UTF-8, comma-separated, with the header row of the chosen file type "
+            "(the same columns as the export); at most 5 MB."
+        ),
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
     )
     correct = forms.BooleanField(

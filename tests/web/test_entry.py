@@ -581,3 +581,10 @@ def test_event_detail_errors_name_the_event_in_words(hematologist, ward_patient)
             user=hematologist, patient=ward_patient, kind="death", date=day(ward_patient, 1)
         )
     assert "A death event needs a detail: crs or other." in caught.value.message_dict["detail"]
+
+
+def test_a_tmax_far_out_of_range_gets_one_clear_message(clin_client, ward_patient):
+    url = reverse("patients:observation-entry", args=[ward_patient.mrn])
+    html = clin_client.post(url, obs_post(day(ward_patient, 2), tmax_c="385")).content.decode()
+    assert html.count("Tmax must be between 30.0 and 45.0 °C, or empty.") == 1
+    assert "digits before the decimal point" not in html
