@@ -131,4 +131,5 @@ ZH = {
     "Tmax takes one decimal place, such as 38.4.": "Tmax 保留一位小数，例如 38.4。",
     "UTF-8, comma-separated, with the header row of the chosen file type (the same columns as the export); at most 5 MB.": "UTF-8 编码、逗号分隔，表头行须为所选文件类型的表头（与导出文件的列相同）；不超过 5 MB。",
     "Activating: every patient is being recomputed; keep this page open.": "正在启用：所有患者正在重新计算；请保持此页面打开。",
+    "Administrator accounts see no clinical data (least privilege): manage accounts from the links above.": "管理员账户不查看临床数据（最小权限原则）：请通过上方链接管理账户。",
 }

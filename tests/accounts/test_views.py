@@ -251,3 +251,16 @@ def test_password_change_is_recorded(client: Client, clinician: User) -> None:
     assert response.status_code == 302
     event = SecurityEvent.objects.get(kind="password_changed")
     assert event.username == "clin" and PASSWORD not in event.detail
+
+
+def test_an_admin_refused_a_clinical_page_keeps_the_admin_links_and_is_told_why(site_admin):
+    from django.test import Client
+    from django.urls import reverse
+
+    c = Client()
+    c.force_login(site_admin)
+    response = c.get(reverse("patients:ward"))
+    assert response.status_code == 403
+    html = response.content.decode()
+    assert reverse("accounts:user-list") in html
+    assert "see no clinical data" in html
