@@ -109,7 +109,7 @@ def test_clinician_registers_enters_a_panel_with_a_unit_slip_and_sees_the_new_ba
     page.select_option("#id_anc_unit", "cells/µL")
     page.click("button:has-text('Save panel')")
     # APTT >180 s lies above the usual range: the form asks to confirm exactly these values.
-    assert "APTT 180 s is outside the usual range" in page.locator(".warnlist").inner_text()
+    assert "APTT >180 s is outside the usual range" in page.locator(".warnlist").inner_text()
     assert not Patient.objects.get(mrn="B-101").labs.exists()
     page.click("button:has-text('Confirm these values and save')")
     page.wait_for_url(f"{base}/patients/B-101/", wait_until="domcontentloaded")
