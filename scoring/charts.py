@@ -55,7 +55,8 @@ def chart_labs(labs: Sequence[Any], tz: ZoneInfo, infusion_date: date) -> list[C
     return sorted(out, key=lambda x: x.day)
 
 
-def _layout(title: str, y_title: str, **extra: Any) -> dict[str, Any]:
+def base_layout(title: str, y_title: str, **extra: Any) -> dict[str, Any]:
+    """The layout every chart starts from (site colours, axis titles, the legend below)."""
     layout: dict[str, Any] = {
         "title": {"text": title, "font": {"size": 15}},
         "height": CHART_HEIGHT_PX,
@@ -125,7 +126,7 @@ def _hline(y: float, label: str, color: str = COLOR_HIGH) -> tuple[dict[str, Any
 def running_score_figure(rows: Sequence[Any], model: ModelSpec, summary: Any) -> dict[str, Any]:
     """Running score by day with band shading, the upper bound and the day-7 marker."""
     top = max(model.total_points, 1)
-    layout = _layout(_("Running score (trend)"), _("Points"))
+    layout = base_layout(_("Running score (trend)"), _("Points"))
     layout["yaxis"].update({"range": [-0.5, top + 0.5], "dtick": 1})
     bands = [
         (-0.5, model.intermediate_from - 0.5, COLOR_LOW, _("low")),
@@ -213,7 +214,7 @@ def lab_figures(labs: Sequence[ChartLab], model: ModelSpec) -> list[dict[str, An
         if not values:
             continue
         spec = ANALYTES[code]
-        layout = _layout(f"{analyte_label(code)} ({spec.canonical_unit})", spec.canonical_unit)
+        layout = base_layout(f"{analyte_label(code)} ({spec.canonical_unit})", spec.canonical_unit)
         factor = cuts.get(code)
         if factor is not None:
             shape, note = _hline(
@@ -259,7 +260,7 @@ def bcell_figure(
     if not values:
         return None
     unit = ANALYTES["bcell"].canonical_unit
-    layout = _layout(_("CD19+ B cells (%(unit)s)") % {"unit": unit}, unit)
+    layout = base_layout(_("CD19+ B cells (%(unit)s)") % {"unit": unit}, unit)
     shape, note = _vline(window_days, _("day %(w)s") % {"w": window_days}, COLOR_HIGH)
     layout["shapes"].append(shape)
     layout["annotations"].append(note)
@@ -300,7 +301,7 @@ def bcell_figure(
 def crs_grade_figure(rows: Sequence[Any]) -> dict[str, Any]:
     """ASTCT grade per observed day, with review days and therapy markers."""
     graded = [r for r in rows if r.crs_grade is not None]
-    layout = _layout(_("CRS grade (ASTCT 2019)"), _("Grade"))
+    layout = base_layout(_("CRS grade (ASTCT 2019)"), _("Grade"))
     layout["yaxis"].update({"range": [0, 6], "dtick": 1})
     layout["bargap"] = 0.3
     data: list[dict[str, Any]] = [
@@ -341,7 +342,7 @@ def m_easix_figure(rows: Sequence[Any], summary: Any) -> dict[str, Any] | None:
     pre = summary is not None and summary.m_easix_pre_ld is not None
     if not daily and not pre:
         return None
-    layout = _layout(_("m-EASIX"), _("LDH × CRP (mg/dL) / platelets"))
+    layout = base_layout(_("m-EASIX"), _("LDH × CRP (mg/dL) / platelets"))
     data: list[dict[str, Any]] = []
     if daily:
         data.append(
@@ -404,13 +405,14 @@ def timeline_figures(
             fig["layout"]["xaxis"]["range"] = list(x_range)
             if chart_id == "chart-bcell":  # the day-W line stays in view
                 fig["layout"]["xaxis"]["range"][1] = max(x_range[1], window_days + 2 * X_MARGIN_DAYS)
-    return [
-        {
-            "id": chart_id,
-            "data_id": f"{chart_id}-data",
-            "title": fig["layout"]["title"]["text"],
-            "figure": fig,
-        }
-        for chart_id, fig in figures
-        if fig is not None
-    ]
+    return [chart_entry(chart_id, fig) for chart_id, fig in figures if fig is not None]
+
+
+def chart_entry(chart_id: str, figure: dict[str, Any]) -> dict[str, Any]:
+    """What ``templates/scoring/_chart.html`` draws: ids for the element and its JSON, a title, the figure."""
+    return {
+        "id": chart_id,
+        "data_id": f"{chart_id}-data",
+        "title": figure["layout"]["title"]["text"],
+        "figure": figure,
+    }

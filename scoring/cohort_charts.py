@@ -13,7 +13,16 @@ from typing import Any
 from django.utils.translation import gettext as _
 
 from scoring import cohort
-from scoring.charts import COLOR_HIGH, COLOR_LINE, COLOR_LOW, COLOR_MID, COLOR_MUTED, GRADE_COLORS, _layout
+from scoring.charts import (
+    COLOR_HIGH,
+    COLOR_LINE,
+    COLOR_LOW,
+    COLOR_MID,
+    COLOR_MUTED,
+    GRADE_COLORS,
+    base_layout,
+    chart_entry,
+)
 
 BAND_COLORS = {"low": COLOR_LOW, "intermediate": COLOR_MID, "high": COLOR_HIGH}
 GROUP_COLORS = {
@@ -100,7 +109,7 @@ def exclusion_rows(comparison: cohort.SurvivalComparison) -> list[tuple[str, int
 
 def grade_figure(dist: cohort.GradeDistribution) -> dict[str, Any]:
     """Bar chart: patients per max CRS grade (ASTCT 2019)."""
-    layout = _layout(_("Max CRS grade (ASTCT 2019)"), _("Patients"))
+    layout = base_layout(_("Max CRS grade (ASTCT 2019)"), _("Patients"))
     layout["xaxis"].update({"title": {"text": _("Max CRS grade")}, "dtick": 1})
     layout["bargap"] = 0.3
     data = [
@@ -119,7 +128,7 @@ def grade_figure(dist: cohort.GradeDistribution) -> dict[str, Any]:
 
 def roc_figure(result: cohort.RocResult) -> dict[str, Any]:
     """ROC curve of the day-7 points, the chance line and the AUC beside the paper's."""
-    layout = _layout(_("ROC: day-7 score against severe CRS"), _("Sensitivity"))
+    layout = base_layout(_("ROC: day-7 score against severe CRS"), _("Sensitivity"))
     layout["xaxis"].update({"title": {"text": _("1 − specificity")}, "range": [0, 1], "constrain": "domain"})
     layout["yaxis"].update({"range": [0, 1.02]})
     layout["shapes"].append(
@@ -160,7 +169,7 @@ def roc_figure(result: cohort.RocResult) -> dict[str, Any]:
 
 def calibration_figure(cal: cohort.Calibration) -> dict[str, Any]:
     """Observed severe-CRS rate per day-7 point total, with Wilson 95 % CIs and counts."""
-    layout = _layout(_("Observed severe CRS by day-7 points"), _("Severe CRS (%)"))
+    layout = base_layout(_("Observed severe CRS by day-7 points"), _("Severe CRS (%)"))
     layout["xaxis"].update({"title": {"text": _("Day-7 points")}, "dtick": 1})
     layout["yaxis"].update({"range": [0, 112]})  # room above 100 % for the n labels
     rows = [r for r in cal.by_points if r.rate is not None and r.ci is not None]
@@ -188,7 +197,7 @@ def calibration_figure(cal: cohort.Calibration) -> dict[str, Any]:
 
 def km_figure(comparison: cohort.SurvivalComparison, title: str) -> dict[str, Any]:
     """Kaplan-Meier step curves from the landmark, with censoring marks."""
-    layout = _layout(title, _("Relapse-free survival"))
+    layout = base_layout(title, _("Relapse-free survival"))
     layout["xaxis"].update(
         {"title": {"text": _("Days from the landmark (day %(day)s)") % {"day": comparison.landmark_day}}}
     )
@@ -224,8 +233,7 @@ def km_figure(comparison: cohort.SurvivalComparison, title: str) -> dict[str, An
 
 
 def _chart(key: str, figure: dict[str, Any]) -> dict[str, Any]:
-    chart_id = f"chart-{key.replace('_', '-')}"
-    return {"id": chart_id, "data_id": f"{chart_id}-data", "figure": figure}
+    return chart_entry(f"chart-{key.replace('_', '-')}", figure)
 
 
 def cohort_figures(report: cohort.CohortReport) -> dict[str, dict[str, Any]]:

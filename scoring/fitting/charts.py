@@ -10,14 +10,14 @@ from typing import Any
 
 from django.utils.translation import gettext as _
 
-from scoring.charts import COLOR_HIGH, COLOR_LINE, COLOR_MUTED, _layout
+from scoring.charts import COLOR_HIGH, COLOR_LINE, COLOR_MUTED, base_layout, chart_entry
 
 CHART_HEIGHT_PX = 360
 
 
 def roc_figure(report: dict[str, Any]) -> dict[str, Any]:
     """ROC curves of the integer score and the continuous model, with the chance line."""
-    layout = _layout(_("ROC curve"), _("Sensitivity"), height=CHART_HEIGHT_PX)
+    layout = base_layout(_("ROC curve"), _("Sensitivity"), height=CHART_HEIGHT_PX)
     layout["xaxis"] = {"title": {"text": _("1 − specificity")}, "range": [0, 1], "zeroline": False}
     layout["yaxis"].update({"range": [0, 1.02], "rangemode": "normal"})
     auc = report["performance"]["auc"]
@@ -55,7 +55,9 @@ def roc_figure(report: dict[str, Any]) -> dict[str, Any]:
 def calibration_figure(report: dict[str, Any]) -> dict[str, Any]:
     """Observed against predicted risk by risk group, with the ideal diagonal."""
     cal = report["performance"]["calibration"]
-    layout = _layout(_("Calibration (dichotomized model)"), _("Observed proportion"), height=CHART_HEIGHT_PX)
+    layout = base_layout(
+        _("Calibration (dichotomized model)"), _("Observed proportion"), height=CHART_HEIGHT_PX
+    )
     layout["xaxis"] = {"title": {"text": _("Predicted risk")}, "range": [0, 1], "zeroline": False}
     layout["yaxis"].update({"range": [0, 1.02], "rangemode": "normal"})
     groups = cal["groups"]
@@ -84,13 +86,7 @@ def calibration_figure(report: dict[str, Any]) -> dict[str, Any]:
 
 def fit_report_figures(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The report page's charts, each with an id, a data id, a title and a figure."""
-    figures = [("chart-roc", roc_figure(report)), ("chart-calibration", calibration_figure(report))]
     return [
-        {
-            "id": chart_id,
-            "data_id": f"{chart_id}-data",
-            "title": fig["layout"]["title"]["text"],
-            "figure": fig,
-        }
-        for chart_id, fig in figures
+        chart_entry("chart-roc", roc_figure(report)),
+        chart_entry("chart-calibration", calibration_figure(report)),
     ]
