@@ -24,6 +24,8 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from statsmodels.duration.survfunc import SurvfuncRight, survdiff
 from statsmodels.stats.proportion import proportion_confint
 
+from scoring.rules.types import Event
+
 PAPER_APPARENT_AUC = 0.875  # Ke et al. 2025, apparent (in-sample, optimistic), seed 000
 SOURCE_MEDIAN_RFS_DAYS = 290  # seed 003, patients in CR (time origin not stated)
 SOURCE_MEDIAN_RFS_CI_DAYS = (163, 416)  # seed 003, 95 % CI
@@ -77,15 +79,6 @@ REFUSED_EMPTY = "no_patients"
 
 
 @dataclass(frozen=True)
-class CohortEvent:
-    """A live clinical event, its day after infusion and its detail."""
-
-    kind: str
-    day: int
-    detail: str = ""
-
-
-@dataclass(frozen=True)
 class CohortPatient:
     """One patient's stored results under the active model, as the analyses need them."""
 
@@ -99,12 +92,12 @@ class CohortPatient:
     bcell_assessed_by_landmark: bool  # at least one B-cell count in days 1..landmark
     regeneration_day: int | None  # day r of regeneration established by the landmark (SPEC 3.3)
     last_known_day: int  # last day with data or an event: follow-up ends here
-    events: tuple[CohortEvent, ...] = ()
+    events: tuple[Event, ...] = ()
     # Regeneration suspected on the landmark day, its confirmation still to come (SPEC 3.3):
     # its group would depend on a later sample, so the patient is left out and counted.
     regeneration_unconfirmed_at_landmark: bool = False
 
-    def first(self, kind: str) -> CohortEvent | None:
+    def first(self, kind: str) -> Event | None:
         """The earliest event of a kind."""
         found = [e for e in self.events if e.kind == kind]
         return min(found, key=lambda e: e.day) if found else None

@@ -15,10 +15,11 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from crsrisk.accounts.roles import visible_patients
 from patients.models import ClinicalEvent, EventKind, Observation, SiteParameters
-from scoring.cohort import LANDMARK_DAY, CohortEvent, CohortPatient
+from scoring.cohort import LANDMARK_DAY, CohortPatient
 from scoring.models import DailyAssessment, PatientSummary, ScoreModel
 from scoring.rules import astct, bcell
 from scoring.rules.days import day_of_date
+from scoring.rules.types import Event
 
 ESTABLISHED_REGENERATION = (bcell.EARLY, bcell.LATE)
 
@@ -57,7 +58,7 @@ def cohort_patients(user: AbstractBaseUser | AnonymousUser) -> CohortInputs:
     # Every patient has an infusion (day 0); a row without one cannot place its events.
     summaries = [s for s in summaries if s["patient__infusion__infusion_date"] is not None]
     infusion = {s["patient_id"]: s["patient__infusion__infusion_date"] for s in summaries}
-    events: dict[int, list[CohortEvent]] = defaultdict(list)
+    events: dict[int, list[Event]] = defaultdict(list)
     for patient_id, kind, when, detail in (
         ClinicalEvent.objects.active()
         .filter(patient__in=visible)
@@ -65,7 +66,7 @@ def cohort_patients(user: AbstractBaseUser | AnonymousUser) -> CohortInputs:
         .values_list("patient_id", "kind", "date", "detail")
     ):
         if patient_id in infusion:
-            events[patient_id].append(CohortEvent(kind, day_of_date(when, infusion[patient_id]), detail))
+            events[patient_id].append(Event(kind, day_of_date(when, infusion[patient_id]), detail))
     observed: dict[int, list[int]] = defaultdict(list)
     for patient_id, when in (
         Observation.objects.active().filter(patient__in=visible).values_list("patient_id", "date")

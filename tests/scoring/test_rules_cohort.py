@@ -13,10 +13,10 @@ from scoring.cohort import (
     EARLY,
     IMMUNOMODULATORY,
     NOT_EARLY,
-    CohortEvent,
     CohortPatient,
     SurvivalRecord,
 )
+from scoring.rules.types import Event
 
 
 def pt(
@@ -44,7 +44,7 @@ def pt(
         bcell_assessed_by_landmark=bcell_assessed,
         regeneration_day=regeneration_day,
         last_known_day=last_known_day,
-        events=tuple(CohortEvent(*e) for e in events),
+        events=tuple(Event(*e) for e in events),
         regeneration_unconfirmed_at_landmark=unconfirmed,
     )
 
