@@ -16,6 +16,7 @@ J Clin Oncol 1983; Dafni, Circ Cardiovasc Qual Outcomes 2011).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -426,11 +427,11 @@ def rfs_by_regeneration(
 ) -> SurvivalComparison:
     """RFS from the landmark, early B-cell regeneration (r <= landmark) against none by then."""
     records: list[SurvivalRecord] = []
-    excluded: dict[str, int] = {}
+    excluded: Counter[str] = Counter()
     for p in patients:
         rec = landmark_record(p, landmark=landmark)
         if isinstance(rec, str):
-            excluded[rec] = excluded.get(rec, 0) + 1
+            excluded[rec] += 1
         else:
             records.append(rec)
     return _compare(records, (EARLY, NOT_EARLY), excluded, landmark)
@@ -446,20 +447,20 @@ def rfs_by_preemptive_therapy(
     patients had to stay relapse-free until it started (immortal time).
     """
     records: list[SurvivalRecord] = []
-    excluded: dict[str, int] = {}
+    excluded: Counter[str] = Counter()
     for p in patients:
         rec = landmark_record(p, landmark=landmark)
         if isinstance(rec, str):
-            excluded[rec] = excluded.get(rec, 0) + 1
+            excluded[rec] += 1
             continue
         if rec.group != EARLY:
-            excluded[EXCLUDED_NOT_EARLY] = excluded.get(EXCLUDED_NOT_EARLY, 0) + 1
+            excluded[EXCLUDED_NOT_EARLY] += 1
             continue
         therapies = sorted(
             (e for e in p.events if e.kind == PREEMPTIVE_THERAPY and e.day <= landmark), key=lambda e: e.day
         )
         if not therapies or therapies[0].detail not in (ANTI_LEUKEMIC, IMMUNOMODULATORY):
-            excluded[EXCLUDED_NO_THERAPY] = excluded.get(EXCLUDED_NO_THERAPY, 0) + 1
+            excluded[EXCLUDED_NO_THERAPY] += 1
             continue
         records.append(SurvivalRecord(rec.key, therapies[0].detail, rec.time, rec.event))
     return _compare(records, (ANTI_LEUKEMIC, IMMUNOMODULATORY), excluded, landmark)
