@@ -58,8 +58,15 @@ def register(
 
 
 def at(patient: Patient, day: int, hour: int = 8) -> datetime:
+    """``hour`` o'clock (site time) on ``day``; today before that hour, just before now instead.
+
+    The services refuse a collection time in the future, and a run early in the day must
+    not fail: the stand-in keeps the day and the order of the hours.
+    """
     d = patient.infusion.infusion_date + timedelta(days=day)
-    return datetime(d.year, d.month, d.day, hour, tzinfo=site_zone())
+    wanted = datetime(d.year, d.month, d.day, hour, tzinfo=site_zone())
+    now = timezone.now()
+    return wanted if wanted <= now else now - timedelta(microseconds=24 - hour)
 
 
 @pytest.fixture
