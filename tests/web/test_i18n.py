@@ -6,13 +6,14 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
+import polib
 import pytest
 from django.conf import settings
 from django.urls import reverse
 
 PO = Path(settings.BASE_DIR) / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"
 MO = PO.with_suffix(".mo")
-OWN_SOURCES = ("templates/patients/", "templates/scoring/", "templates/base.html", "patients/", "scoring/")
+OWN_SOURCES = ("templates/", "patients/", "scoring/", "crsrisk/")
 
 
 def test_compiled_catalogue_is_committed_next_to_the_po_file():
@@ -20,30 +21,32 @@ def test_compiled_catalogue_is_committed_next_to_the_po_file():
     assert MO.stat().st_size > 10_000
 
 
-def _entries() -> list[tuple[str, str, str]]:
-    out = []
-    for block in PO.read_text(encoding="utf-8").split("\n\n"):
-        if block.startswith("#~"):
-            continue
-        m = re.search(r'^msgid ((?:".*"\n)+)msgstr ((?:".*"\n?)+)', block + "\n", re.M)
-        if not m:
-            continue
-        msgid = "".join(re.findall(r'"(.*)"', m.group(1)))
-        msgstr = "".join(re.findall(r'"(.*)"', m.group(2)))
-        out.append((block, msgid, msgstr))
-    return out
+def _own(entry: polib.POEntry) -> bool:
+    return any(path.startswith(OWN_SOURCES) for path, _line in entry.occurrences)
 
 
 def test_every_ui_string_of_the_ward_app_has_a_chinese_translation():
+    catalogue = polib.pofile(str(PO))
+    # compilemessages leaves fuzzy entries out, so they show in English: count them too.
     untranslated = [
-        msgid
-        for block, msgid, msgstr in _entries()
-        if msgid
-        # compilemessages leaves fuzzy entries out, so they show in English.
-        and (not msgstr or "#, fuzzy" in block)
-        and any(f" {src}" in block or f":{src}" in block for src in OWN_SOURCES)
+        entry.msgid
+        for entry in catalogue
+        if not entry.obsolete and _own(entry) and (not entry.translated() or entry.fuzzy)
     ]
     assert not untranslated, untranslated
+
+
+def test_translations_keep_their_placeholders():
+    catalogue = polib.pofile(str(PO))
+    placeholder = re.compile(r"%\((\w+)\)[sd]")
+    broken = []
+    for entry in catalogue.translated_entries():
+        wanted = set(placeholder.findall(entry.msgid_plural or entry.msgid))
+        texts = list(entry.msgstr_plural.values()) if entry.msgid_plural else [entry.msgstr]
+        broken += [entry.msgid for text in texts if set(placeholder.findall(text)) - wanted]
+        if not entry.msgid_plural and set(placeholder.findall(entry.msgstr)) != wanted:
+            broken.append(entry.msgid)
+    assert not broken, broken
 
 
 @pytest.mark.django_db
