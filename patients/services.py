@@ -165,7 +165,7 @@ def event_conflict(recorded: Sequence[Any], *, kind: str, on: date, detail: str 
     """
     for e in recorded:
         if (e.kind, e.date, e.detail) == (kind, on, detail):
-            return _("%(event)s is already recorded. Nothing was saved: an event is recorded once.") % {
+            return _("Already recorded: %(event)s. Nothing was saved: an event is recorded once.") % {
                 "event": event_words(e.kind, e.date, e.detail)
             }
     death = next((e for e in recorded if e.kind == EventKind.DEATH), None)
@@ -192,8 +192,8 @@ def event_conflict(recorded: Sequence[Any], *, kind: str, on: date, detail: str 
             low, high = sorted((e.date, on))
             if not any(r.kind == EventKind.RELAPSE and low <= r.date <= high for r in recorded):
                 return _(
-                    "%(event)s is already recorded, with no relapse between it and %(date)s: "
-                    "a second complete remission needs a relapse before it. Record the relapse first, "
+                    "A second complete remission needs a relapse before it: %(event)s is already recorded, "
+                    "with no relapse between it and %(date)s. Record the relapse first, "
                     "or check the date."
                 ) % {"event": event_words(e.kind, e.date, e.detail), "date": f"{on:%Y-%m-%d}"}
     return None

@@ -75,7 +75,7 @@ def test_an_event_saved_again_after_back_is_stored_once(tablet, live_server, kin
     assert page.url == f"{base}/patients/{p.mrn}/events/new/"  # refused: the form is shown again
     error = page.locator("#id_date_error")
     assert error.is_visible()
-    assert f"{label} on {on} is already recorded" in error.inner_text()
+    assert f"Already recorded: {label} on {on}." in error.inner_text()
     # The user's input is kept on the re-shown form.
     assert page.locator("#id_note").input_value() == "marrow MRD negative"
     page.screenshot(path=str(SCREENSHOTS / f"event-recorded-once-{kind}.png"), full_page=True)
