@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy
 
 from patients.models import (
     EVENT_DETAILS,
@@ -141,10 +141,10 @@ def check_not_future_time(when: datetime, field_name: str) -> None:
 # --- the order of clinical events (SPEC 2.4, 9) ----------------------------------------------
 
 EVENT_DETAIL_WORDS = {
-    "crs": _lazy("from CRS"),
-    "other": _lazy("from another cause"),
-    "anti_leukemic": _lazy("anti-leukemic"),
-    "immunomodulatory": _lazy("immunomodulatory"),
+    "crs": gettext_lazy("from CRS"),
+    "other": gettext_lazy("from another cause"),
+    "anti_leukemic": gettext_lazy("anti-leukemic"),
+    "immunomodulatory": gettext_lazy("immunomodulatory"),
 }
 
 
