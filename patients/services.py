@@ -215,7 +215,7 @@ def check_not_after_death(patient: Patient, on: date, field_name: str) -> None:
 
 
 def _check_death_after_records(patient: Patient, on: date) -> None:
-    """Refuse a death dated before a recorded observation or lab value of the patient."""
+    """Refuse a death dated before a recorded observation, grade override or lab value."""
     obs = Observation.objects.active().filter(patient=patient, date__gt=on).order_by("date").first()
     if obs is not None:
         raise ValidationError(
@@ -225,6 +225,17 @@ def _check_death_after_records(patient: Patient, on: date) -> None:
                     "already recorded. Check the date, or void that observation first."
                 )
                 % {"date": f"{on:%Y-%m-%d}", "other": f"{obs.date:%Y-%m-%d}"}
+            }
+        )
+    override = GradeOverride.objects.active().filter(patient=patient, date__gt=on).order_by("date").first()
+    if override is not None:
+        raise ValidationError(
+            {
+                "date": _(
+                    "A death on %(date)s would come before the CRS grade set by hand for %(other)s. "
+                    "Check the date, or remove that grade first."
+                )
+                % {"date": f"{on:%Y-%m-%d}", "other": f"{override.date:%Y-%m-%d}"}
             }
         )
     next_day = datetime.combine(on + timedelta(days=1), time.min, tzinfo=site_zone())

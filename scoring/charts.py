@@ -317,6 +317,8 @@ def crs_grade_figure(
         "type": "category",
         "fixedrange": True,
         "showgrid": False,
+        # The legend names each marker; row labels would not fit the tablet's left margin.
+        "showticklabels": False,
         "anchor": "x",
     }
     layout["bargap"] = 0.3

@@ -108,3 +108,40 @@ def test_a_second_remission_without_relapse_is_refused_naming_the_first(tablet, 
     _record(page, "complete remission", second, "")
     page.wait_for_url(f"{base}/patients/{p.mrn}/", wait_until="domcontentloaded")
     assert ClinicalEvent.objects.filter(patient=p, kind="cr").count() == 2
+
+
+def test_the_grade_explains_itself_in_the_table_and_the_chart_hover(tablet, live_server):
+    team = CareTeam.objects.create(name="CAR-T ward")
+    user = make_user("nurse.li", "clinician", (team,))
+    p = services.patient_register(
+        user=user,
+        mrn="B-403",
+        name="Wu Fang",
+        infusion_date=timezone.localdate() - timedelta(days=5),
+        care_team=team,
+    )
+    d0 = p.infusion.infusion_date
+    services.observation_record(
+        user=user, patient=p, date=d0 + timedelta(days=1), tmax_c="38.6", antipyretic=True
+    )
+    services.observation_record(
+        user=user, patient=p, date=d0 + timedelta(days=2), tmax_c="37.2", oxygen="low_flow"
+    )
+    services.observation_record(
+        user=user, patient=p, date=d0 + timedelta(days=3), tmax_c="38.9", hypotension="one_vasopressor"
+    )
+    base = live_server.url
+    page = tablet
+    _sign_in(page, base, "nurse.li")
+    page.goto(f"{base}/patients/{p.mrn}/")
+    table = page.locator("section[aria-labelledby=obs-h] table")
+    assert "fever carried from day +1 (antipyretic); low-flow O₂ ≤ 6 L/min" in table.inner_text()
+    assert "fever 38.9 °C; one vasopressor" in table.inner_text()
+    chart = page.locator("#chart-crs")
+    chart.locator(".main-svg").first.wait_for()
+    # A tap on a tablet shows the same label as a hover: Plotly's hover of day 2's bar.
+    page.evaluate("Plotly.Fx.hover('chart-crs', [{curveNumber: 0, pointNumber: 1}])")
+    label = chart.locator(".hoverlayer").text_content() or ""
+    assert "grade 2" in label and "fever carried from day +1 (antipyretic)" in label
+    chart.scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "grade-explains-itself.png"), full_page=False)

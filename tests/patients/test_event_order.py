@@ -173,3 +173,12 @@ def test_a_csv_import_follows_the_order_rules(hematologist, patient):
     report = imports.run_import(imports.EVENTS, csv.encode(), filename="events.csv", user=hematologist)
     assert report.errors
     assert ClinicalEvent.objects.count() == 1
+
+
+def test_a_death_dated_before_a_recorded_grade_override_is_refused(hematologist, patient):
+    services.grade_override_set(
+        user=hematologist, patient=patient, date=_day(patient, 6), grade=1, reason="documented"
+    )
+    with pytest.raises(ValidationError) as exc:
+        _event(hematologist, patient, "death", 5, "other")
+    assert _day(patient, 6).isoformat() in _refusal(exc)
