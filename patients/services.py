@@ -951,7 +951,8 @@ def grade_override_set(*, user: Any, patient: Patient, date: date, grade: int, r
     check_not_future_date(date, "date")
     check_not_after_death(patient, date, "date")
     current = GradeOverride.objects.active().select_for_update().filter(patient=patient, date=date).first()
-    if current is not None and current.grade == grade:
+    if current is not None and (current.grade, current.reason) == (grade, reason):
+        # The same grade and reason again (a form saved twice after Back): nothing to record.
         raise ValidationError(
             {
                 "grade": _(
