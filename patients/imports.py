@@ -25,7 +25,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
@@ -38,6 +38,7 @@ from patients.models import (
     CareTeam,
     ClinicalEvent,
     DataTransfer,
+    EventKind,
     Hypotension,
     Infusion,
     LabResult,
@@ -963,6 +964,7 @@ def _plan_labs(
     fn = report.filename
     patients = _patients_by_mrn((r.cells["mrn"] for r in rows), lock=not report.dry_run, scope=ctx.scope)
     tz = site_zone()
+    deaths = _death_dates(patients)
     parsed: dict[tuple[int, str, datetime], _LabRow] = {}
     for row in rows:
         c = _Cells(row, fn, report.errors)
@@ -976,6 +978,9 @@ def _plan_labs(
                 c.error("collected_at", _day_error(day, _("this sample")))
             else:
                 _refuse_future(c, "collected_at", services.check_not_future_time, when)
+                death = deaths.get(patient.pk)
+                if death is not None and when.astimezone(tz).date() > death[0]:
+                    c.error("collected_at", services.after_death_text(*death, when.astimezone(tz).date()))
         try:
             lab = services.validate_lab(
                 analyte=c.raw("analyte"), value_text=c.raw("value"), unit=c.raw("unit")
@@ -1170,6 +1175,7 @@ def _plan_observations(
     fn = report.filename
     patients = _patients_by_mrn((r.cells["mrn"] for r in rows), lock=not report.dry_run, scope=ctx.scope)
     parsed: dict[tuple[int, date], _ObsRow] = {}
+    deaths = _death_dates(patients)
     for row in rows:
         c = _Cells(row, fn, report.errors)
         patient = _unknown_mrn(c, patients, report)
@@ -1180,6 +1186,9 @@ def _plan_observations(
                 c.error("date", _day_error(day, _("this date")))
             else:
                 _refuse_future(c, "date", services.check_not_future_date, day_date)
+                death = deaths.get(patient.pk)
+                if death is not None and day_date > death[0]:
+                    c.error("date", services.after_death_text(*death, day_date))
         values = {
             "tmax_c": c.decimal("tmax_c", low=TMAX_MIN_C, high=TMAX_MAX_C, unit="°C", places=1),
             "hypotension": c.choice("hypotension", Hypotension.values, Hypotension.NONE),
@@ -1294,6 +1303,70 @@ def _cell_text(value: Any) -> str:
 # --- events.csv ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _EventKey:
+    kind: str
+    date: date
+    detail: str
+
+
+def _check_event_order(
+    stored: set[tuple[int, str, date, str]],
+    creates: list[tuple[tuple[int, str, date, str], Patient]],
+    parsed: Mapping[tuple[int, str, date, str], tuple[Patient, int]],
+    report: ImportReport,
+) -> None:
+    """The order rules of the event service (SPEC 2.4), against the store and earlier rows."""
+    recorded: dict[int, list[_EventKey]] = {}
+    for pid, kind, day_date, detail in stored:
+        recorded.setdefault(pid, []).append(_EventKey(kind, day_date, detail))
+    dead = {pid for (pid, kind, _d, _det), _p in creates if kind == EventKind.DEATH}
+    last_obs = dict(
+        Observation.objects.active()
+        .filter(patient_id__in=dead)
+        .values("patient_id")
+        .annotate(last=Max("date"))
+        .values_list("patient_id", "last")
+    )
+    last_lab = dict(
+        LabResult.objects.active()
+        .filter(patient_id__in=dead)
+        .values("patient_id")
+        .annotate(last=Max("collected_at"))
+        .values_list("patient_id", "last")
+    )
+    tz = site_zone()
+    for key, _patient in sorted(creates, key=lambda c: parsed[c[0]][1]):
+        pid, kind, day_date, detail = key
+        line = parsed[key][1]
+        if any(e.line == line for e in report.errors):
+            continue
+        conflict = services.event_conflict(recorded.get(pid, []), kind=kind, on=day_date, detail=detail)
+        if conflict is None and kind == EventKind.DEATH:
+            later = [
+                d for d in (last_obs.get(pid), last_lab.get(pid) and last_lab[pid].astimezone(tz).date()) if d
+            ]
+            if later and max(later) > day_date:
+                conflict = _("a death on %(date)s would come before data recorded on %(other)s") % {
+                    "date": f"{day_date:%Y-%m-%d}",
+                    "other": f"{max(later):%Y-%m-%d}",
+                }
+        if conflict is not None:
+            report.errors.append(RowError(report.filename, line, "event", kind, conflict))
+            continue
+        recorded.setdefault(pid, []).append(_EventKey(kind, day_date, detail))
+
+
+def _death_dates(patients: Mapping[str, Patient]) -> dict[int, tuple[date, str]]:
+    """Each patient's recorded death: nothing dated after it is imported (SPEC 2.4)."""
+    return {
+        pid: (day_date, detail)
+        for pid, day_date, detail in ClinicalEvent.objects.active()
+        .filter(patient__in=list(patients.values()), kind=EventKind.DEATH)
+        .values_list("patient_id", "date", "detail")
+    }
+
+
 def _plan_events(
     rows: list[_Row], header: set[str], report: ImportReport, ctx: _Context
 ) -> Callable[[], set[int]] | None:
@@ -1332,28 +1405,7 @@ def _plan_events(
         .values_list("patient_id", "kind", "date", "detail")
     )
     creates = [(key, patient) for key, (patient, _line) in parsed.items() if key not in stored]
-    # A patient dies once: a second, different death is a conflict, in the file or with the store.
-    deaths: dict[int, tuple[date, str]] = {pid: (d, det) for pid, k, d, det in stored if k == "death"}
-    for (pid, kind, day_date, detail), patient in creates:
-        if kind != "death":
-            continue
-        line = parsed[(pid, kind, day_date, detail)][1]
-        if pid in deaths:
-            was_date, was_detail = deaths[pid]
-            report.errors.append(
-                RowError(
-                    fn,
-                    line,
-                    "event",
-                    kind,
-                    _(
-                        "conflict: a death of %(mrn)s is already recorded on %(date)s (%(detail)s); "
-                        "void it first to record another"
-                    )
-                    % {"mrn": patient.mrn, "date": was_date, "detail": was_detail},
-                )
-            )
-        deaths.setdefault(pid, (day_date, detail))
+    _check_event_order(stored, creates, parsed, report)
     if report.errors:
         return None
     report.skipped += len(parsed) - len(creates)

@@ -68,6 +68,7 @@ def detail(request: HttpRequest, mrn: str) -> HttpResponse:
         infusion_date=patient.infusion.infusion_date,
         window_days=tl.params.regeneration_window_days,
         threshold=tl.params.bcell_threshold,
+        grade_reasons=tl.grade_reasons,
     )
     reminders = selectors.patient_reminders(
         patient,

@@ -7,7 +7,7 @@ Every number is a float or int here, never a Decimal.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -298,11 +298,29 @@ def bcell_figure(
     return {"data": data, "layout": layout}
 
 
-def crs_grade_figure(rows: Sequence[Any]) -> dict[str, Any]:
-    """ASTCT grade per observed day, with review days and therapy markers."""
+GRADE_AXIS_MAX = 5  # ASTCT grades run 0–5 (5 from a death from CRS), SPEC 3.1
+GRADE_DOMAIN = [0.3, 1.0]  # the grade bars above, the therapy row below, on their own axis
+THERAPY_ROW_DOMAIN = [0.0, 0.2]
+
+
+def crs_grade_figure(
+    rows: Sequence[Any], reasons: Mapping[int, Sequence[str]] | None = None
+) -> dict[str, Any]:
+    """ASTCT grade per observed day with its reasons on hover; review days and therapy on a row below."""
+    reasons = reasons or {}
     graded = [r for r in rows if r.crs_grade is not None]
     layout = base_layout(_("CRS grade (ASTCT 2019)"), _("Grade"))
-    layout["yaxis"].update({"range": [0, 6], "dtick": 1})
+    layout["yaxis"].update({"range": [0, GRADE_AXIS_MAX], "dtick": 1, "domain": GRADE_DOMAIN})
+    # Therapy and review markers sit on a row of their own, not at a grade height.
+    layout["yaxis2"] = {
+        "domain": THERAPY_ROW_DOMAIN,
+        "type": "category",
+        "fixedrange": True,
+        "showgrid": False,
+        # The legend names each marker; row labels would not fit the tablet's left margin.
+        "showticklabels": False,
+        "anchor": "x",
+    }
     layout["bargap"] = 0.3
     data: list[dict[str, Any]] = [
         {
@@ -312,15 +330,18 @@ def crs_grade_figure(rows: Sequence[Any]) -> dict[str, Any]:
             "y": [r.crs_grade for r in graded],
             "marker": {"color": [GRADE_COLORS[min(r.crs_grade, 5)] for r in graded]},
             "text": [_("override") if r.crs_overridden else "" for r in graded],
+            "hovertext": ["<br>".join(reasons.get(r.day, [])) for r in graded],
+            "hovertemplate": _("Day %(day)s: grade %(grade)s") % {"day": "%{x}", "grade": "%{y}"}
+            + "<br>%{hovertext}<extra></extra>",
         }
     ]
     markers = [
-        ("crs_review", _("Not graded as CRS: review"), 0.3, "x", COLOR_MID),
-        ("antipyretic", _("Antipyretic"), 4.6, "triangle-up", COLOR_MUTED),
-        ("tocilizumab", _("Tocilizumab"), 5.1, "diamond", COLOR_LINE),
-        ("corticosteroids", _("Corticosteroids"), 5.6, "square", "#8250df"),
+        ("crs_review", _("Not graded as CRS: review"), "x", COLOR_MID),
+        ("antipyretic", _("Antipyretic"), "triangle-up", COLOR_MUTED),
+        ("tocilizumab", _("Tocilizumab"), "diamond", COLOR_LINE),
+        ("corticosteroids", _("Corticosteroids"), "square", "#8250df"),
     ]
-    for attr, name, y, symbol, color in markers:
+    for attr, name, symbol, color in markers:
         chosen = [r.day for r in rows if getattr(r, attr)]
         if chosen:
             data.append(
@@ -329,8 +350,11 @@ def crs_grade_figure(rows: Sequence[Any]) -> dict[str, Any]:
                     "mode": "markers",
                     "name": name,
                     "x": chosen,
-                    "y": [y] * len(chosen),
+                    "y": [name] * len(chosen),
+                    "yaxis": "y2",
                     "marker": {"size": 11, "symbol": symbol, "color": color},
+                    "hovertemplate": _("Day %(day)s: %(what)s") % {"day": "%{x}", "what": name}
+                    + "<extra></extra>",
                 }
             )
     return {"data": data, "layout": layout}
@@ -379,12 +403,13 @@ def timeline_figures(
     infusion_date: date,
     window_days: int,
     threshold: Decimal,
+    grade_reasons: Mapping[int, Sequence[str]] | None = None,
 ) -> list[dict[str, Any]]:
     """All charts of the patient page, each with an id, a title and a Plotly figure."""
     placed = chart_labs(labs, tz, infusion_date)
     figures: list[tuple[str, dict[str, Any] | None]] = [
         ("chart-score", running_score_figure(rows, model, summary)),
-        ("chart-crs", crs_grade_figure(rows)),
+        ("chart-crs", crs_grade_figure(rows, grade_reasons)),
         (
             "chart-bcell",
             bcell_figure(

@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 
 from crsrisk.accounts.roles import visible_patients
 from patients.models import Patient, SiteParameters
-from scoring.i18n import analyte_label
+from scoring.i18n import analyte_label, localize
 from scoring.models import Alert, DailyAssessment, PatientSummary, ScoreModel
 from scoring.rules import astct, bcell, measix, score
 from scoring.rules.days import day_of_date, format_day
@@ -116,6 +116,30 @@ class Timeline:
     running_factors: list[FactorView]
     alerts: list[Alert]
     caveats: dict[str, str] = field(default_factory=dict)
+    # Each graded day's reasons, in the reader's language (SPEC 3.1): day → texts.
+    grade_reasons: dict[int, list[str]] = field(default_factory=dict)
+    last_data_day: int | None = None
+    infusion_date: date = date.min
+
+    @property
+    def graded_by_date(self) -> dict[date, dict[str, Any]]:
+        """The observation table's grade column: each graded date → its stored grade and reasons."""
+        return {
+            r.date: {"grade": r.crs_grade, "why": "; ".join(self.grade_reasons.get(r.day, []))}
+            for r in self.rows
+            if r.crs_grade is not None
+        }
+
+    @property
+    def running_is_today(self) -> bool:
+        """True when the running score's day is today's day (data entered up to today)."""
+        return self.running is not None and self.running.day == self.today_day
+
+    @property
+    def show_aplasia_caveat(self) -> bool:
+        """The aplasia caveat speaks only beside a status of aplasia (or no sample yet)."""
+        status = self.summary.bcell_status if self.summary is not None else bcell.NOT_ASSESSED
+        return status in (bcell.APLASIA, bcell.APLASIA_NOT_ACHIEVED, bcell.NOT_ASSESSED)
 
     @property
     def open_alerts(self) -> list[Alert]:
@@ -163,6 +187,14 @@ def timeline(patient: Patient, *, today: date) -> Timeline:
     alerts = list(
         Alert.objects.filter(patient=patient).select_related("acknowledged_by").order_by("-day", "kind")
     )
+    # The reasons are a pure function of the stored inputs: read them from the rules rather
+    # than store a second copy of every day's grade (SPEC 3.1, 4).
+    (fresh,) = patients_with_inputs([patient.pk])
+    inputs = patient_inputs(fresh)
+    grade_reasons = {
+        g.day: [localize(r) for r in g.reasons]
+        for g in astct.grade_days(inputs.observations, inputs.overrides)
+    }
     return Timeline(
         model=model,
         params=SiteParameters.load(),
@@ -183,6 +215,9 @@ def timeline(patient: Patient, *, today: date) -> Timeline:
             "measix_daily": _(measix.DAILY_CAVEAT),
             "approximate": _(measix.APPROXIMATE_TIMING_LABEL),
         },
+        grade_reasons=grade_reasons,
+        last_data_day=summary.last_data_day if summary is not None else None,
+        infusion_date=patient.infusion.infusion_date,
     )
 
 

@@ -37,3 +37,12 @@ def signed_day(value: Any) -> str:
 def stored_warning(value: str) -> str:
     """A lab's stored warning flag (English, as entered) in the reader's language."""
     return stored_warning_text(str(value))
+
+
+@register.filter
+def lookup(mapping: Any, key: Any) -> Any:
+    """``mapping[key]``, or None when absent: a per-row value the page looks up by date."""
+    try:
+        return mapping.get(key)
+    except AttributeError:
+        return None

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from .astct import REVIEW_MESSAGE, SEVERE_CRS_MIN_GRADE, DayGrade
-from .bcell import EARLY, EARLY_REGENERATION_EVIDENCE, REGENERATION_SUSPECTED, BcellResult
+from .bcell import APLASIA, EARLY, EARLY_REGENERATION_EVIDENCE, REGENERATION_SUSPECTED, BcellResult
 from .days import format_day
 from .messages import Message, gettext_noop, join
 from .score import BAND_HIGH, LANDMARK_DAY, MRD_INPUTS, ScoreResult
@@ -130,11 +130,25 @@ def alert_conditions(
             add(AlertCondition(SEVERE_CRS, g.day, {"grade": g.grade, "overridden": int(g.overridden)}))
         if g.review:
             add(AlertCondition(CRS_REVIEW, g.day))
-    for result in bcell_by_day.values():
-        if result.status == REGENERATION_SUSPECTED and result.suspected_day is not None:
-            add(AlertCondition(BCELL_SUSPECTED, result.suspected_day))
-        if has_cr and result.status == EARLY and result.first_regeneration_day is not None:
-            add(AlertCondition(BCELL_EARLY, result.first_regeneration_day))
+    # A suspicion holds its alert until the status returns to aplasia (refuted), or until the
+    # early-regeneration alert replaces it; a regeneration confirmed without that alert (no CR,
+    # or late) keeps it, so a confirmed regeneration is never left without an alert.
+    suspected: set[int] = set()
+    early: set[int] = set()
+    for day in sorted(bcell_by_day):
+        result = bcell_by_day[day]
+        if result.status == APLASIA:
+            suspected.clear()
+        elif result.status == REGENERATION_SUSPECTED and result.suspected_day is not None:
+            suspected.add(result.suspected_day)
+        elif has_cr and result.status == EARLY and result.first_regeneration_day is not None:
+            early.add(result.first_regeneration_day)
+    if early:
+        suspected.clear()
+    for day in sorted(suspected):
+        add(AlertCondition(BCELL_SUSPECTED, day))
+    for day in sorted(early):
+        add(AlertCondition(BCELL_EARLY, day))
     return sorted(found.values(), key=lambda c: (c.day, ALERT_KINDS.index(c.kind)))
 
 

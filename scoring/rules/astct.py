@@ -8,7 +8,8 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import Final
 
-from .messages import gettext_noop
+from .days import format_day
+from .messages import Message, gettext_noop, join
 from .types import DEATH_CRS, EVENT_DEATH, Event, Observation, Override
 
 GRADING_SYSTEM: Final = "ASTCT-2019"  # recorded with each result, SPEC 3.1
@@ -30,6 +31,23 @@ OXYGEN_GRADES: Final[Mapping[str, int]] = {
     "low_flow": 2,
     "high_flow": 3,
     "positive_pressure": 4,
+}
+
+# The reasons a day's grade gives (SPEC 3.1); the therapy names are the form's words.
+HYPOTENSION_REASONS: Final[Mapping[str, str]] = {
+    "no_vasopressor": gettext_noop("hypotension without vasopressor"),
+    "one_vasopressor": gettext_noop("one vasopressor"),
+    "multiple_vasopressors": gettext_noop("several vasopressors"),
+}
+OXYGEN_REASONS: Final[Mapping[str, str]] = {
+    "low_flow": gettext_noop("low-flow O₂ ≤ 6 L/min"),
+    "high_flow": gettext_noop("high-flow O₂ (> 6 L/min, or a mask)"),
+    "positive_pressure": gettext_noop("positive-pressure ventilation (CPAP, BiPAP, intubation)"),
+}
+THERAPY_NAMES: Final[Mapping[str, str]] = {
+    "antipyretic": gettext_noop("antipyretic"),
+    "tocilizumab": gettext_noop("tocilizumab"),
+    "corticosteroids": gettext_noop("corticosteroids"),
 }
 
 REVIEW_MESSAGE: Final = gettext_noop(
@@ -54,6 +72,9 @@ class DayGrade:
     corticosteroids: bool
     antipyretic: bool
     grading_system: str = GRADING_SYSTEM
+    # Why: the fever (or the waiver and whence it comes), the organ support, the review
+    # flag and the override, in that order; each a translatable message.
+    reasons: tuple[Message, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,6 +116,50 @@ def _organ_grade(obs: Observation) -> int:
     return max(hypotension, oxygen)
 
 
+def _therapies(obs: Observation) -> list[Message]:
+    return [Message(name) for attr, name in THERAPY_NAMES.items() if getattr(obs, attr)]
+
+
+def _reasons(
+    obs: Observation,
+    *,
+    fever: bool,
+    waiver_from: Observation | None,
+    review: bool,
+    override: int | None,
+    computed: int,
+) -> tuple[Message, ...]:
+    """The drivers of one day's grade, as the bedside page shows them."""
+    out: list[Message] = []
+    if fever:
+        out.append(Message(gettext_noop("fever %(tmax)s °C"), {"tmax": str(obs.tmax_c)}))
+    elif waiver_from is not None:
+        out.append(
+            Message(
+                gettext_noop("fever carried from day %(day)s (%(therapy)s)"),
+                {"day": format_day(waiver_from.day), "therapy": join(_therapies(waiver_from))},
+            )
+        )
+    elif obs.tmax_c is None:
+        out.append(Message(gettext_noop("Tmax not recorded")))
+    else:
+        out.append(Message(gettext_noop("no fever (Tmax %(tmax)s °C)"), {"tmax": str(obs.tmax_c)}))
+    if obs.hypotension in HYPOTENSION_REASONS:
+        out.append(Message(HYPOTENSION_REASONS[obs.hypotension]))
+    if obs.oxygen in OXYGEN_REASONS:
+        out.append(Message(OXYGEN_REASONS[obs.oxygen]))
+    if review:
+        out.append(Message(REVIEW_MESSAGE))
+    if override is not None:
+        out.append(
+            Message(
+                gettext_noop("grade set by hand to %(grade)s (computed %(computed)s)"),
+                {"grade": override, "computed": computed},
+            )
+        )
+    return tuple(out)
+
+
 def _override_by_day(overrides: Sequence[Override]) -> dict[int, int]:
     by_day: dict[int, int] = {}
     for override in overrides:
@@ -115,6 +180,7 @@ def grade_days(observations: Sequence[Observation], overrides: Sequence[Override
     grades: list[DayGrade] = []
     onset: int | None = None  # onset of the open episode
     therapy_in_episode = False  # antipyretic or anti-cytokine therapy since onset
+    first_therapy: Observation | None = None  # the day of the episode's first such therapy
     last_quiet_day: int | None = None  # the latest quiet day of the open episode
     for obs in rows:
         fever = has_fever(obs)
@@ -123,12 +189,15 @@ def grade_days(observations: Sequence[Observation], overrides: Sequence[Override
             # An override to 0 on a fever day keeps it from starting an episode, SPEC 3.1.
             onset = obs.day
             therapy_in_episode = False
+            first_therapy = None
             last_quiet_day = None
         episode_onset = onset
         if onset is not None:
             therapy_in_episode = therapy_in_episode or (
                 obs.antipyretic or obs.tocilizumab or obs.corticosteroids
             )
+            if therapy_in_episode and first_therapy is None:
+                first_therapy = obs
         waiver = onset is not None and therapy_in_episode
         organ = _organ_grade(obs)
 
@@ -153,6 +222,14 @@ def grade_days(observations: Sequence[Observation], overrides: Sequence[Override
                 tocilizumab=obs.tocilizumab,
                 corticosteroids=obs.corticosteroids,
                 antipyretic=obs.antipyretic,
+                reasons=_reasons(
+                    obs,
+                    fever=fever,
+                    waiver_from=first_therapy if waiver else None,
+                    review=review,
+                    override=override,
+                    computed=computed,
+                ),
             )
         )
 
@@ -162,6 +239,7 @@ def grade_days(observations: Sequence[Observation], overrides: Sequence[Override
                 if last_quiet_day is not None and last_quiet_day == obs.day - 1:
                     onset = None
                     therapy_in_episode = False
+                    first_therapy = None
                     last_quiet_day = None
                 else:
                     last_quiet_day = obs.day

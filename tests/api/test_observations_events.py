@@ -91,6 +91,21 @@ def test_hematologist_records_and_voids_events(hema_api, clin_api, patient):
     assert_stored_equals_scratch(patient)
 
 
+def test_the_api_records_an_event_once_and_in_an_order_that_can_happen(hema_api, patient):
+    assert hema_api.post(EVENTS, {"kind": "cr", "date": "2025-03-29"}).status_code == 201
+    again = hema_api.post(EVENTS, {"kind": "cr", "date": "2025-03-29"})
+    assert again.status_code == 400
+    assert "Already recorded: complete remission on 2025-03-29" in again.json()["errors"]["date"][0]
+    second = hema_api.post(EVENTS, {"kind": "cr", "date": "2025-04-20"})
+    assert second.status_code == 400 and "relapse" in second.json()["errors"]["date"][0]
+    assert (
+        hema_api.post(EVENTS, {"kind": "death", "date": "2025-04-01", "detail": "other"}).status_code == 201
+    )
+    late = hema_api.post(EVENTS, {"kind": "relapse", "date": "2025-04-02"})
+    assert late.status_code == 400 and "2025-04-01" in late.json()["errors"]["date"][0]
+    assert ClinicalEvent.objects.count() == 2
+
+
 def test_hematologist_overrides_a_grade(hema_api, clin_api, patient):
     clin_api.put(DAY2, {"tmax_c": "38.9"})
     response = hema_api.post(OVERRIDES, {"date": "2025-03-03", "grade": 0, "reason": "documented infection"})

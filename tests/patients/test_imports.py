@@ -411,8 +411,9 @@ def test_reimport_does_not_bring_back_a_voided_value(hematologist):
 def test_a_second_death_is_a_conflict(hematologist):
     load_fixtures(hematologist)
     header = "mrn,date,event,detail\n"
-    assert load("events", header + "A001,2025-04-19,death,crs\n").ok
-    report = load("events", header + "A001,2025-04-25,death,other\n")
+    # After A001's last recorded event (preemptive therapy on 2025-06-01): a death precedes nothing.
+    assert load("events", header + "A001,2025-06-19,death,crs\n").ok
+    report = load("events", header + "A001,2025-06-25,death,other\n")
     assert not report.ok
     assert "already recorded" in report.errors[0].reason
     twice = load("events", header + "A002,2025-04-19,death,crs\nA002,2025-04-20,death,other\n")

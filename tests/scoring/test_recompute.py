@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -291,3 +291,37 @@ def test_a_patient_dies_once(hematologist, patient):
             user=hematologist, patient=patient, kind="death", date=date(2025, 3, 9), detail="other"
         )
     assert "already recorded" in str(exc.value.message_dict["kind"])
+
+
+@pytest.mark.parametrize("with_cr", [True, False])
+def test_a_stored_suspected_regeneration_alert_resolves_only_when_replaced_or_refuted(
+    clinician, hematologist, patient, with_cr
+):
+    for day, value in ((7, "0"), (35, "4")):
+        services.lab_record(
+            user=clinician,
+            patient=patient,
+            analyte="bcell",
+            value=value,
+            collected_at=datetime(2025, 3, 1, 8, tzinfo=UTC) + timedelta(days=day),
+        )
+    suspected = Alert.objects.get(patient=patient, kind="bcell_regeneration_suspected", day=35)
+    assert suspected.resolved_at is None
+    if with_cr:
+        services.event_record(user=hematologist, patient=patient, kind="cr", date=date(2025, 3, 29))
+    services.lab_record(
+        user=clinician,
+        patient=patient,
+        analyte="bcell",
+        value="6",
+        collected_at=datetime(2025, 3, 1, 8, tzinfo=UTC) + timedelta(days=42),
+    )
+    suspected.refresh_from_db()
+    if with_cr:
+        # The early-regeneration alert replaces it.
+        assert suspected.resolved_at is not None
+        assert Alert.objects.get(patient=patient, kind="bcell_early_regeneration").resolved_at is None
+    else:
+        # Confirmed, and no other alert speaks for it: the suspected alert stays open.
+        assert suspected.resolved_at is None
+    assert_stored_equals_scratch(patient)

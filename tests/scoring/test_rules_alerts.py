@@ -80,10 +80,38 @@ def bcell_days(rows: list[tuple[int, str]], confirm: bool) -> dict[int, BcellRes
 
 
 def test_suspected_regeneration_is_keyed_on_the_suspected_sample_day() -> None:
-    by_day = bcell_days([(7, "0"), (35, "4"), (42, "6")], confirm=True)
+    by_day = bcell_days([(7, "0"), (35, "4")], confirm=True)
     conditions = alert_conditions(day7=None, grades=[], bcell_by_day=by_day, has_cr=False)
     assert keys(conditions) == [(BCELL_SUSPECTED, 35)]
     assert "repeat sample" in str(conditions[0].message)
+
+
+def test_a_confirmed_regeneration_without_cr_keeps_the_suspected_alert() -> None:
+    # Confirmed on day 42, but no CR is recorded: no early-regeneration alert replaces it.
+    by_day = bcell_days([(7, "0"), (35, "4"), (42, "6")], confirm=True)
+    conditions = alert_conditions(day7=None, grades=[], bcell_by_day=by_day, has_cr=False)
+    assert keys(conditions) == [(BCELL_SUSPECTED, 35)]
+
+
+def test_a_confirmed_late_regeneration_keeps_the_suspected_alert() -> None:
+    by_day = bcell_days([(7, "0"), (50, "4"), (57, "6")], confirm=True)
+    conditions = alert_conditions(day7=None, grades=[], bcell_by_day=by_day, has_cr=True)
+    assert keys(conditions) == [(BCELL_SUSPECTED, 50)]
+
+
+def test_the_early_regeneration_alert_replaces_the_suspected_one() -> None:
+    by_day = bcell_days([(7, "0"), (35, "4"), (42, "6")], confirm=True)
+    conditions = alert_conditions(day7=None, grades=[], bcell_by_day=by_day, has_cr=True)
+    assert keys(conditions) == [(BCELL_EARLY, 35)]
+
+
+def test_a_suspicion_refuted_by_a_return_to_aplasia_resolves() -> None:
+    by_day = bcell_days([(7, "0"), (35, "4"), (42, "0")], confirm=True)
+    assert alert_conditions(day7=None, grades=[], bcell_by_day=by_day, has_cr=False) == []
+    # A new suspicion after the return to aplasia raises its own alert.
+    by_day = bcell_days([(7, "0"), (35, "4"), (42, "0"), (60, "5")], confirm=True)
+    conditions = alert_conditions(day7=None, grades=[], bcell_by_day=by_day, has_cr=False)
+    assert keys(conditions) == [(BCELL_SUSPECTED, 60)]
 
 
 @pytest.mark.parametrize("confirm", [True, False])

@@ -412,3 +412,54 @@ def test_grades_are_0_to_4_and_overrides_win(rows: list[Observation], overrides:
             assert g.computed_grade >= 1
         if g.review:
             assert g.computed_grade == 0 and not g.fever and not g.waived
+
+
+# The grade explains itself (issue 8, item 5): each day carries its reasons.
+
+
+def reasons(g: DayGrade) -> list[str]:
+    return [str(r) for r in g.reasons]
+
+
+def test_a_fever_day_gives_its_temperature_as_the_reason() -> None:
+    (g,) = grade_days([obs(1, "38.6")])
+    assert (g.grade, reasons(g)) == (1, ["fever 38.6 °C"])
+
+
+def test_a_waived_day_says_from_which_day_and_by_which_therapy_fever_is_carried() -> None:
+    grades = by_day(grade_days([obs(1, "38.9", antipyretic=True), obs(2, "37.2", oxygen="low_flow")]))
+    assert reasons(grades[1]) == ["fever 38.9 °C"]
+    assert reasons(grades[2]) == ["fever carried from day +1 (antipyretic)", "low-flow O₂ ≤ 6 L/min"]
+    assert grades[2].grade == 2
+
+
+@pytest.mark.parametrize(
+    ("hypo", "oxygen", "expected"),
+    [
+        ("no_vasopressor", "none", ["hypotension without vasopressor"]),
+        ("one_vasopressor", "none", ["one vasopressor"]),
+        ("multiple_vasopressors", "none", ["several vasopressors"]),
+        ("none", "high_flow", ["high-flow O₂ (> 6 L/min, or a mask)"]),
+        ("none", "positive_pressure", ["positive-pressure ventilation (CPAP, BiPAP, intubation)"]),
+        ("one_vasopressor", "low_flow", ["one vasopressor", "low-flow O₂ ≤ 6 L/min"]),
+    ],
+)
+def test_organ_support_is_named_among_the_reasons(hypo: str, oxygen: str, expected: list[str]) -> None:
+    (g,) = grade_days([obs(1, "38.5", hypo=hypo, oxygen=oxygen)])
+    assert reasons(g) == ["fever 38.5 °C", *expected]
+
+
+def test_a_day_without_fever_says_so_and_a_review_day_gives_the_review_reason() -> None:
+    grades = by_day(grade_days([obs(0, "37.1"), obs(1, None), obs(2, "37.0", hypo="no_vasopressor")]))
+    assert reasons(grades[0]) == ["no fever (Tmax 37.1 °C)"]
+    assert reasons(grades[1]) == ["Tmax not recorded"]
+    assert reasons(grades[2]) == [
+        "no fever (Tmax 37.0 °C)",
+        "hypotension without vasopressor",
+        REVIEW_MESSAGE,
+    ]
+
+
+def test_an_override_says_the_grade_was_set_by_hand_and_keeps_the_computed_reasons() -> None:
+    (g,) = grade_days([obs(1, "38.5", oxygen="low_flow")], [Override(1, 0)])
+    assert reasons(g) == ["fever 38.5 °C", "low-flow O₂ ≤ 6 L/min", "grade set by hand to 0 (computed 2)"]

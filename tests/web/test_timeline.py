@@ -73,7 +73,8 @@ def test_review_days_and_bcell_caveats_are_shown(clin_client, hematologist, team
     assert "not graded as CRS. Check for masked fever" in html
     assert "early regeneration" in html
     assert "This is not a treatment recommendation." in html
-    assert "CD19-negative relapse gives no B-cell signal" in html
+    # The aplasia caveat contradicts an early regeneration: it is not shown beside it.
+    assert "CD19-negative relapse gives no B-cell signal" not in html
 
 
 def test_override_can_be_removed_by_a_hematologist(hema_client, hematologist, ward_patient):
@@ -139,3 +140,66 @@ def test_the_day7_star_is_drawn_only_once_a_day7_lab_exists(clinician, team):
     services.lab_record(user=clinician, patient=q, analyte="crp", value="250", collected_at=at(q, 7))
     (marker,) = star(q)
     assert marker["x"] == [7]
+
+
+# The grade explains itself, and the page says only what is true (issue 8, items 5 and 6).
+
+
+def test_the_observation_table_and_the_chart_hover_give_each_grades_reasons(clin_client, clinician, team):
+    p = register(clinician, team, "TLR", day=9)
+    d0 = p.infusion.infusion_date
+    services.observation_record(
+        user=clinician, patient=p, date=d0 + timedelta(days=1), tmax_c="38.6", antipyretic=True
+    )
+    services.observation_record(
+        user=clinician, patient=p, date=d0 + timedelta(days=2), tmax_c="37.1", oxygen="low_flow"
+    )
+    services.observation_record(
+        user=clinician, patient=p, date=d0 + timedelta(days=3), tmax_c="39.0", hypotension="one_vasopressor"
+    )
+    html = page(clin_client, p)
+    assert "ASTCT grade and why" in html
+    assert "fever 38.6 °C" in html
+    assert "fever carried from day +1 (antipyretic); low-flow O₂ ≤ 6 L/min" in html
+    assert "fever 39.0 °C; one vasopressor" in html
+    tl_figures = clin_client.get(reverse("patients:detail", args=[p.mrn])).context["figures"]
+    crs = next(f["figure"] for f in tl_figures if f["id"] == "chart-crs")
+    bars = crs["data"][0]
+    assert bars["x"] == [1, 2, 3] and bars["y"] == [1, 2, 3]
+    assert "one vasopressor" in bars["hovertext"][2]
+    assert crs["layout"]["yaxis"]["range"] == [0, 5]
+    therapy = [t for t in crs["data"] if t["name"] == "Antipyretic"]
+    assert therapy and therapy[0]["yaxis"] == "y2" and therapy[0]["x"] == [1]
+
+
+def test_the_aplasia_caveat_is_hidden_beside_an_early_regeneration(
+    clin_client, clinician, hematologist, team
+):
+    from patients.models import SiteParameters
+
+    params = SiteParameters.load()
+    services.site_parameters_update(
+        user=hematologist, expected_version=params.version, reason="test", confirm_regeneration=False
+    )
+    p = register(clinician, team, "TLB", day=40)
+    html = page(clin_client, p)
+    assert "Continuing B-cell aplasia does not rule out relapse" in html
+    services.lab_record(user=clinician, patient=p, analyte="bcell", value="0", collected_at=at(p, 7))
+    services.lab_record(user=clinician, patient=p, analyte="bcell", value="5", collected_at=at(p, 30))
+    html = page(clin_client, p)
+    assert "early regeneration" in html
+    assert "Continuing B-cell aplasia does not rule out relapse" not in html
+
+
+def test_the_running_score_says_which_day_it_is_and_that_it_is_the_last_with_data(
+    clin_client, clinician, team
+):
+    p = register(clinician, team, "TLD", day=12)
+    html = page(clin_client, p)
+    assert "Running score today" not in html
+    assert "Running score on the last day with data" in html
+    d0 = p.infusion.infusion_date
+    assert f"Day 0 ({d0:%Y-%m-%d}), the last day with a lab or an observation; today is day +12." in html
+    services.lab_record(user=clinician, patient=p, analyte="crp", value="30", collected_at=at(p, 12))
+    html = page(clin_client, p)
+    assert f"Day +12 ({d0 + timedelta(days=12):%Y-%m-%d}): today." in html
