@@ -118,8 +118,7 @@ def load_inputs(patient_ids: Iterable[int], tz: ZoneInfo | None = None) -> dict[
     tz = tz or site_zone()
     ids = list(patient_ids)
     infusions = {
-        row[0]: row
-        for row in Infusion.objects.filter(patient_id__in=ids).values_list(*_INFUSION_COLUMNS)
+        row[0]: row for row in Infusion.objects.filter(patient_id__in=ids).values_list(*_INFUSION_COLUMNS)
     }
     ids = list(infusions)
     labs = _rows_by_patient(LabResult.objects.active().order_by("collected_at", "id"), _LAB_COLUMNS, ids)
@@ -332,9 +331,7 @@ def _store_rows(assessments: dict[int, Assessment], model: ScoreModel) -> None:
     if rows_from > 0:
         # An incremental recompute (one patient): the earlier days cannot have changed.
         stored = stored.filter(day__gte=rows_from)
-    existing = {
-        (a.patient_id, a.day): a for a in stored if a.day >= assessments[a.patient_id].rows_from
-    }
+    existing = {(a.patient_id, a.day): a for a in stored if a.day >= assessments[a.patient_id].rows_from}
     to_create, to_update = [], []
     wanted = set()
     for pid, assessment in assessments.items():
@@ -501,7 +498,8 @@ def _activation_start(model: ScoreModel, expected_revision: int | None) -> Score
     )
     if running is not None:
         raise ValidationError(
-            _("%(name)s is being activated: wait until it finishes, then try again.") % {"name": running.name},
+            _("%(name)s is being activated: wait until it finishes, then try again.")
+            % {"name": running.name},
             code="activation_running",
         )
     # Results left by an interrupted activation of this version are a mix: start afresh.
@@ -539,15 +537,14 @@ def _activation_finish(model: ScoreModel, *, user: Any) -> int:
 
 def _swap_day7_alerts(model: ScoreModel, now: datetime) -> None:
     """Day-7 alerts as the new version's stored summaries say (the other kinds do not depend on it)."""
+    high = PatientSummary.objects.filter(model=model, day7_band=score.BAND_HIGH)
     conditions = {
-        pid: AlertCondition(DAY7_HIGH, score.LANDMARK_DAY, {"points": p, "max_points": m, "model": model.name})
-        for pid, p, m in PatientSummary.objects.filter(model=model, day7_band=score.BAND_HIGH).values_list(
-            "patient_id", "day7_points", "day7_max_points"
+        pid: AlertCondition(
+            DAY7_HIGH, score.LANDMARK_DAY, {"points": p, "max_points": m, "model": model.name}
         )
+        for pid, p, m in high.values_list("patient_id", "day7_points", "day7_max_points")
     }
-    existing = {
-        (a.patient_id, a.kind, a.day): a for a in Alert.objects.filter(kind=DAY7_HIGH)
-    }
+    existing = {(a.patient_id, a.kind, a.day): a for a in Alert.objects.filter(kind=DAY7_HIGH)}
     wanted = {(pid, cond.kind, cond.day): cond for pid, cond in conditions.items()}
     _apply_alerts(wanted, existing, now)
 

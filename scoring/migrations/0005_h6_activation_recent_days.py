@@ -23,25 +23,24 @@ def fill_recent_days(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('scoring', '0004_scoremodel_revision_derived_from'),
+        ("scoring", "0004_scoremodel_revision_derived_from"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='historicalscoremodel',
-            name='activation_started_at',
+            model_name="historicalscoremodel",
+            name="activation_started_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='patientsummary',
-            name='recent_days',
+            model_name="patientsummary",
+            name="recent_days",
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.AddField(
-            model_name='scoremodel',
-            name='activation_started_at',
+            model_name="scoremodel",
+            name="activation_started_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.RunPython(fill_recent_days, migrations.RunPython.noop),
