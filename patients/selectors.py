@@ -184,6 +184,12 @@ def _trend(rows: dict[int, RunningDay], today_day: int) -> tuple[str, int | None
     return ("up" if delta > 0 else "down" if delta < 0 else "same"), delta
 
 
+def _recent_start(today: date) -> datetime:
+    """The start of the B-cell reminder's window (SPEC 3.5), a day early for the zone."""
+    first = today - timedelta(days=alert_rules.BCELL_OVERDUE_AFTER_DAYS + 1)
+    return datetime(first.year, first.month, first.day, tzinfo=site_zone())
+
+
 def _running_days(
     patients: list[Patient], *, today: date, model: ScoreModel
 ) -> dict[int, dict[int, RunningDay]]:
@@ -234,16 +240,18 @@ def ward_rows(
                 ).order_by("day", "kind"),
                 to_attr="open_alerts",
             ),
+            # The reminders look only at the last B-cell days and at today's observation:
+            # read those, not every row of every patient (a day of margin for the zone).
             Prefetch(
                 "labs",
                 queryset=LabResult.objects.active()
-                .filter(analyte="bcell")
+                .filter(analyte="bcell", collected_at__gte=_recent_start(today))
                 .only("id", "patient_id", "collected_at"),
                 to_attr="bcell_labs",
             ),
             Prefetch(
                 "observations",
-                queryset=Observation.objects.active().only("id", "patient_id", "date"),
+                queryset=Observation.objects.active().filter(date=today).only("id", "patient_id", "date"),
                 to_attr="obs_dates",
             ),
         )
