@@ -254,17 +254,20 @@ class EntryTimer:
 
     def __init__(self, ward: Ward, client: Client, mrn: str) -> None:
         self.ward, self.client, self.mrn = ward, client, mrn
-        # Each POST takes the next earlier minute of today, so none collides or lies ahead.
+        # Each POST takes the next earlier minute before the bench started, so none collides
+        # or lies ahead.
+        self._anchor = timezone.now().replace(second=0, microsecond=0)
         self._minute = 0
 
     def _when(self) -> datetime:
         self._minute += 1
-        return timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=self._minute)
+        return self._anchor - timedelta(minutes=self._minute)
 
     def entry(self) -> None:
         response = self.client.post(f"/patients/{self.mrn}/labs/new/", _panel_post(self.ward, self._when()))
         if response.status_code != 302:
-            raise RuntimeError(f"the panel POST was refused ({response.status_code})")
+            errors = response.context["form"].errors.as_text() if response.context else ""
+            raise RuntimeError(f"the panel POST was refused ({response.status_code}): {errors}")
 
     def bare(self) -> None:
         when = self._when()
@@ -341,8 +344,8 @@ def _new_draft(ward: Ward, name: str) -> Any:
 def recompute_baseline(ids: list[int], source: Any, target: Any, chunk: int = 200) -> float:
     """Read every patient's inputs and write ``source``'s stored outputs under ``target``: no computing.
 
-    Returns the seconds spent reading inputs and writing (copying the outputs out of the
-    database first is not counted).
+    Returns the seconds spent reading inputs, building the rows and writing them (reading
+    the outputs' values out of the database first is not counted).
     """
     from scoring.models import DailyAssessment, PatientSummary
     from scoring.services import load_inputs
@@ -350,15 +353,16 @@ def recompute_baseline(ids: list[int], source: Any, target: Any, chunk: int = 20
     spent = 0.0
     for first in range(0, len(ids), chunk):
         part = ids[first : first + chunk]
-        rows = list(DailyAssessment.objects.filter(model=source, patient_id__in=part))
-        summaries = list(PatientSummary.objects.filter(model=source, patient_id__in=part))
-        for obj in (*rows, *summaries):
-            obj.pk, obj.model = None, target
+        rows = list(DailyAssessment.objects.filter(model=source, patient_id__in=part).values())
+        summaries = list(PatientSummary.objects.filter(model=source, patient_id__in=part).values())
+        for values in (*rows, *summaries):
+            values.pop("id")
+            values["model_id"] = target.pk
         start = time.perf_counter()
         with transaction.atomic():
             load_inputs(part)
-            DailyAssessment.objects.bulk_create(rows, batch_size=500)
-            PatientSummary.objects.bulk_create(summaries, batch_size=500)
+            DailyAssessment.objects.bulk_create((DailyAssessment(**v) for v in rows), batch_size=500)
+            PatientSummary.objects.bulk_create((PatientSummary(**v) for v in summaries), batch_size=500)
         spent += time.perf_counter() - start
     DailyAssessment.objects.filter(model=target).delete()
     PatientSummary.objects.filter(model=target).delete()
