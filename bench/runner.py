@@ -377,8 +377,8 @@ def measure(sizes: Sizes, log: Callable[[str], None] = lambda _: None) -> dict[s
     from patients.selectors import ward_rows
     from scoring.models import ScoreModel
 
-    figures: dict[str, Any] = {}
-    detail: dict[str, Any] = {}
+    figures = _Logged(log)
+    detail = _Logged(log)
     ward = Ward()
     client = Client()
     client.force_login(ward.user)
@@ -504,7 +504,19 @@ def measure(sizes: Sizes, log: Callable[[str], None] = lambda _: None) -> dict[s
                 cur.execute("DROP TABLE bench_raw")
         figures["import_peak_mb"] = import_peak
     detail["models"] = ScoreModel.objects.count()
-    return {"figures": figures, "detail": detail}
+    return {"figures": dict(figures), "detail": dict(detail)}
+
+
+class _Logged(dict[str, Any]):
+    """A dict that logs each value set, so an interrupted run still shows what it measured."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        super().__init__()
+        self._log = log
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._log(f"  {key} = {value}")
 
 
 def _recompute_figures(
