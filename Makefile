@@ -48,7 +48,7 @@ screenshots: venv
 	CRS_SCREENSHOTS=1 $(DEV_ENV) $(PY) -m pytest tests/browser
 
 bench: venv
-	$(DEV_ENV) $(PY) bench/run.py
+	$(DEV_ENV) $(PY) manage.py bench $(BENCH_ARGS)
 
 # Extract into the committed django.po (translate new entries there), then compile.
 # tests/web/test_i18n.py fails on any untranslated or fuzzy entry.

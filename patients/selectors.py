@@ -33,13 +33,25 @@ SEARCH_MAX_CHARS = 100
 
 
 @dataclass(frozen=True)
+class RunningDay:
+    """A day's running score as the ward list shows it (from ``PatientSummary.recent_days``)."""
+
+    day: int
+    points: int
+    max_points: int
+    band: str
+    band_final: bool
+    provisional: bool
+
+
+@dataclass(frozen=True)
 class WardRow:
     """One line of the ward list, with everything it shows."""
 
     patient: Patient
     day: int
     summary: PatientSummary | None
-    running: DailyAssessment | None
+    running: RunningDay | None
     trend: str  # "up", "same", "down" or "" when there is no yesterday to compare with
     trend_delta: int | None
     sort_band: str
@@ -157,19 +169,56 @@ def patient_reminders(
     return reminder_texts(due)
 
 
-def _as_of(rows: dict[int, DailyAssessment], day: int) -> DailyAssessment | None:
+def _as_of(rows: dict[int, RunningDay], day: int) -> RunningDay | None:
     """The running score as of ``day``: the last row on or before it (none before day 0)."""
     past = [d for d in rows if d <= day]
     return rows[max(past)] if day >= 0 and past else None
 
 
-def _trend(rows: dict[int, DailyAssessment], today_day: int) -> tuple[str, int | None]:
+def _trend(rows: dict[int, RunningDay], today_day: int) -> tuple[str, int | None]:
     """Up, down or same since yesterday; "same" when nothing was entered since (SPEC 8.1)."""
     now, yesterday = _as_of(rows, today_day), _as_of(rows, today_day - 1)
     if now is None or yesterday is None:
         return "", None
     delta = now.points - yesterday.points
     return ("up" if delta > 0 else "down" if delta < 0 else "same"), delta
+
+
+def _recent_start(today: date) -> datetime:
+    """The start of the B-cell reminder's window (SPEC 3.5), a day early for the zone."""
+    first = today - timedelta(days=alert_rules.BCELL_OVERDUE_AFTER_DAYS + 1)
+    return datetime(first.year, first.month, first.day, tzinfo=site_zone())
+
+
+def _running_days(
+    patients: list[Patient], *, today: date, model: ScoreModel
+) -> dict[int, dict[int, RunningDay]]:
+    """Each patient's running rows of today and yesterday, read from the stored summary.
+
+    The summary keeps the last two data days; a patient with data dated after today
+    (a lab collected just past midnight) has its two days read from the day rows, in one
+    query for all such patients.
+    """
+    out: dict[int, dict[int, RunningDay]] = {}
+    ahead: dict[int, int] = {}
+    for p in patients:
+        summary = p.active_summary[0] if p.active_summary else None
+        if summary is None:
+            continue
+        day = day_of_date(today, p.infusion.infusion_date)
+        if day < summary.last_data_day:
+            ahead[p.pk] = day
+        else:
+            out[p.pk] = {d["day"]: RunningDay(**d) for d in summary.recent_days}
+    if ahead:
+        wanted = Q()
+        for pid, day in ahead.items():
+            wanted |= Q(patient_id=pid, day__in=[day - 1, day])
+        for pid, *values in DailyAssessment.objects.filter(wanted, model=model).values_list(
+            "patient_id", "day", "points", "max_points", "band", "band_final", "provisional"
+        ):
+            out.setdefault(pid, {})[values[0]] = RunningDay(*values)
+    return out
 
 
 def ward_rows(
@@ -185,33 +234,29 @@ def ward_rows(
                 "summaries", queryset=PatientSummary.objects.filter(model=model), to_attr="active_summary"
             ),
             Prefetch(
-                "assessments",
-                queryset=DailyAssessment.objects.filter(model=model).only(
-                    "id", "patient_id", "day", "points", "max_points", "band", "band_final", "provisional"
-                ),
-                to_attr="active_rows",
-            ),
-            Prefetch(
                 "alerts",
                 queryset=Alert.objects.filter(
                     resolved_at__isnull=True, acknowledged_at__isnull=True
                 ).order_by("day", "kind"),
                 to_attr="open_alerts",
             ),
+            # The reminders look only at the last B-cell days and at today's observation:
+            # read those, not every row of every patient (a day of margin for the zone).
             Prefetch(
                 "labs",
                 queryset=LabResult.objects.active()
-                .filter(analyte="bcell")
+                .filter(analyte="bcell", collected_at__gte=_recent_start(today))
                 .only("id", "patient_id", "collected_at"),
                 to_attr="bcell_labs",
             ),
             Prefetch(
                 "observations",
-                queryset=Observation.objects.active().only("id", "patient_id", "date"),
+                queryset=Observation.objects.active().filter(date=today).only("id", "patient_id", "date"),
                 to_attr="obs_dates",
             ),
         )
     )
+    running_days = _running_days(patients, today=today, model=model)
     rows = []
     for p in patients:
         day = day_of_date(today, p.infusion.infusion_date)
@@ -219,7 +264,7 @@ def ward_rows(
         if not WARD_FIRST_DAY <= day <= last_day:
             continue
         summary = p.active_summary[0] if p.active_summary else None
-        by_day = {r.day: r for r in p.active_rows}
+        by_day = running_days.get(p.pk, {})
         running = _as_of(by_day, day)
         trend, delta = _trend(by_day, day)
         if day >= 7 and summary is not None:

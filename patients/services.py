@@ -261,8 +261,9 @@ def _lock_patient(patient: Patient) -> Patient:
     return Patient.objects.select_for_update(of=("self",)).select_related("infusion").get(pk=patient.pk)
 
 
-def _recompute(patient: Patient) -> None:
-    request_recompute([patient.pk])
+def _recompute(patient: Patient, *, since: datetime | None = None) -> None:
+    # ``since``: the earliest collection time of the labs a lab-only write changed.
+    request_recompute([patient.pk], since=since)
 
 
 # --- patients ------------------------------------------------------------------------------
@@ -637,7 +638,7 @@ def lab_panel_record(
         )
         _save(lab, user=user, reason="entered")
         rows.append(lab)
-    _recompute(patient)
+    _recompute(patient, since=collected_at)
     return rows
 
 
@@ -685,6 +686,7 @@ def lab_correct(
         raise ValidationError(_("This lab value is voided and can no longer be corrected."))
     _check_version(lab, expected_version, _("lab value"))
     new_time = collected_at or lab.collected_at
+    earliest = min(new_time, lab.collected_at)
     check_collected_at(patient, new_time)
     previous = previous_lab_value(patient, lab.analyte, new_time)
     v = validate_lab(analyte=lab.analyte, value_text=value, unit=unit, previous=previous)
@@ -702,7 +704,7 @@ def lab_correct(
         raise ValidationError(
             {"collected_at": _("Another live value of this analyte exists at that collection time.")}
         ) from exc
-    _recompute(patient)
+    _recompute(patient, since=earliest)
     return lab
 
 
@@ -719,7 +721,7 @@ def _void(row: Any, *, user: Any, expected_version: int | None, reason: str, wha
     row.void_reason = reason
     row.version += 1
     _save(row, user=user, reason=f"voided: {reason}")
-    _recompute(patient)
+    _recompute(patient, since=row.collected_at if isinstance(row, LabResult) else None)
     return row
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from scoring.rules import astct, bcell, measix, score
 from scoring.rules.alerts import AlertCondition, alert_conditions
+from scoring.rules.labindex import LabIndex
 from scoring.rules.score import FactorResult, ModelSpec, ScoreResult
 from scoring.rules.types import Event, Lab, Observation, Override, SiteParams
 
@@ -79,15 +80,28 @@ class Summary:
     m_easix_pre_ld_day: int | None
     m_easix_pre_ld_approximate: bool
     last_data_day: int
+    # The running rows of the last two data days (day, points, max_points, band, band_final,
+    # provisional): the ward list's running band and its trend since yesterday, read without
+    # the day rows. The trend itself depends on today, so it is not stored.
+    recent_days: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Assessment:
-    rows: tuple[DayRow, ...]
+    rows: tuple[DayRow, ...]  # days rows_from…last_data_day
     summary: Summary
     alerts: tuple[AlertCondition, ...]
     day7: ScoreResult
     grades: tuple[astct.DayGrade, ...] = field(default=())
+    rows_from: int = 0
+
+
+RECENT_DAY_FIELDS = ("points", "max_points", "band", "band_final", "provisional")
+
+
+def recent_day(row: DayRow) -> dict[str, Any]:
+    """The part of a day row the ward list shows (stored in the summary)."""
+    return {"day": row.day, **{name: getattr(row, name) for name in RECENT_DAY_FIELDS}}
 
 
 def factor_to_dict(f: FactorResult) -> dict[str, Any]:
@@ -120,10 +134,21 @@ def _hsct_day(events: Sequence[Event]) -> int | None:
     return min(days) if days else None
 
 
-def assess_patient(inputs: PatientInputs, model: ModelSpec, params: SiteParams) -> Assessment:
-    """Compute the per-day rows, the summary and the alert conditions of one patient."""
+def assess_patient(
+    inputs: PatientInputs, model: ModelSpec, params: SiteParams, *, from_day: int = 0
+) -> Assessment:
+    """Compute the per-day rows, the summary and the alert conditions of one patient.
+
+    ``from_day`` limits the day rows to days from it on (and the last two data days, which
+    the summary keeps): a write that can only change those days (a lab of that day) needs
+    no others. The summary and alert conditions are always whole. Labs are indexed by
+    analyte and day once, so the cost is linear in the number of labs and days.
+    """
     last_day = last_data_day(inputs)
     days = range(0, last_day + 1)
+    rows_from = max(0, min(from_day, last_day - 1))
+    index = LabIndex(inputs.labs)
+    first_therapy = score.first_therapy_days(inputs.observations)
     grades = astct.grade_days(inputs.observations, inputs.overrides)
     grade_by_day = {g.day: g for g in grades}
     hsct_day = _hsct_day(inputs.events)
@@ -131,14 +156,14 @@ def assess_patient(inputs: PatientInputs, model: ModelSpec, params: SiteParams) 
     bcell_by_day = bcell.bcell_status_by_day(bcell_labs, days=days, params=params, hsct_day=hsct_day)
 
     rows = []
-    for d in days:
+    for d in range(rows_from, last_day + 1):
         running = score.running_score(
             model,
             day=d,
             baseline_mrd_pct=inputs.baseline_mrd_pct,
             post_ld_mrd_pct=inputs.post_ld_mrd_pct,
-            labs=inputs.labs,
-            observations=inputs.observations,
+            labs=index,
+            observations=first_therapy,
         )
         g = grade_by_day.get(d)
         b = bcell_by_day[d]
@@ -162,7 +187,7 @@ def assess_patient(inputs: PatientInputs, model: ModelSpec, params: SiteParams) 
                 antipyretic=False if g is None else g.antipyretic,
                 bcell_status=b.status,
                 first_regeneration_day=b.first_regeneration_day,
-                m_easix=measix.daily_m_easix(inputs.labs, day=d).value,
+                m_easix=measix.daily_m_easix(index, day=d).value,
             )
         )
 
@@ -170,13 +195,13 @@ def assess_patient(inputs: PatientInputs, model: ModelSpec, params: SiteParams) 
         model,
         baseline_mrd_pct=inputs.baseline_mrd_pct,
         post_ld_mrd_pct=inputs.post_ld_mrd_pct,
-        labs=inputs.labs,
-        therapy_days=inputs.observations,
+        labs=index,
+        therapy_days=first_therapy,
     )
     max_grade = astct.max_crs_grade(grades, inputs.events, window=params.crs_outcome_window)
     severe = astct.first_severe_day(grades)
     final_bcell = bcell_by_day[last_day]
-    pre_ld = measix.pre_ld_m_easix(inputs.labs, lymphodepletion_day=inputs.lymphodepletion_day)
+    pre_ld = measix.pre_ld_m_easix(index, lymphodepletion_day=inputs.lymphodepletion_day)
     summary = Summary(
         day7_points=day7.points,
         day7_max_points=day7.max_points,
@@ -195,6 +220,7 @@ def assess_patient(inputs: PatientInputs, model: ModelSpec, params: SiteParams) 
         m_easix_pre_ld_day=pre_ld.day,
         m_easix_pre_ld_approximate=pre_ld.approximate,
         last_data_day=last_day,
+        recent_days=[recent_day(r) for r in rows if r.day >= last_day - 1],
     )
     has_cr = any(e.kind == "cr" for e in inputs.events)
     conditions = alert_conditions(day7=day7, grades=grades, bcell_by_day=bcell_by_day, has_cr=has_cr)
@@ -204,4 +230,5 @@ def assess_patient(inputs: PatientInputs, model: ModelSpec, params: SiteParams) 
         alerts=tuple(conditions),
         day7=day7,
         grades=tuple(grades),
+        rows_from=rows_from,
     )

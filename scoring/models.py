@@ -63,6 +63,9 @@ class ScoreModel(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     activated_at = models.DateTimeField(null=True, blank=True)
+    # Set while ``score_model_activate`` computes this version's results (one at a time; the
+    # draft is frozen meanwhile); cleared when it becomes active or the activation fails.
+    activation_started_at = models.DateTimeField(null=True, blank=True)
 
     objects = ScoreModelQuerySet.as_manager()
     history = HistoricalRecords()
@@ -146,6 +149,8 @@ class PatientSummary(models.Model):
     m_easix_pre_ld_day = models.IntegerField(null=True, blank=True)
     m_easix_pre_ld_approximate = models.BooleanField(default=False)
     last_data_day = models.IntegerField(default=0)
+    # The running rows of the last two data days, for the ward list (``assess.recent_day``).
+    recent_days = models.JSONField(default=list, blank=True)
     grading_system = models.CharField(max_length=16, default="ASTCT-2019")
     computed_at = models.DateTimeField()
 

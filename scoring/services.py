@@ -8,11 +8,11 @@ scores derived from them. A bulk write calls it once for all affected patients.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from itertools import islice
 from typing import Any
@@ -21,7 +21,6 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Prefetch
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
@@ -29,6 +28,7 @@ from simple_history.utils import bulk_create_with_history, bulk_update_with_hist
 from patients.models import (
     ClinicalEvent,
     GradeOverride,
+    Infusion,
     LabResult,
     Observation,
     Patient,
@@ -39,6 +39,7 @@ from scoring.i18n import error_text
 from scoring.models import Alert, DailyAssessment, ModelStatus, PatientSummary, Provenance, ScoreModel
 from scoring.rules import score
 from scoring.rules import types as rt
+from scoring.rules.alerts import DAY7_HIGH, AlertCondition
 from scoring.rules.days import day_of, day_of_date
 from scoring.rules.units import ANALYTES, Analyte, format_decimal
 
@@ -81,83 +82,119 @@ def site_params(params: SiteParameters | None = None) -> rt.SiteParams:
     )
 
 
-def _clinical_prefetch() -> list[Prefetch]:
-    return [
-        Prefetch(
-            "labs", queryset=LabResult.objects.active().order_by("collected_at", "id"), to_attr="live_labs"
-        ),
-        Prefetch(
-            "observations",
-            queryset=Observation.objects.active().order_by("date"),
-            to_attr="live_observations",
-        ),
-        Prefetch("events", queryset=ClinicalEvent.objects.active().order_by("date"), to_attr="live_events"),
-        Prefetch("grade_overrides", queryset=GradeOverride.objects.active(), to_attr="live_overrides"),
-    ]
+# The columns each input is built from, read as plain rows (no model objects): loading is
+# most of a recompute's time, and model instances cost several times a tuple.
+_LAB_COLUMNS = ("patient_id", "analyte", "collected_at", "value", "comparator")
+_OBSERVATION_COLUMNS = (
+    "patient_id",
+    "date",
+    "tmax_c",
+    "hypotension",
+    "oxygen",
+    "antipyretic",
+    "tocilizumab",
+    "corticosteroids",
+)
+_EVENT_COLUMNS = ("patient_id", "kind", "date", "detail")
+_OVERRIDE_COLUMNS = ("patient_id", "date", "grade")
+_INFUSION_COLUMNS = (
+    "patient_id",
+    "infusion_date",
+    "lymphodepletion_start",
+    "baseline_mrd_pct",
+    "post_ld_mrd_pct",
+)
+
+
+def _rows_by_patient(queryset: Any, columns: tuple[str, ...], ids: list[int]) -> dict[int, list[tuple]]:
+    rows: dict[int, list[tuple]] = {}
+    for row in queryset.filter(patient_id__in=ids).values_list(*columns):
+        rows.setdefault(row[0], []).append(row)
+    return rows
+
+
+def load_inputs(patient_ids: Iterable[int], tz: ZoneInfo | None = None) -> dict[int, PatientInputs]:
+    """The rules' plain inputs of these patients (those with an infusion), in five queries."""
+    tz = tz or site_zone()
+    ids = list(patient_ids)
+    infusions = {
+        row[0]: row for row in Infusion.objects.filter(patient_id__in=ids).values_list(*_INFUSION_COLUMNS)
+    }
+    ids = list(infusions)
+    labs = _rows_by_patient(LabResult.objects.active().order_by("collected_at", "id"), _LAB_COLUMNS, ids)
+    observations = _rows_by_patient(Observation.objects.active().order_by("date"), _OBSERVATION_COLUMNS, ids)
+    events = _rows_by_patient(ClinicalEvent.objects.active().order_by("date"), _EVENT_COLUMNS, ids)
+    overrides = _rows_by_patient(GradeOverride.objects.active(), _OVERRIDE_COLUMNS, ids)
+    inputs = {}
+    for pid, (_pid, d0, ld, baseline_mrd, post_ld_mrd) in infusions.items():
+        inputs[pid] = PatientInputs(
+            infusion_date=d0,
+            baseline_mrd_pct=baseline_mrd,
+            post_ld_mrd_pct=post_ld_mrd,
+            lymphodepletion_day=None if ld is None else day_of_date(ld, d0),
+            labs=tuple(
+                rt.Lab(
+                    analyte=analyte,
+                    day=day_of(collected_at, tz, d0),
+                    collected_at=collected_at,
+                    value=Decimal(value),
+                    comparator=comparator or None,
+                )
+                for _p, analyte, collected_at, value, comparator in labs.get(pid, ())
+            ),
+            observations=tuple(
+                rt.Observation(
+                    day=day_of_date(obs_date, d0),
+                    tmax_c=tmax_c,
+                    hypotension=hypotension,
+                    oxygen=oxygen,
+                    antipyretic=antipyretic,
+                    tocilizumab=tocilizumab,
+                    corticosteroids=corticosteroids,
+                )
+                for _p, obs_date, tmax_c, hypotension, oxygen, antipyretic, tocilizumab, corticosteroids in (
+                    observations.get(pid, ())
+                )
+            ),
+            overrides=tuple(
+                rt.Override(day=day_of_date(o_date, d0), grade=grade)
+                for _p, o_date, grade in overrides.get(pid, ())
+            ),
+            events=tuple(
+                rt.Event(kind=kind, day=day_of_date(e_date, d0), detail=detail)
+                for _p, kind, e_date, detail in events.get(pid, ())
+            ),
+        )
+    return inputs
 
 
 def patients_with_inputs(patient_ids: Iterable[int]) -> list[Patient]:
-    """Patients with their infusion and live clinical rows, in a constant number of queries."""
-    return list(
-        Patient.objects.filter(pk__in=list(patient_ids), infusion__isnull=False)
-        .select_related("infusion")
-        .prefetch_related(*_clinical_prefetch())
+    """Patients (with an infusion) and their plain inputs, in a constant number of queries.
+
+    Each patient carries its inputs for :func:`patient_inputs`.
+    """
+    tz = site_zone()
+    patients = list(
+        Patient.objects.filter(pk__in=list(patient_ids), infusion__isnull=False).select_related("infusion")
     )
+    inputs = load_inputs([p.pk for p in patients], tz)
+    for p in patients:
+        p.plain_inputs = inputs[p.pk]  # type: ignore[attr-defined]  # read by patient_inputs
+    return patients
 
 
 def patient_inputs(patient: Patient, tz: ZoneInfo | None = None) -> PatientInputs:
-    """Translate one patient's stored rows into the rules' plain inputs."""
-    tz = tz or site_zone()
-    inf = patient.infusion
-    d0 = inf.infusion_date
-    labs = tuple(
-        rt.Lab(
-            analyte=lab.analyte,
-            day=day_of(lab.collected_at, tz, d0),
-            collected_at=lab.collected_at,
-            value=Decimal(lab.value),
-            comparator=lab.comparator or None,
-        )
-        for lab in patient.live_labs  # type: ignore[attr-defined]  # Prefetch to_attr
-    )
-    observations = tuple(
-        rt.Observation(
-            day=day_of_date(obs.date, d0),
-            tmax_c=obs.tmax_c,
-            hypotension=obs.hypotension,
-            oxygen=obs.oxygen,
-            antipyretic=obs.antipyretic,
-            tocilizumab=obs.tocilizumab,
-            corticosteroids=obs.corticosteroids,
-        )
-        for obs in patient.live_observations  # type: ignore[attr-defined]  # Prefetch to_attr
-    )
-    events = tuple(
-        rt.Event(kind=e.kind, day=day_of_date(e.date, d0), detail=e.detail)
-        for e in patient.live_events  # type: ignore[attr-defined]  # Prefetch to_attr
-    )
-    overrides = tuple(
-        rt.Override(day=day_of_date(o.date, d0), grade=o.grade)
-        for o in patient.live_overrides  # type: ignore[attr-defined]  # Prefetch to_attr
-    )
-    ld = inf.lymphodepletion_start
-    return PatientInputs(
-        infusion_date=d0,
-        baseline_mrd_pct=inf.baseline_mrd_pct,
-        post_ld_mrd_pct=inf.post_ld_mrd_pct,
-        lymphodepletion_day=None if ld is None else day_of_date(ld, d0),
-        labs=labs,
-        observations=observations,
-        overrides=overrides,
-        events=events,
-    )
+    """One patient's plain inputs (loaded by :func:`patients_with_inputs`, else read now)."""
+    loaded = getattr(patient, "plain_inputs", None)
+    if loaded is not None:
+        return loaded  # type: ignore[no-any-return]
+    return load_inputs([patient.pk], tz)[patient.pk]
 
 
 def assess_from_scratch(patient: Patient, model: ScoreModel | None = None) -> Assessment:
     """Recompute one patient's results from the stored rows, without storing them."""
     model = model or ScoreModel.objects.active()
-    (fresh,) = patients_with_inputs([patient.pk])
-    return assess_patient(patient_inputs(fresh), model.to_spec(), site_params())
+    return assess_patient(load_inputs([patient.pk])[patient.pk], model.to_spec(), site_params())
 
 
 def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
@@ -168,25 +205,58 @@ def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
 
 @transaction.atomic
 def recompute_patients(
-    patient_ids: Iterable[int], *, model: ScoreModel | None = None, now: datetime | None = None
+    patient_ids: Iterable[int],
+    *,
+    model: ScoreModel | None = None,
+    now: datetime | None = None,
+    since: Mapping[int, datetime] | None = None,
 ) -> int:
     """Recompute and store the derived results of these patients under ``model``.
 
-    Only rows that changed are written. Alerts follow the active model only.
-    Returns the number of patients recomputed.
+    Only rows that changed are written. ``since`` maps a patient to the collection time
+    of the earliest lab a write changed: only the day rows from that day on can change
+    (a lab counts on its own day and the next, B-cell status runs forward), so only
+    those are computed and compared; the summary and alerts are always whole.
+    Alerts follow the active model only. With no ``model``, a version being activated
+    (:func:`score_model_activate`) is recomputed as well, so that entries made while it
+    runs end up in its results. Returns the number of patients recomputed.
     """
-    model = model or ScoreModel.objects.active()
+    ids = sorted(set(patient_ids))
+    if model is None:
+        model = ScoreModel.objects.active()
+        activating = ScoreModel.objects.filter(activation_started_at__isnull=False).exclude(pk=model.pk)
+        for other in activating:
+            _recompute_under(ids, other, now or timezone.now(), since)
+    return _recompute_under(ids, model, now or timezone.now(), since)
+
+
+def _recompute_under(
+    ids: list[int], model: ScoreModel, now: datetime, since: Mapping[int, datetime] | None
+) -> int:
     spec = model.to_spec()
     params = site_params()
     tz = site_zone()
-    now = now or timezone.now()
-    ids = sorted(set(patient_ids))
     update_alerts = model.status == ModelStatus.ACTIVE
     done = 0
     for chunk in _chunks(ids, RECOMPUTE_CHUNK):
-        assessments = {
-            p.pk: assess_patient(patient_inputs(p, tz), spec, params) for p in patients_with_inputs(chunk)
-        }
+        inputs = load_inputs(chunk, tz)
+        # Days past the stored last data day have no row yet: they are computed too.
+        stored_last = (
+            dict(
+                PatientSummary.objects.filter(patient_id__in=chunk, model=model).values_list(
+                    "patient_id", "last_data_day"
+                )
+            )
+            if since
+            else {}
+        )
+        assessments = {}
+        for pid, patient_inputs_ in inputs.items():
+            from_day = 0
+            if since is not None and pid in since:
+                from_day = day_of(since[pid], tz, patient_inputs_.infusion_date)
+                from_day = max(0, min(from_day, stored_last.get(pid, -1) + 1))
+            assessments[pid] = assess_patient(patient_inputs_, spec, params, from_day=from_day)
         _store_rows(assessments, model)
         _store_summaries(assessments, model, now)
         if update_alerts:
@@ -223,11 +293,17 @@ def recompute_once() -> Iterator[set[int]]:
             _pending_recompute.reset(token)
 
 
-def request_recompute(patient_ids: Iterable[int]) -> None:
-    """Recompute these patients now, or at the end of the enclosing ``recompute_once`` block."""
+def request_recompute(patient_ids: Iterable[int], *, since: datetime | None = None) -> None:
+    """Recompute these patients now, or at the end of the enclosing ``recompute_once`` block.
+
+    ``since`` is the collection time of the earliest lab the write changed, when the write
+    changed only labs: the recompute then starts from its day (see ``recompute_patients``).
+    A ``recompute_once`` block recomputes its patients whole.
+    """
     pending = _pending_recompute.get()
     if pending is None:
-        recompute_patients(patient_ids)
+        ids = list(patient_ids)
+        recompute_patients(ids, since=None if since is None else dict.fromkeys(ids, since))
     else:
         pending.update(patient_ids)
 
@@ -250,10 +326,12 @@ def _row_values(row: Any) -> dict[str, Any]:
 
 
 def _store_rows(assessments: dict[int, Assessment], model: ScoreModel) -> None:
-    existing = {
-        (a.patient_id, a.day): a
-        for a in DailyAssessment.objects.filter(patient_id__in=assessments.keys(), model=model)
-    }
+    stored = DailyAssessment.objects.filter(patient_id__in=assessments.keys(), model=model)
+    rows_from = min((a.rows_from for a in assessments.values()), default=0)
+    if rows_from > 0:
+        # An incremental recompute (one patient): the earlier days cannot have changed.
+        stored = stored.filter(day__gte=rows_from)
+    existing = {(a.patient_id, a.day): a for a in stored if a.day >= assessments[a.patient_id].rows_from}
     to_create, to_update = [], []
     wanted = set()
     for pid, assessment in assessments.items():
@@ -308,6 +386,14 @@ def _store_alerts(assessments: dict[int, Assessment], patient_ids: list[int], no
     for pid, assessment in assessments.items():
         for cond in assessment.alerts:
             wanted[(pid, cond.kind, cond.day)] = cond
+    _apply_alerts(wanted, existing, now)
+
+
+def _apply_alerts(
+    wanted: dict[tuple[int, str, int], AlertCondition],
+    existing: dict[tuple[int, str, int], Alert],
+    now: datetime,
+) -> None:
     to_create, to_update = [], []
     for key, cond in wanted.items():
         alert = existing.get(key)
@@ -345,25 +431,122 @@ def unresolved_alert_keys(patient: Patient) -> set[tuple[str, int]]:
     return set(Alert.objects.filter(patient=patient, resolved_at__isnull=True).values_list("kind", "day"))
 
 
-@transaction.atomic
-def score_model_activate(*, model: ScoreModel, user: Any = None, expected_revision: int | None = None) -> int:
-    """Make ``model`` the one active version and recompute every patient under it.
+ACTIVATION_CHUNK = 200  # patients per committed chunk of an activation
+ACTIVATION_STALE_AFTER = timedelta(hours=6)  # an activation older than this was interrupted
+
+
+def score_model_activate(
+    *,
+    model: ScoreModel,
+    user: Any = None,
+    expected_revision: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Make ``model`` the one active version, with every patient's results computed under it.
 
     ``expected_revision`` is the revision the hematologist reviewed: a version changed
     since is refused. The definition is checked as the editor checks it, so a version
     written around the editor (an unreachable band, say) cannot become active.
+
+    The results are computed in chunks of patients, each committed on its own, while the
+    old version stays active; ``on_progress(done, total)`` is called after each chunk.
+    Meanwhile the version is frozen, no other activation may start, and every write
+    recomputes its patient under both versions. The active version changes in one short
+    transaction at the end, once every patient has results under the new one; the day-7
+    alerts (not tied to a version) are swapped there too. A failure deletes the partial
+    results and leaves the old version active. Returns the number of patients.
     """
+    started = _activation_start(model, expected_revision)
+    try:
+        ids = list(Patient.objects.filter(infusion__isnull=False).order_by("pk").values_list("pk", flat=True))
+        total, done = len(ids), 0
+        if on_progress is not None:
+            on_progress(0, total)
+        for chunk in _chunks(ids, ACTIVATION_CHUNK):
+            with transaction.atomic():
+                # Locked like a write, so an entry on these patients waits for this chunk,
+                # or this chunk reads the entry's committed rows.
+                list(Patient.objects.select_for_update().filter(pk__in=chunk).values_list("pk"))
+                done += recompute_patients(chunk, model=started)
+            if on_progress is not None:
+                on_progress(done, total)
+        return _activation_finish(started, user=user)
+    except BaseException:
+        with transaction.atomic():
+            DailyAssessment.objects.filter(model=started).delete()
+            PatientSummary.objects.filter(model=started).delete()
+            ScoreModel.objects.filter(pk=started.pk).update(activation_started_at=None)
+        raise
+
+
+@transaction.atomic
+def _activation_start(model: ScoreModel, expected_revision: int | None) -> ScoreModel:
+    """Check the version and mark it as being activated (refused while another runs)."""
+    locked: ScoreModel = ScoreModel.objects.select_for_update().get(pk=model.pk)
+    _check_revision(locked, expected_revision)
+    score_model_spec_check(locked.spec, name=locked.name)
+    if locked.status == ModelStatus.ACTIVE:
+        raise ValidationError(
+            _("%(name)s is already the active model.") % {"name": locked.name}, code="active"
+        )
+    now = timezone.now()
+    running = (
+        ScoreModel.objects.select_for_update()
+        .filter(activation_started_at__isnull=False)
+        .exclude(pk=locked.pk, activation_started_at__lt=now - ACTIVATION_STALE_AFTER)
+        .first()
+    )
+    if running is not None:
+        raise ValidationError(
+            _("%(name)s is being activated: wait until it finishes, then try again.")
+            % {"name": running.name},
+            code="activation_running",
+        )
+    # Results left by an interrupted activation of this version are a mix: start afresh.
+    DailyAssessment.objects.filter(model=locked).delete()
+    PatientSummary.objects.filter(model=locked).delete()
+    ScoreModel.objects.filter(pk=locked.pk).update(activation_started_at=now)
+    locked.activation_started_at = now
+    return locked
+
+
+@transaction.atomic
+def _activation_finish(model: ScoreModel, *, user: Any) -> int:
+    """The short switch: retire the old version, activate the new one, swap the day-7 alerts."""
     model = ScoreModel.objects.select_for_update().get(pk=model.pk)
-    _check_revision(model, expected_revision)
-    score_model_spec_check(model.spec, name=model.name)
+    now = timezone.now()
+    # Patients registered between the last chunk and this lock, if any.
+    missing = list(
+        Patient.objects.filter(infusion__isnull=False)
+        .exclude(summaries__model=model)
+        .values_list("pk", flat=True)
+    )
+    if missing:
+        recompute_patients(missing, model=model, now=now)
     current = ScoreModel.objects.select_for_update().filter(status=ModelStatus.ACTIVE).exclude(pk=model.pk)
     for old in current:
         old.status = ModelStatus.RETIRED
         _save_model(old, user=user, reason=f"retired by activation of {model.name}")
     model.status = ModelStatus.ACTIVE
-    model.activated_at = timezone.now()
+    model.activated_at = now
+    model.activation_started_at = None
     _save_model(model, user=user, reason="activated")
-    return recompute_all(model=model)
+    _swap_day7_alerts(model, now)
+    return PatientSummary.objects.filter(model=model).count()
+
+
+def _swap_day7_alerts(model: ScoreModel, now: datetime) -> None:
+    """Day-7 alerts as the new version's stored summaries say (the other kinds do not depend on it)."""
+    high = PatientSummary.objects.filter(model=model, day7_band=score.BAND_HIGH)
+    conditions = {
+        pid: AlertCondition(
+            DAY7_HIGH, score.LANDMARK_DAY, {"points": p, "max_points": m, "model": model.name}
+        )
+        for pid, p, m in high.values_list("patient_id", "day7_points", "day7_max_points")
+    }
+    existing = {(a.patient_id, a.kind, a.day): a for a in Alert.objects.filter(kind=DAY7_HIGH)}
+    wanted = {(pid, cond.kind, cond.day): cond for pid, cond in conditions.items()}
+    _apply_alerts(wanted, existing, now)
 
 
 # --- score model versions: create, edit, retire (SPEC 5) ------------------------------------
@@ -611,6 +794,11 @@ def score_model_update(
     reason = _require_model_reason(reason, _("change a score model"))
     locked: ScoreModel = ScoreModel.objects.select_for_update().get(pk=model.pk)
     _check_revision(locked, expected_revision)
+    if locked.activation_started_at is not None:
+        raise ValidationError(
+            _("Score model %(name)s is being activated and is frozen meanwhile.") % {"name": locked.name},
+            code="frozen",
+        )
     if locked.status != ModelStatus.DRAFT:
         raise ValidationError(
             _(
@@ -688,6 +876,11 @@ def score_model_retire(
         )
     if locked.status == ModelStatus.RETIRED:
         raise ValidationError(_("%(name)s is already retired.") % {"name": locked.name}, code="retired")
+    if locked.activation_started_at is not None:
+        raise ValidationError(
+            _("Score model %(name)s is being activated and is frozen meanwhile.") % {"name": locked.name},
+            code="frozen",
+        )
     locked.status = ModelStatus.RETIRED
     _save_model(locked, user=user, reason=f"retired: {reason}")
     return locked

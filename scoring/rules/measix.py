@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final
 
+from .labindex import LabIndex, lab_index
 from .messages import gettext_noop
 from .types import Lab
 from .units import Analyte, quantize_canonical
@@ -70,24 +71,22 @@ def _from_set(chosen: dict[str, Lab], *, day: int | None, approximate: bool) -> 
     return MEasixResult(value, _log2(value), day, approximate, inputs, reason)
 
 
-def _latest_by_analyte(labs: Sequence[Lab], days: tuple[int, ...]) -> dict[str, Lab]:
+def _latest_by_analyte(labs: LabIndex, days: tuple[int, ...]) -> dict[str, Lab]:
     chosen: dict[str, Lab] = {}
-    for lab in labs:
-        if lab.analyte not in MEASIX_ANALYTES or lab.day not in days:
-            continue
+    for lab in (lab for analyte in MEASIX_ANALYTES for lab in labs.on_days(analyte, days)):
         current = chosen.get(lab.analyte)
         if current is None or (lab.collected_at, lab.value) > (current.collected_at, current.value):
             chosen[lab.analyte] = lab
     return chosen
 
 
-def daily_m_easix(labs: Sequence[Lab], *, day: int) -> MEasixResult:
+def daily_m_easix(labs: Sequence[Lab] | LabIndex, *, day: int) -> MEasixResult:
     """Return the daily m-EASIX of day d from the latest inputs of day d or d−1 (a trend)."""
-    chosen = _latest_by_analyte(labs, (day, day - 1))
+    chosen = _latest_by_analyte(lab_index(labs), (day, day - 1))
     return _from_set(chosen, day=day, approximate=False)
 
 
-def _latest_complete_set(labs: Sequence[Lab], first_day: int, last_day: int) -> MEasixResult:
+def _latest_complete_set(labs: LabIndex, first_day: int, last_day: int) -> MEasixResult:
     for day in range(last_day, first_day - 1, -1):
         chosen = _latest_by_analyte(labs, (day,))
         if len(chosen) == len(MEASIX_ANALYTES):
@@ -95,9 +94,10 @@ def _latest_complete_set(labs: Sequence[Lab], first_day: int, last_day: int) -> 
     return MEasixResult(None, None, None, False, {}, REASON_MISSING)
 
 
-def pre_ld_m_easix(labs: Sequence[Lab], *, lymphodepletion_day: int | None) -> MEasixResult:
+def pre_ld_m_easix(labs: Sequence[Lab] | LabIndex, *, lymphodepletion_day: int | None) -> MEasixResult:
     """Return m-EASIX of the latest same-day set in days ld−7…ld, else −14…−1 (approximate)."""
+    index = lab_index(labs)
     if lymphodepletion_day is not None:
-        return _latest_complete_set(labs, lymphodepletion_day - PRE_LD_WINDOW_DAYS, lymphodepletion_day)
-    result = _latest_complete_set(labs, APPROX_WINDOW_FIRST_DAY, APPROX_WINDOW_LAST_DAY)
+        return _latest_complete_set(index, lymphodepletion_day - PRE_LD_WINDOW_DAYS, lymphodepletion_day)
+    result = _latest_complete_set(index, APPROX_WINDOW_FIRST_DAY, APPROX_WINDOW_LAST_DAY)
     return MEasixResult(result.value, result.log2, result.day, True, result.inputs, result.reason)

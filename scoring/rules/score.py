@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal, cast
 
+from .labindex import LabIndex, lab_index
 from .messages import Message, RuleError, gettext_noop
 from .types import COMPARATORS, Lab, Observation
 from .units import Analyte
@@ -417,6 +418,14 @@ def _first_therapy_days(
     return firsts
 
 
+def first_therapy_days(observations: Sequence[Observation]) -> dict[int, list[str]]:
+    """The first day of each therapy as ``{day: therapies}``, for ``running_score`` on many days."""
+    by_day: dict[int, list[str]] = {}
+    for therapy, day in _first_therapy_days(observations).items():
+        by_day.setdefault(day, []).append(therapy)
+    return by_day
+
+
 def _therapy_flags(lab_day: int, first_therapy: Mapping[str, int]) -> tuple[str, ...]:
     flags = []
     toci = first_therapy.get(THERAPY_TOCILIZUMAB)
@@ -531,7 +540,7 @@ def day7_score(
     *,
     baseline_mrd_pct: Decimal | None,
     post_ld_mrd_pct: Decimal | None,
-    labs: Sequence[Lab],
+    labs: Sequence[Lab] | LabIndex,
     therapy_days: Mapping[int, Iterable[str]] | Sequence[Observation] = (),
 ) -> ScoreResult:
     """Return the day-7 landmark score (day=7); therapy_days is observations or {day: therapies}.
@@ -540,12 +549,14 @@ def day7_score(
     its factor leaves the factor missing, with no further fallback (SPEC 3.2).
     """
     first_therapy = _first_therapy_days(therapy_days)
+    index = lab_index(labs)
     results = []
     for spec in model.factors:
         if spec.is_mrd:
             results.append(_mrd_result(spec, _mrd_value(spec, baseline_mrd_pct, post_ld_mrd_pct)))
             continue
-        lab, flags = _day7_lab([lab for lab in labs if lab.analyte == spec.input])
+        landmark_days = (LANDMARK_FALLBACK_BEFORE_DAY, LANDMARK_DAY, LANDMARK_FALLBACK_AFTER_DAY)
+        lab, flags = _day7_lab(index.on_days(spec.input, landmark_days))
         results.append(_lab_result(spec, lab, flags, first_therapy))
     return _summarise(model, tuple(results), day=LANDMARK_DAY, landmark=True)
 
@@ -556,17 +567,22 @@ def running_score(
     day: int,
     baseline_mrd_pct: Decimal | None,
     post_ld_mrd_pct: Decimal | None,
-    labs: Sequence[Lab],
-    observations: Sequence[Observation] = (),
+    labs: Sequence[Lab] | LabIndex,
+    observations: Sequence[Observation] | Mapping[int, Iterable[str]] = (),
 ) -> ScoreResult:
-    """Return the running (trend) score of day d from the latest lab of day d or d−1."""
+    """Return the running (trend) score of day d from the latest lab of day d or d−1.
+
+    Scoring every day of a patient passes ``labs`` as a ``LabIndex`` and ``observations``
+    as ``first_therapy_days(...)``, both built once, so each day costs a constant time.
+    """
     first_therapy = _first_therapy_days(observations)
+    index = lab_index(labs)
     results = []
     for spec in model.factors:
         if spec.is_mrd:
             results.append(_mrd_result(spec, _mrd_value(spec, baseline_mrd_pct, post_ld_mrd_pct)))
             continue
-        recent = [lab for lab in labs if lab.analyte == spec.input and lab.day in (day, day - 1)]
+        recent = index.on_days(spec.input, (day, day - 1))
         lab = max(recent, key=_sort_key) if recent else None
         flags = (f"from_day_{lab.day}",) if lab is not None and lab.day != day else ()
         results.append(_lab_result(spec, lab, flags, first_therapy))
