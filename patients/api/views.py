@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from django.db import transaction
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponseBase, JsonResponse
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
@@ -20,6 +21,7 @@ from rest_framework.views import APIView
 from crsrisk.accounts.access import get_patient_or_404
 from crsrisk.accounts.roles import is_clinical, is_hematologist, visible_patients
 from patients import services
+from patients.api import idempotency
 from patients.api import serializers as s
 from patients.api.batch import LabItem, record_lab_items
 from patients.api.fhir import import_bundle
@@ -69,6 +71,33 @@ class ClinicalView(APIView):
 
     authentication_classes = [TokenAuthentication, SessionAuthentication]
     permission_classes = [IsClinical]
+    # A 200 of this view's writes means "nothing new was stored" (an exact repeat, a dry run),
+    # so only a 201 records an Idempotency-Key.
+    stores_only_when_created = False
+    _idempotency_key: Any = None
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        """A write with an ``Idempotency-Key`` runs in one transaction with its key (SPEC 9)."""
+        self._idempotency_key = None
+        if request.method not in idempotency.METHODS or idempotency.HEADER not in request.headers:
+            return super().dispatch(request, *args, **kwargs)
+        with transaction.atomic():
+            response = super().dispatch(request, *args, **kwargs)
+            if self._idempotency_key is not None:
+                code = response.status_code
+                stored = code == 201 if self.stores_only_when_created else 200 <= code < 300
+                idempotency.finish(self._idempotency_key, response, stored=stored)
+        return response
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # authenticated and allowed first: keys are per user
+        if idempotency.wants_key(request):
+            self._idempotency_key = idempotency.claim(request)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, idempotency.IdempotencyAnswer):
+            return exc.response  # type: ignore[return-value]  # a replay is a plain HttpResponse
+        return super().handle_exception(exc)
 
     def get_patient(self, mrn: str) -> Patient:
         """The patient if the user's care teams include them; a GET is written to the access log."""
@@ -170,6 +199,8 @@ LAB_CREATE = PolymorphicProxySerializer(
 
 
 class LabListView(ClinicalView):
+    stores_only_when_created = True
+
     @extend_schema(
         responses=s.LabSerializer(many=True),
         parameters=[OpenApiParameter("analyte", str, description="Only this analyte code.")],
@@ -479,6 +510,7 @@ class FhirJSONParser(JSONParser):
 
 class FhirImportView(ClinicalView):
     permission_classes = [IsHematologist]
+    stores_only_when_created = True
     parser_classes = [JSONParser, FhirJSONParser]
 
     @extend_schema(

@@ -179,7 +179,9 @@ def test_lab_unit_and_note_columns_are_optional_behind_a_byte_order_mark():
 
 def test_unknown_column_is_refused_by_name_and_nothing_imported():
     load("patients", fixture("patients.csv"))
-    report = load("labs", "mrn,collected_at,analyte,value,units\nA001,2025-03-08T06:30:00+00:00,crp,25,mg/L\n")
+    report = load(
+        "labs", "mrn,collected_at,analyte,value,units\nA001,2025-03-08T06:30:00+00:00,crp,25,mg/L\n"
+    )
     assert [(e.line, e.column) for e in report.errors] == [(1, "units")]
     assert "unknown column units" in str(report.errors[0])
     assert not LabResult.objects.exists()
