@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponseBase, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
@@ -24,7 +24,7 @@ from patients import services
 from patients.api import idempotency
 from patients.api import serializers as s
 from patients.api.batch import LabItem, record_lab_items
-from patients.api.fhir import import_bundle
+from patients.api.fhir import export_patient_bundle, import_bundle
 from patients.models import CareTeam, ClinicalEvent, GradeOverride, LabResult, Observation, Patient, Source
 from scoring.models import DailyAssessment, ModelStatus, PatientSummary, ScoreModel
 
@@ -524,6 +524,18 @@ class FhirImportView(ClinicalView):
         result = import_bundle(request.data, user=request.user, request=request, dry_run=dry_run)
         code = status.HTTP_201_CREATED if result.stored and not dry_run else status.HTTP_200_OK
         return Response(s.FhirResultSerializer(result).data, status=code)
+
+
+class PatientFhirView(ClinicalView):
+    permission_classes = [IsHematologist]  # exporting a record is for hematologists (SPEC 7)
+
+    @extend_schema(
+        responses={(200, "application/fhir+json"): dict},
+        summary="Export the patient and every live lab value as a FHIR R4 Bundle (hematologist; logged)",
+    )
+    def get(self, request: Request, mrn: str) -> HttpResponse:
+        bundle = export_patient_bundle(self.get_patient(mrn))
+        return HttpResponse(bundle, content_type="application/fhir+json")
 
 
 def not_found(request: HttpRequest, path: str = "") -> JsonResponse:
