@@ -8,6 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
@@ -66,11 +67,32 @@ class HematologistWrites(BasePermission):
         return is_hematologist(request.user)
 
 
+class ClinicalSchema(AutoSchema):
+    """Every write documents the optional ``Idempotency-Key`` header."""
+
+    def get_override_parameters(self) -> list[Any]:
+        params = list(super().get_override_parameters())
+        if self.method in idempotency.METHODS:
+            params.append(
+                OpenApiParameter(
+                    idempotency.HEADER,
+                    str,
+                    OpenApiParameter.HEADER,
+                    description=(
+                        "A unique key (e.g. a UUID) per request: a retry with the same key and body gets the "
+                        "first answer and stores nothing; the same key with another body answers 409."
+                    ),
+                )
+            )
+        return params
+
+
 class ClinicalView(APIView):
     """Token first, so that an anonymous request gets 401 with ``WWW-Authenticate: Token``."""
 
     authentication_classes = [TokenAuthentication, SessionAuthentication]
     permission_classes = [IsClinical]
+    schema = ClinicalSchema()
     # A 200 of this view's writes means "nothing new was stored" (an exact repeat, a dry run),
     # so only a 201 records an Idempotency-Key.
     stores_only_when_created = False
