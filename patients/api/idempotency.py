@@ -4,7 +4,7 @@ A client sends ``Idempotency-Key: <unique text>`` with a ``POST`` (or ``PUT``/``
 The whole request then runs in one transaction:
 
 1. ``claim`` looks the key up for this user. A recorded answer to the same request
-   (method, path with query string, body) is replayed, status and body, and nothing
+   (method, path with query string, parsed body) is replayed, status and body, and nothing
    runs; a recorded answer to another request is refused with 409. Otherwise the key is
    reserved by inserting its row: the unique index makes a concurrent request with the
    same key wait there until this transaction ends, and then replay its answer.
@@ -20,11 +20,12 @@ next keyed write and by ``manage.py purge_idempotency_keys``.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.http import HttpResponse, RawPostDataException
+from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework import status
 from rest_framework.request import Request
@@ -73,14 +74,19 @@ def purge(*, before: datetime, user_id: int | None = None) -> int:
 
 
 def fingerprint(request: Request) -> str:
-    """SHA-256 of method, path with query string, and body bytes."""
-    try:
-        body = request._request.body  # the raw bytes, before any parser reads the stream
-    except RawPostDataException:  # a form body already parsed (multipart): hash what it held
-        body = repr(sorted(request.data.lists())).encode()
+    """SHA-256 of method, path with query string, and the parsed body (keys sorted).
+
+    The parsed body, not the raw bytes: the parsers read the stream without Django's
+    in-memory size limit, and the same JSON sent with its keys in another order is the
+    same request.
+    """
+    data = request.data  # a body that cannot be parsed is refused here (400/415), before any key
+    if hasattr(data, "lists"):  # a form body
+        data = dict(data.lists())
+    body = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     digest = hashlib.sha256()
     digest.update(f"{request.method} {request.get_full_path()}\n".encode())
-    digest.update(body)
+    digest.update(body.encode())
     return digest.hexdigest()
 
 

@@ -36,6 +36,9 @@ def test_retry_with_the_same_key_and_body_returns_the_first_answer_and_stores_no
     assert retry["Content-Type"] == first["Content-Type"] == "application/json"
     assert retry["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first
     assert Patient.objects.filter(mrn="P002").count() == 1
+    # The same JSON with its keys in another order is the same request.
+    reordered = dict(reversed(list(new_patient().items())))
+    assert post(clin_api, PATIENTS, reordered, "k-1").content == first.content
     # Without a key the same body is simply refused as a duplicate MRN, as before.
     assert clin_api.post(PATIENTS, new_patient()).status_code == 400
 
