@@ -293,7 +293,7 @@ def _entry_order(key: str) -> tuple[int, str]:
 MRN_SYSTEM = "urn:crsrisk:mrn"  # the identifier system of exported MRNs; the import reads any system
 MRN_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}
 LABORATORY = {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}
-GENDERS = {Sex.FEMALE: "female", Sex.MALE: "male", Sex.UNKNOWN: "unknown"}
+GENDERS: dict[str, str] = {Sex.FEMALE: "female", Sex.MALE: "male", Sex.UNKNOWN: "unknown"}
 # UCUM writes micro as "u" and powers of ten as "10*"; the canonical "cells/µL" is "/uL".
 _UCUM_SPELLING = (("cells/", "/"), ("µ", "u"), ("10^", "10*"))
 _URN = uuid.UUID("0b6c1f3e-8d2a-5c1e-9f4b-3a7d2e6c8b10")  # namespace of the entries' fullUrls

@@ -116,9 +116,9 @@ class ClinicalView(APIView):
         if idempotency.wants_key(request):
             self._idempotency_key = idempotency.claim(request)
 
-    def handle_exception(self, exc: Exception) -> Response:
+    def handle_exception(self, exc: Exception) -> HttpResponseBase:
         if isinstance(exc, idempotency.IdempotencyAnswer):
-            return exc.response  # type: ignore[return-value]  # a replay is a plain HttpResponse
+            return exc.response  # a replay is a plain HttpResponse
         return super().handle_exception(exc)
 
     def get_patient(self, mrn: str) -> Patient:
