@@ -84,7 +84,10 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     EVENTS: ("mrn", "date", "event", "detail"),
 }
-OPTIONAL_COLUMNS: dict[str, frozenset[str]] = {PATIENTS: frozenset({"lymphodepletion_start"})}
+OPTIONAL_COLUMNS: dict[str, frozenset[str]] = {
+    PATIENTS: frozenset({"lymphodepletion_start"}),
+    LABS: frozenset({"unit", "note"}),  # absent: the canonical unit, no note
+}
 
 BARE_DATE_HOUR = 12  # a bare date in labs.csv means 12:00 site time, SPEC 8.2
 MRD_PLACES = 6  # MRD is stored to 6 decimal places (Infusion.*_mrd_pct)
@@ -281,7 +284,8 @@ def read_rows(text: str, *, kind: str, filename: str) -> tuple[list[_Row], list[
                     1,
                     name,
                     name,
-                    _("unknown column; the accepted columns are %(header)s") % {"header": accepted_header},
+                    _("unknown column %(column)s; the accepted columns are %(header)s")
+                    % {"column": name, "header": accepted_header},
                 )
             )
         elif name in seen:

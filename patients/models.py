@@ -431,3 +431,34 @@ class DataTransfer(models.Model):
 
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
         raise ValueError("A data transfer record is append-only and cannot be deleted.")
+
+
+class IdempotencyKey(models.Model):
+    """The first answer to an API write sent with an ``Idempotency-Key`` header (SPEC 9).
+
+    Written in the transaction of the write it answers, and only when that write stored
+    something, so that a retry after a lost response replays the answer instead of
+    storing twice. Kept at least ``IDEMPOTENCY_KEY_HOURS``; ``purge_idempotency_keys``
+    removes older ones. Not clinical data: the stored answer is a copy of what was sent.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    # SHA-256 of method, path with query string, and body: the same key with another request is refused.
+    fingerprint = models.CharField(max_length=64)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=2000)
+    status_code = models.PositiveSmallIntegerField(default=0)
+    content_type = models.CharField(max_length=100, blank=True)
+    body = models.TextField(blank=True)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            # Keys are per user; the unique index is also what makes a concurrent retry
+            # wait for the first request's transaction instead of storing a second time.
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_unique_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.key} {self.method} {self.path} {self.status_code}"

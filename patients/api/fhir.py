@@ -14,12 +14,18 @@ mapped:
   ``code`` (or ``unit`` when no UCUM code is given).
 
 All or nothing: any bad entry refuses the whole bundle, and the refusal names every
-bad entry by its index and path.
+bad entry by its index and path. Patient entries, such as those of an exported bundle,
+are checked against the FHIR model and otherwise left alone: patients are registered,
+not imported.
+
+The export (``export_patient_bundle``) writes the other way: one patient and every live
+lab value as a ``collection`` Bundle that this import reads back unchanged.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -27,14 +33,16 @@ from typing import Any
 from urllib.parse import unquote
 
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.observation import Observation as FhirObservation
+from fhir.resources.R4B.patient import Patient as FhirPatient
 from pydantic import ValidationError as PydanticValidationError
 
 from crsrisk.accounts.access import log_access
 from crsrisk.accounts.roles import visible_patients
 from patients.api.batch import LabItem, precheck, record_lab_items
-from patients.models import Patient, Source
+from patients.models import LabResult, Patient, Sex, Source
 from scoring.rules import units
 from scoring.services import site_zone
 
@@ -165,9 +173,20 @@ def parse_bundle(data: Any) -> tuple[list[ParsedObservation], dict[str, list[str
     for i, entry in enumerate(entries):
         where = f"entry[{i}]"
         resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict) or resource.get("resourceType") != "Observation":
-            kind = resource.get("resourceType") if isinstance(resource, dict) else None
-            _add(errors, f"{where}.resource", f"Only Observation resources are accepted, not {kind!r}.")
+        kind = resource.get("resourceType") if isinstance(resource, dict) else None
+        if kind == "Patient":
+            try:  # an exported bundle carries its patient: checked, not imported
+                FhirPatient.model_validate(resource)
+            except PydanticValidationError as exc:
+                _pydantic_errors(exc, f"{where}.resource", errors)
+            continue
+        if not isinstance(resource, dict) or kind != "Observation":
+            _add(
+                errors,
+                f"{where}.resource",
+                f"Only Observation resources (and Patient resources, which are not imported) are "
+                f"accepted, not {kind!r}.",
+            )
             continue
         try:
             obs = FhirObservation.model_validate(resource)
@@ -267,3 +286,93 @@ def import_bundle(data: Any, *, user: Any = None, request: Any = None, dry_run: 
 def _entry_order(key: str) -> tuple[int, str]:
     match = re.match(r"entry\[(\d+)\]", key)
     return (int(match.group(1)) if match else -1, key)
+
+
+# --- export ----------------------------------------------------------------------------------
+
+MRN_SYSTEM = "urn:crsrisk:mrn"  # the identifier system of exported MRNs; the import reads any system
+MRN_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}
+LABORATORY = {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}
+GENDERS: dict[str, str] = {Sex.FEMALE: "female", Sex.MALE: "male", Sex.UNKNOWN: "unknown"}
+# UCUM writes micro as "u" and powers of ten as "10*"; the canonical "cells/µL" is "/uL".
+_UCUM_SPELLING = (("cells/", "/"), ("µ", "u"), ("10^", "10*"))
+_URN = uuid.UUID("0b6c1f3e-8d2a-5c1e-9f4b-3a7d2e6c8b10")  # namespace of the entries' fullUrls
+
+
+def ucum_code(unit: str) -> str:
+    """The UCUM code of a canonical unit of SPEC 2.2 (``µg/L`` → ``ug/L``, ``10^9/L`` → ``10*9/L``)."""
+    for spelled, ucum in _UCUM_SPELLING:
+        unit = unit.replace(spelled, ucum)
+    return unit
+
+
+def _full_url(kind: str, key: object) -> str:
+    return f"urn:uuid:{uuid.uuid5(_URN, f'{kind}/{key}')}"
+
+
+def _patient_resource(patient: Patient) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Patient",
+        "identifier": [
+            {"use": "usual", "type": {"coding": [MRN_TYPE]}, "system": MRN_SYSTEM, "value": patient.mrn}
+        ],
+        "name": [{"text": patient.name}],
+        "gender": GENDERS.get(patient.sex, "unknown"),
+    }
+    if patient.birth_date is not None:
+        resource["birthDate"] = patient.birth_date.isoformat()
+    return resource
+
+
+def _observation_resource(lab: LabResult, subject: dict[str, Any], zone: Any) -> dict[str, Any]:
+    spec = units.resolve_analyte(lab.analyte)
+    quantity: dict[str, Any] = {
+        "value": Decimal(lab.value),
+        "unit": spec.canonical_unit,
+        "system": UCUM_SYSTEM,
+        "code": ucum_code(spec.canonical_unit),
+    }
+    if lab.comparator:
+        quantity["comparator"] = lab.comparator
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        # A corrected value is still a valid result; the import reads both.
+        "status": "corrected" if lab.version > 1 else "final",
+        "category": [{"coding": [LABORATORY]}],
+        # The LOINC of the canonical unit, never the one the value arrived with (e.g. pmol/L ferritin).
+        "code": {
+            "coding": [{"system": LOINC_SYSTEM, "code": units.loinc_for(lab.analyte)}],
+            "text": spec.name,
+        },
+        "subject": subject,
+        "effectiveDateTime": timezone.localtime(lab.collected_at, zone).isoformat(),
+        "valueQuantity": quantity,
+    }
+    if lab.note:
+        resource["note"] = [{"text": lab.note}]
+    return resource
+
+
+def export_patient_bundle(patient: Patient) -> str:
+    """One patient and every live lab value as FHIR R4 JSON: a ``collection`` Bundle (SPEC 8.4).
+
+    Validated against the FHIR model before it is written; the import reads it back unchanged.
+    """
+    zone = site_zone()
+    patient_url = _full_url("Patient", patient.mrn)
+    subject = {"reference": patient_url, "identifier": {"system": MRN_SYSTEM, "value": patient.mrn}}
+    labs = LabResult.objects.active().filter(patient=patient).order_by("collected_at", "analyte", "pk")
+    entries = [{"fullUrl": patient_url, "resource": _patient_resource(patient)}]
+    entries += [
+        {"fullUrl": _full_url("Observation", lab.pk), "resource": _observation_resource(lab, subject, zone)}
+        for lab in labs
+    ]
+    bundle = Bundle.model_validate(
+        {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "timestamp": timezone.localtime(timezone.now(), zone).isoformat(),
+            "entry": entries,
+        }
+    )
+    return bundle.model_dump_json(exclude_none=True)

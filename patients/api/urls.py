@@ -48,6 +48,7 @@ urlpatterns = [
     path(P + "overrides/<int:pk>/void/", views.OverrideVoidView.as_view(), name="override-void"),
     path(P + "assessments/", views.AssessmentListView.as_view(), name="assessment-list"),
     path(P + "summary/", views.SummaryView.as_view(), name="summary"),
+    path(P + "fhir/", views.PatientFhirView.as_view(), name="patient-fhir"),
     path("fhir/", views.FhirImportView.as_view(), name="fhir"),
     # Login is required everywhere but the login page and the health check (SPEC 7).
     path(

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from django.db import transaction
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
@@ -20,9 +22,10 @@ from rest_framework.views import APIView
 from crsrisk.accounts.access import get_patient_or_404
 from crsrisk.accounts.roles import is_clinical, is_hematologist, visible_patients
 from patients import services
+from patients.api import idempotency
 from patients.api import serializers as s
 from patients.api.batch import LabItem, record_lab_items
-from patients.api.fhir import import_bundle
+from patients.api.fhir import export_patient_bundle, import_bundle
 from patients.models import CareTeam, ClinicalEvent, GradeOverride, LabResult, Observation, Patient, Source
 from scoring.models import DailyAssessment, ModelStatus, PatientSummary, ScoreModel
 
@@ -64,11 +67,59 @@ class HematologistWrites(BasePermission):
         return is_hematologist(request.user)
 
 
+class ClinicalSchema(AutoSchema):
+    """Every write documents the optional ``Idempotency-Key`` header."""
+
+    def get_override_parameters(self) -> list[Any]:
+        params = list(super().get_override_parameters())
+        if self.method in idempotency.METHODS:
+            params.append(
+                OpenApiParameter(
+                    idempotency.HEADER,
+                    str,
+                    OpenApiParameter.HEADER,
+                    description=(
+                        "A unique key (e.g. a UUID) per request: a retry with the same key and body gets the "
+                        "first answer and stores nothing; the same key with another body answers 409."
+                    ),
+                )
+            )
+        return params
+
+
 class ClinicalView(APIView):
     """Token first, so that an anonymous request gets 401 with ``WWW-Authenticate: Token``."""
 
     authentication_classes = [TokenAuthentication, SessionAuthentication]
     permission_classes = [IsClinical]
+    schema = ClinicalSchema()
+    # A 200 of this view's writes means "nothing new was stored" (an exact repeat, a dry run),
+    # so only a 201 records an Idempotency-Key.
+    stores_only_when_created = False
+    _idempotency_key: Any = None
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        """A write with an ``Idempotency-Key`` runs in one transaction with its key (SPEC 9)."""
+        self._idempotency_key = None
+        if request.method not in idempotency.METHODS or idempotency.HEADER not in request.headers:
+            return super().dispatch(request, *args, **kwargs)
+        with transaction.atomic():
+            response = super().dispatch(request, *args, **kwargs)
+            if self._idempotency_key is not None:
+                code = response.status_code
+                stored = code == 201 if self.stores_only_when_created else 200 <= code < 300
+                idempotency.finish(self._idempotency_key, response, stored=stored)
+        return response
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # authenticated and allowed first: keys are per user
+        if idempotency.wants_key(request):
+            self._idempotency_key = idempotency.claim(request)
+
+    def handle_exception(self, exc: Exception) -> HttpResponseBase:
+        if isinstance(exc, idempotency.IdempotencyAnswer):
+            return exc.response  # a replay is a plain HttpResponse
+        return super().handle_exception(exc)
 
     def get_patient(self, mrn: str) -> Patient:
         """The patient if the user's care teams include them; a GET is written to the access log."""
@@ -170,6 +221,8 @@ LAB_CREATE = PolymorphicProxySerializer(
 
 
 class LabListView(ClinicalView):
+    stores_only_when_created = True
+
     @extend_schema(
         responses=s.LabSerializer(many=True),
         parameters=[OpenApiParameter("analyte", str, description="Only this analyte code.")],
@@ -479,6 +532,7 @@ class FhirJSONParser(JSONParser):
 
 class FhirImportView(ClinicalView):
     permission_classes = [IsHematologist]
+    stores_only_when_created = True
     parser_classes = [JSONParser, FhirJSONParser]
 
     @extend_schema(
@@ -492,6 +546,18 @@ class FhirImportView(ClinicalView):
         result = import_bundle(request.data, user=request.user, request=request, dry_run=dry_run)
         code = status.HTTP_201_CREATED if result.stored and not dry_run else status.HTTP_200_OK
         return Response(s.FhirResultSerializer(result).data, status=code)
+
+
+class PatientFhirView(ClinicalView):
+    permission_classes = [IsHematologist]  # exporting a record is for hematologists (SPEC 7)
+
+    @extend_schema(
+        responses={(200, "application/fhir+json"): dict},
+        summary="Export the patient and every live lab value as a FHIR R4 Bundle (hematologist; logged)",
+    )
+    def get(self, request: Request, mrn: str) -> HttpResponse:
+        bundle = export_patient_bundle(self.get_patient(mrn))
+        return HttpResponse(bundle, content_type="application/fhir+json")
 
 
 def not_found(request: HttpRequest, path: str = "") -> JsonResponse:

@@ -115,13 +115,33 @@ def test_structural_errors_come_from_the_fhir_model(hema_api, patient):
     broken = observation(when="2025-03-08T08:00:00")  # FHIR requires an offset with a time
     broken["valueQuantity"]["comparator"] = "~"
     response = hema_api.post(
-        FHIR, bundle(broken, {"resourceType": "Patient", "id": "x"}, observation(status="cancelled"))
+        FHIR,
+        bundle(
+            broken,
+            {"resourceType": "Encounter", "id": "x"},
+            observation(status="cancelled"),
+            {"resourceType": "Patient", "birthDate": "01/03/1990"},
+        ),
     )
     assert response.status_code == 400
     errors = response.json()["errors"]
     assert "entry[0].resource.effectiveDateTime" in errors
     assert "entry[1].resource" in errors and "Only Observation" in errors["entry[1].resource"][0]
     assert "entry[2].resource.status" in errors
+    assert "entry[3].resource.birthDate" in errors  # a Patient entry is checked too
+
+
+def test_a_patient_entry_is_accepted_and_not_imported(hema_api, patient):
+    person = {
+        "resourceType": "Patient",
+        "identifier": [{"value": "P001"}],
+        "name": [{"text": "Someone Else"}],
+    }
+    response = hema_api.post(FHIR, bundle(person, observation(), kind="collection"))
+    assert response.status_code == 201, response.json()
+    assert (response.json()["entries"], response.json()["stored"]) == (2, 1)
+    patient.refresh_from_db()
+    assert patient.name == "Test Patient"
 
 
 def test_not_a_bundle(hema_api, patient):

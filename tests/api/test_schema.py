@@ -31,8 +31,16 @@ def test_schema_is_valid_openapi_3_with_every_route(clin_api):
         "/api/v1/patients/{mrn}/assessments/",
         "/api/v1/patients/{mrn}/summary/",
         "/api/v1/fhir/",
+        "/api/v1/patients/{mrn}/fhir/",
     ):
         assert path in paths
+    for path, method in (
+        ("/api/v1/patients/", "post"),
+        ("/api/v1/fhir/", "post"),
+        ("/api/v1/patients/{mrn}/", "patch"),
+    ):
+        headers = [p["name"] for p in schema["paths"][path][method]["parameters"] if p["in"] == "header"]
+        assert headers == ["Idempotency-Key"], (path, method)
     assert "tokenAuth" in schema["components"]["securitySchemes"]
     lab_body = schema["paths"]["/api/v1/patients/{mrn}/labs/"]["post"]["requestBody"]
     assert lab_body["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/LabCreate"}

@@ -164,6 +164,29 @@ def test_utf8_bom_is_tolerated_and_non_utf8_refused():
     assert not report.ok and "UTF-8" in report.errors[0].reason and report.errors[0].line == 2
 
 
+def test_lab_unit_and_note_columns_are_optional_behind_a_byte_order_mark():
+    load("patients", fixture("patients.csv"))
+    data = "\ufeffmrn,collected_at,analyte,value\nA001,2025-03-08T06:30:00+00:00,crp,25\n"
+    report = load("labs", data.encode("utf-8"))
+    assert report.ok, report.lines()
+    lab = LabResult.objects.get(patient__mrn="A001", analyte="crp")
+    assert (lab.value, lab.entered_unit, lab.note) == (Decimal("25"), "", "")
+    # Only the note absent, columns in another order.
+    data = "note,mrn,value,analyte,collected_at,unit\nre-run,A001,30,crp,2025-03-09T06:30:00+00:00,mg/dL\n"
+    assert load("labs", data).ok
+    assert LabResult.objects.get(patient__mrn="A001", value=300).note == "re-run"
+
+
+def test_unknown_column_is_refused_by_name_and_nothing_imported():
+    load("patients", fixture("patients.csv"))
+    report = load(
+        "labs", "mrn,collected_at,analyte,value,units\nA001,2025-03-08T06:30:00+00:00,crp,25,mg/L\n"
+    )
+    assert [(e.line, e.column) for e in report.errors] == [(1, "units")]
+    assert "unknown column units" in str(report.errors[0])
+    assert not LabResult.objects.exists()
+
+
 def test_naive_time_is_site_time_and_bare_date_is_noon(settings):
     settings.TIME_ZONE = "Asia/Shanghai"
     load("patients", fixture("patients.csv"))

@@ -115,6 +115,7 @@ EXPECTED: dict[str, tuple[str, tuple[Any, ...]]] = {  # keyed by URL name
     "api:override-void": (POST, API_HEMATOLOGIST_PATIENT),
     "api:assessment-list": (GET, API_PATIENT),
     "api:summary": (GET, API_PATIENT),
+    "api:patient-fhir": (GET, API_HEMATOLOGIST_PATIENT),  # an export: hematologists (SPEC 7)
     "api:fhir": (POST, API_HEMATOLOGIST),
     "api:schema": (GET, API_SIGNED_IN),  # describes the endpoints, holds no data
     "api:docs": (GET, ANY_SIGNED_IN),
