@@ -22,7 +22,7 @@ from patients.models import CareTeam, Observation, Patient
 from scoring import charts
 from scoring.i18n import analyte_label
 from scoring.models import Alert
-from scoring.rules.units import format_decimal
+from scoring.rules.units import format_decimal, from_canonical
 from scoring.selectors import timeline
 from scoring.services import site_zone
 
@@ -136,7 +136,7 @@ def lab_entry(request: HttpRequest, mrn: str) -> HttpResponse:
     patient = get_patient_or_404(request, mrn, "lab entry")
     needs_confirmation = False
     if request.method == "POST":
-        form = forms.LabPanelForm(request.POST)
+        form = forms.LabPanelForm(request.POST, usual_units=services.usual_units())
         if form.is_valid():
             try:
                 services.lab_panel_record(
@@ -156,7 +156,8 @@ def lab_entry(request: HttpRequest, mrn: str) -> HttpResponse:
     else:
         now = timezone.localtime()
         form = forms.LabPanelForm(
-            initial={"collected_date": now.date(), "collected_time": now.strftime("%H:%M")}
+            initial={"collected_date": now.date(), "collected_time": now.strftime("%H:%M")},
+            usual_units=services.usual_units(),
         )
     context = {
         "patient": patient,
@@ -174,9 +175,10 @@ def lab_correct(request: HttpRequest, mrn: str, pk: int) -> HttpResponse:
     patient = get_patient_or_404(request, mrn, "lab correction")
     lab = get_object_or_404(patient.labs.active(), pk=pk)
     local = lab.collected_at.astimezone(site_zone())
+    unit = services.usual_units()[lab.analyte]  # shown in the unit the ward types
     initial = {
-        "value": f"{lab.comparator}{format_decimal(lab.value)}",
-        "unit": lab.canonical_unit,
+        "value": f"{lab.comparator}{format_decimal(from_canonical(lab.analyte, lab.value, unit))}",
+        "unit": unit,
         "collected_date": local.date(),
         "collected_time": local.strftime("%H:%M"),
         "version": lab.version,

@@ -210,6 +210,24 @@ class LabBatchResultSerializer(serializers.Serializer):
     stored = LabSerializer(many=True)
     skipped = LabSerializer(many=True, help_text="Identical values already stored; nothing changed.")
     warnings = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+    notes = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Values stored from a unit other than the site's usual one, as sent and as converted.",
+    )
+
+
+class LabCorrectedSerializer(LabSerializer):
+    """A corrected lab value, with the note of a unit other than the site's usual one."""
+
+    notes = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="The value as sent and as converted, when its unit is not the site's usual one.",
+    )
+
+    class Meta(LabSerializer.Meta):
+        fields = [*LabSerializer.Meta.fields, "notes"]
+        read_only_fields = fields
 
 
 class LabCorrectSerializer(serializers.Serializer):
@@ -429,5 +447,9 @@ class FhirResultSerializer(serializers.Serializer):
     warnings = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
         help_text="Unusual values, stored and flagged, by entry.",
+    )
+    notes = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Values stored from a unit other than the site's usual one, as sent and as converted.",
     )
     dry_run = serializers.BooleanField()

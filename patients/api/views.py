@@ -208,11 +208,12 @@ class LabListView(ClinicalView):
             )
             for i, row in enumerate(rows)
         ]
-        result = record_lab_items(user=request.user, items=items, source=Source.API)
+        result = record_lab_items(user=request.user, items=items, source=Source.API, allow_exponent=False)
         body = {
             "stored": s.LabSerializer(result.stored, many=True).data,
             "skipped": s.LabSerializer(result.skipped, many=True).data,
             "warnings": result.warnings,
+            "notes": result.notes,
         }
         return Response(body, status=status.HTTP_201_CREATED if result.stored else status.HTTP_200_OK)
 
@@ -223,7 +224,9 @@ class LabDetailView(ClinicalView):
         lab = _row(LabResult.objects.filter(patient=self.get_patient(mrn)), pk, "lab value")
         return Response(s.LabSerializer(lab).data)
 
-    @extend_schema(request=s.LabCorrectSerializer, responses=s.LabSerializer, summary="Correct, with version")
+    @extend_schema(
+        request=s.LabCorrectSerializer, responses=s.LabCorrectedSerializer, summary="Correct, with version"
+    )
     def patch(self, request: Request, mrn: str, pk: int) -> Response:
         lab = _row(LabResult.objects.filter(patient=self.get_patient(mrn)), pk, "lab value")
         ser = s.LabCorrectSerializer(data=request.data)
@@ -239,12 +242,16 @@ class LabDetailView(ClinicalView):
                 reason=d["reason"],
                 collected_at=d.get("collected_at"),
                 confirmed=d["confirm"],
+                source=Source.API,
+                allow_exponent=False,
             )
         except services.NeedsConfirmation as exc:
             raise services.NeedsConfirmation(
                 {"value": [w for ws in exc.warnings.values() for w in ws]}
             ) from exc
-        return Response(s.LabSerializer(lab).data)
+        note = services.lab_unit_note(lab)
+        lab.notes = [note] if note else []  # type: ignore[attr-defined]  # shown, not stored
+        return Response(s.LabCorrectedSerializer(lab).data)
 
 
 class LabVoidView(ClinicalView):
