@@ -18,7 +18,6 @@ from django.utils.translation import gettext as _
 from scoring.i18n import error_text
 from scoring.rules import units
 
-
 MAX_CHARS = 64
 
 

@@ -142,9 +142,11 @@ class PatientForm(forms.Form):
         unit="%",
         help_text=_("After lymphodepletion and before infusion, 0–100 %."),
     )
+    confirm_digest = forms.CharField(widget=forms.HiddenInput, required=False)
 
     def __init__(self, *args: Any, teams: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.warnings: list[str] = []  # the age check a confirmation answers
         care_team = cast(forms.ModelChoiceField, self.fields["care_team"])  # type: ignore[type-arg]  # stubs
         care_team.queryset = teams if teams is not None else CareTeam.objects.none()
         if teams is not None and len(teams) == 1 and not self.is_bound:
@@ -159,6 +161,15 @@ class PatientForm(forms.Form):
             except ValidationError as exc:
                 add_service_errors(self, exc)
         return cleaned
+
+    def digest(self) -> str:
+        """Fingerprint of the dates a confirmation of the age applies to."""
+        payload = [str(self.cleaned_data.get(f)) for f in ("birth_date", "infusion_date")]
+        return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:32]
+
+    def service_values(self) -> dict[str, Any]:
+        """The cleaned values the services take (without the confirmation's fingerprint)."""
+        return {k: v for k, v in self.cleaned_data.items() if k != "confirm_digest"}
 
 
 class PatientEditForm(PatientForm):

@@ -785,8 +785,14 @@ def _plan_patients(
                 c.error(
                     "lymphodepletion_start", _("lymphodepletion must start on or before the infusion date")
                 )
-            if values.birth_date is not None and values.birth_date > inf:
+            birth, ld = values.birth_date, values.lymphodepletion_start
+            if birth is not None and birth > services.site_today():
+                c.error("birth_date", _("the birth date is in the future: check the year"))
+            elif birth is not None and birth > inf:
                 c.error("birth_date", _("the birth date lies after the infusion date"))
+            elif birth is not None and ld is not None and birth > ld:
+                c.error("birth_date", _("the birth date lies after the start of lymphodepletion"))
+
         if mrn in parsed:
             first_line, first = parsed[mrn]
             if not c.bad and first != values:
@@ -844,6 +850,21 @@ def _plan_patients(
                         % {"mrn": mrn, "column": k, "stored": repr(was), "how": ctx.correct_hint},
                     )
                 )
+    # An age at infusion under 1 or over 100 is stored, but said: a wrong birth year is the
+    # likelier story (SPEC 2.1). Only for rows that store a new birth or infusion date.
+    dated = [
+        *(m for m, _v in creates),
+        *(p.mrn for p, _v, ch in updates if {"birth_date", "infusion_date"} & set(ch)),
+    ]
+    for mrn in sorted(dated, key=lambda m: parsed[m][0]):
+        line, values = parsed[mrn]
+        ages = services.patient_age_warnings(
+            {"birth_date": values.birth_date, "infusion_date": values.infusion_date}
+        )
+        report.notes.extend(
+            _("%(file)s, line %(line)d: stored: %(warning)s") % {"file": fn, "line": line, "warning": warning}
+            for warning in ages.get("birth_date", [])
+        )
     new_teams = sorted(
         {v.care_team for _mrn, v in creates} | {v.care_team for _, v, ch in updates if "care_team" in ch}
     )

@@ -104,6 +104,10 @@ FUTURE_TOLERANCE = timedelta(minutes=15)  # clock skew between a ward device and
 # A planned infusion further ahead than this is taken for a typo (a year or a month wrong);
 # apheresis and manufacturing put registration weeks, not many months, before day 0.
 PLANNED_INFUSION_MAX_DAYS = 180
+# An age at infusion outside these years is more often a wrong birth year than a patient:
+# asked on a form, noted by a CSV import (CAR-T for B-ALL treats children and adults).
+AGE_AT_INFUSION_MIN_YEARS = 1
+AGE_AT_INFUSION_MAX_YEARS = 100
 
 
 def site_today() -> date:
@@ -198,8 +202,44 @@ def validate_patient_dates(values: dict[str, Any]) -> None:
             }
         )
     birth = values.get("birth_date")
+    if birth is not None and birth > site_today():
+        raise ValidationError(
+            {
+                "birth_date": _("The birth date %(date)s is in the future: check the year.")
+                % {"date": f"{birth:%Y-%m-%d}"}
+            }
+        )
     if birth is not None and birth > inf:
         raise ValidationError({"birth_date": _("The birth date lies after the infusion date.")})
+    if birth is not None and ld is not None and birth > ld:
+        raise ValidationError({"birth_date": _("The birth date lies after the start of lymphodepletion.")})
+
+
+def age_in_years(birth: date, on: date) -> int:
+    """Completed years of age on a date."""
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def patient_age_warnings(values: dict[str, Any]) -> dict[str, list[str]]:
+    """An age at infusion under 1 or over 100 years, which a form asks to confirm (English: notes)."""
+    birth, inf = values.get("birth_date"), values.get("infusion_date")
+    if birth is None or inf is None:
+        return {}
+    age = age_in_years(birth, inf)
+    if AGE_AT_INFUSION_MIN_YEARS <= age <= AGE_AT_INFUSION_MAX_YEARS:
+        return {}
+    if age < AGE_AT_INFUSION_MIN_YEARS:
+        text = _(
+            "Born %(birth)s, the patient is under 1 year old at infusion (%(infusion)s): "
+            "check the birth date."
+        )
+    else:
+        text = _(
+            "Born %(birth)s, the patient is %(age)d years old at infusion (%(infusion)s): "
+            "check the birth date."
+        )
+    params = {"birth": f"{birth:%Y-%m-%d}", "infusion": f"{inf:%Y-%m-%d}", "age": age}
+    return {"birth_date": [text % params]}
 
 
 @transaction.atomic
@@ -218,8 +258,13 @@ def patient_register(
     baseline_mrd_pct: Decimal | None = None,
     post_ld_mrd_pct: Decimal | None = None,
     synthetic: bool = False,
+    confirmed: bool = False,
 ) -> Patient:
-    """Register a patient with their infusion, and compute their first results."""
+    """Register a patient with their infusion, and compute their first results.
+
+    An age at infusion under 1 or over 100 years raises ``NeedsConfirmation`` unless
+    ``confirmed``.
+    """
     mrn = (mrn or "").strip()
     try:
         MRN_VALIDATOR(mrn)
@@ -240,6 +285,8 @@ def patient_register(
     }
     validate_patient_dates(values)
     _validate_mrd(values)
+    if not confirmed and (warnings := patient_age_warnings(values)):
+        raise NeedsConfirmation(warnings)
     patient = Patient(
         mrn=mrn,
         name=name.strip(),
@@ -289,9 +336,19 @@ def check_data_fits_infusion(patient: Patient, infusion_date: date) -> None:
 
 @transaction.atomic
 def patient_update(
-    *, user: Any, patient: Patient, expected_version: int | None, reason: str, **changes: Any
+    *,
+    user: Any,
+    patient: Patient,
+    expected_version: int | None,
+    reason: str,
+    confirmed: bool = False,
+    **changes: Any,
 ) -> Patient:
-    """Edit a patient's demographics or infusion data, keeping the history."""
+    """Edit a patient's demographics or infusion data, keeping the history.
+
+    A new birth or infusion date that puts the age at infusion under 1 or over 100
+    years raises ``NeedsConfirmation`` unless ``confirmed``.
+    """
     reason = _require_reason(reason, _("change a patient record"))
     patient = _lock_patient(patient)
     _check_version(patient, expected_version, _("patient record"))
@@ -306,6 +363,11 @@ def patient_update(
     merged.update({k: v for k, v in changes.items() if k in (*INFUSION_FIELDS, "birth_date")})
     validate_patient_dates(merged)
     _validate_mrd(merged)
+    dates_changed = merged["birth_date"] != patient.birth_date or (
+        merged["infusion_date"] != infusion.infusion_date
+    )
+    if dates_changed and not confirmed and (warnings := patient_age_warnings(merged)):
+        raise NeedsConfirmation(warnings)
     if "name" in changes and not (changes["name"] or "").strip():
         raise ValidationError({"name": _("A name is required.")})
     if "infusion_date" in changes and changes["infusion_date"] != infusion.infusion_date:

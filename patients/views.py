@@ -87,15 +87,26 @@ def register(request: HttpRequest) -> HttpResponse:
     """Register a patient and their infusion."""
     teams = _teams(request)
     form = forms.PatientForm(request.POST or None, teams=teams)
+    needs_confirmation = False
     if request.method == "POST" and form.is_valid():
         try:
-            patient = services.patient_register(user=request.user, **form.cleaned_data)
+            patient = services.patient_register(
+                user=request.user, confirmed=_confirmed(request, form), **form.service_values()
+            )
+        except services.NeedsConfirmation as exc:
+            form.warnings, needs_confirmation = [w for ws in exc.warnings.values() for w in ws], True
         except ValidationError as exc:
             forms.add_service_errors(form, exc)
         else:
             messages.success(request, _("Patient %(mrn)s registered.") % {"mrn": patient.mrn})
             return redirect(patient)
-    return render(request, "patients/patient_form.html", {"form": form, "teams": teams})
+    context = {
+        "form": form,
+        "teams": teams,
+        "needs_confirmation": needs_confirmation,
+        "digest": form.digest() if needs_confirmation else "",
+    }
+    return render(request, "patients/patient_form.html", context)
 
 
 @clinical_required
@@ -114,19 +125,33 @@ def edit(request: HttpRequest, mrn: str) -> HttpResponse:
     form = forms.PatientEditForm(
         request.POST or None, initial=initial, teams=teams.distinct(), can_set_monitoring=hema
     )
+    needs_confirmation = False
     if request.method == "POST" and form.is_valid():
-        data = dict(form.cleaned_data)
+        data = form.service_values()
         version, reason = data.pop("version"), data.pop("reason")
         try:
             services.patient_update(
-                user=request.user, patient=patient, expected_version=version, reason=reason, **data
+                user=request.user,
+                patient=patient,
+                expected_version=version,
+                reason=reason,
+                confirmed=_confirmed(request, form),
+                **data,
             )
+        except services.NeedsConfirmation as exc:
+            form.warnings, needs_confirmation = [w for ws in exc.warnings.values() for w in ws], True
         except ValidationError as exc:
             forms.add_service_errors(form, exc)
         else:
             messages.success(request, _("Patient record updated."))
             return redirect(patient)
-    return render(request, "patients/patient_form.html", {"form": form, "patient": patient})
+    context = {
+        "form": form,
+        "patient": patient,
+        "needs_confirmation": needs_confirmation,
+        "digest": form.digest() if needs_confirmation else "",
+    }
+    return render(request, "patients/patient_form.html", context)
 
 
 @clinical_required

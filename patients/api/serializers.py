@@ -98,6 +98,10 @@ class _PatientFields(serializers.Serializer):
         allow_null=True,
         required=False,
     )
+    confirm = serializers.BooleanField(
+        default=False,
+        help_text="Store an age at infusion under 1 or over 100 years (otherwise 422 with warnings).",
+    )
 
 
 class PatientCreateSerializer(_PatientFields):
@@ -119,7 +123,7 @@ class PatientUpdateSerializer(_PatientFields):
         super().__init__(*args, **kwargs)
         # Only what is sent changes; version and reason are always required.
         for name, f in self.fields.items():
-            if name not in ("version", "reason"):
+            if name not in ("version", "reason", "confirm"):
                 f.required, f.default = False, empty
 
 

@@ -131,7 +131,7 @@ class PatientListView(ClinicalView):
         ser.is_valid(raise_exception=True)
         data = dict(ser.validated_data)
         data["care_team"] = _care_team(request.user, data.get("care_team"))
-        patient = services.patient_register(user=request.user, **data)
+        patient = services.patient_register(user=request.user, confirmed=data.pop("confirm"), **data)
         return Response(_patient_out(patient), status=status.HTTP_201_CREATED)
 
 
@@ -149,12 +149,18 @@ class PatientDetailView(ClinicalView):
         ser.is_valid(raise_exception=True)
         changes = dict(ser.validated_data)
         version, reason = changes.pop("version"), changes.pop("reason")
+        confirmed = changes.pop("confirm")
         if "care_team" in changes:
             changes["care_team"] = _care_team(request.user, changes["care_team"])
         if "monitoring_end_day" in changes and not is_hematologist(request.user):
             raise ValidationError({"monitoring_end_day": "Only hematologists end or extend monitoring."})
         services.patient_update(
-            user=request.user, patient=patient, expected_version=version, reason=reason, **changes
+            user=request.user,
+            patient=patient,
+            expected_version=version,
+            reason=reason,
+            confirmed=confirmed,
+            **changes,
         )
         return Response(_patient_out(patient))
 
