@@ -182,7 +182,10 @@ def site_parameters(request: HttpRequest) -> HttpResponse:
             if form.recomputes():
                 messages.success(request, _("Site parameters saved; every patient was recomputed."))
             else:
-                messages.success(request, _("Site parameters saved; no result depends on them."))
+                messages.success(
+                    request,
+                    _("Site parameters saved; the usual units change no result, so nothing was recomputed."),
+                )
             return redirect("scoring:site-parameters")
     history = params.history.select_related("history_user").order_by("-history_date")[:20]
     return render(
