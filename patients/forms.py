@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from patients.fields import DecimalTextField, IntegerTextField
 from patients.models import (
     MRN_VALIDATOR,
     CareTeam,
@@ -123,27 +124,29 @@ class PatientForm(forms.Form):
     lymphodepletion_start = forms.DateField(
         label=_("Lymphodepletion start"), required=False, widget=DATE_WIDGET
     )
-    baseline_mrd_pct = forms.DecimalField(
+    baseline_mrd_pct = DecimalTextField(
         label=_("Baseline MRD (%)"),
         required=False,
         min_value=0,
         max_value=100,
-        max_digits=9,
         decimal_places=6,
+        unit="%",
         help_text=_("Bone-marrow MRD before lymphodepletion: percent of nucleated cells, 0–100."),
     )
-    post_ld_mrd_pct = forms.DecimalField(
+    post_ld_mrd_pct = DecimalTextField(
         label=_("Post-lymphodepletion MRD (%)"),
         required=False,
         min_value=0,
         max_value=100,
-        max_digits=9,
         decimal_places=6,
+        unit="%",
         help_text=_("After lymphodepletion and before infusion, 0–100 %."),
     )
+    confirm_digest = forms.CharField(widget=forms.HiddenInput, required=False)
 
     def __init__(self, *args: Any, teams: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.warnings: list[str] = []  # the age check a confirmation answers
         care_team = cast(forms.ModelChoiceField, self.fields["care_team"])  # type: ignore[type-arg]  # stubs
         care_team.queryset = teams if teams is not None else CareTeam.objects.none()
         if teams is not None and len(teams) == 1 and not self.is_bound:
@@ -159,12 +162,21 @@ class PatientForm(forms.Form):
                 add_service_errors(self, exc)
         return cleaned
 
+    def digest(self) -> str:
+        """Fingerprint of the dates a confirmation of the age applies to."""
+        payload = [str(self.cleaned_data.get(f)) for f in ("birth_date", "infusion_date")]
+        return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:32]
+
+    def service_values(self) -> dict[str, Any]:
+        """The cleaned values the services take (without the confirmation's fingerprint)."""
+        return {k: v for k, v in self.cleaned_data.items() if k != "confirm_digest"}
+
 
 class PatientEditForm(PatientForm):
     """Edit a patient; a reason is required and the version guards against stale edits."""
 
     version = ReasonForm.base_fields["version"]
-    monitoring_end_day = forms.IntegerField(
+    monitoring_end_day = IntegerTextField(
         label=_("End of monitoring (day)"),
         required=False,
         min_value=-30,
@@ -207,6 +219,16 @@ class AnalyteRow:
         return [*self.value.errors, *self.unit.errors]
 
 
+def unit_select(spec: AnalyteSpec) -> forms.Select:
+    """The unit choices of an analyte, with the factors that static/js/units.js previews with."""
+    factors = {f.display: [str(f.multiply), str(f.divide)] for f in spec.units.values()}
+    attrs = {
+        "data-unit-factors": json.dumps(factors, ensure_ascii=False),
+        "data-canonical-unit": spec.canonical_unit,
+    }
+    return forms.Select(choices=[(u, u) for u in spec.accepted_units], attrs=attrs)
+
+
 class LabPanelForm(CollectedAtForm):
     """All analytes of one collection time, each with its unit (SPEC 2.2)."""
 
@@ -215,9 +237,10 @@ class LabPanelForm(CollectedAtForm):
     note = forms.CharField(label=_("Note"), required=False, max_length=1000)
     confirm_digest = forms.CharField(widget=forms.HiddenInput, required=False)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, usual_units: Mapping[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.warnings: dict[str, list[str]] = {}
+        usual_units = usual_units or {}
         for code, spec in ANALYTES.items():
             self.fields[f"{code}_value"] = forms.CharField(
                 label=analyte_label(code),
@@ -231,8 +254,8 @@ class LabPanelForm(CollectedAtForm):
                 label=_("Unit of %(analyte)s") % {"analyte": analyte_label(code)},
                 required=False,
                 max_length=32,
-                initial=spec.canonical_unit,
-                widget=forms.Select(choices=[(u, u) for u in spec.accepted_units]),
+                initial=usual_units.get(code) or spec.canonical_unit,
+                widget=unit_select(spec),
             )
 
     def analyte_rows(self) -> Iterator[AnalyteRow]:
@@ -285,7 +308,7 @@ class LabCorrectForm(ReasonForm, CollectedAtForm):
     def __init__(self, *args: Any, analyte: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         spec = ANALYTES[analyte]
-        self.fields["unit"].widget = forms.Select(choices=[(u, u) for u in spec.accepted_units])
+        self.fields["unit"].widget = unit_select(spec)
         self.fields["unit"].initial = spec.canonical_unit
         self.warnings: list[str] = []
 
@@ -379,39 +402,30 @@ class ObservationForm(VersionedForm):
     """A day's bedside observation; devices and vasopressors become ASTCT categories."""
 
     date = forms.DateField(label=_("Date"), widget=DATE_WIDGET)
-    tmax_c = forms.DecimalField(
+    tmax_c = DecimalTextField(
         label=_("Highest temperature (°C)"),
         required=False,
         min_value=Decimal("30.0"),
         max_value=Decimal("45.0"),
-        # No max_digits: the range says it all, and 385 would otherwise get two messages.
         decimal_places=1,
-        widget=forms.NumberInput(attrs={"step": "0.1", "inputmode": "decimal"}),
+        unit="°C",
         help_text=_("30.0–45.0 °C, or leave empty if not measured."),
-        error_messages={
-            "min_value": _("Tmax must be between 30.0 and 45.0 °C, or empty."),
-            "max_value": _("Tmax must be between 30.0 and 45.0 °C, or empty."),
-            "invalid": _("Tmax must be a number in °C with a decimal point, such as 38.4."),
-            "max_decimal_places": _("Tmax takes one decimal place, such as 38.4."),
-        },
     )
     oxygen_device = forms.ChoiceField(label=_("Oxygen device"), choices=OXYGEN_DEVICES, initial="none")
-    oxygen_flow = forms.DecimalField(
+    oxygen_flow = DecimalTextField(
         label=_("Oxygen flow (L/min)"),
         required=False,
         min_value=0,
         max_value=FLOW_MAX_L_MIN,
-        max_digits=4,
         decimal_places=1,
-        widget=forms.NumberInput(attrs={"step": "0.5", "inputmode": "decimal"}),
+        unit="L/min",
         help_text=_("Needed for a nasal cannula: ≤ 6 L/min is low flow, > 6 L/min high flow."),
     )
-    vasopressors = forms.IntegerField(
+    vasopressors = IntegerTextField(
         label=_("Vasopressors other than vasopressin"),
         min_value=0,
         max_value=MAX_VASOPRESSORS,
         initial=0,
-        widget=forms.NumberInput(attrs={"inputmode": "numeric"}),
     )
     vasopressin = forms.BooleanField(label=_("Vasopressin given"), required=False)
     hypotension_without_vasopressors = forms.BooleanField(
@@ -543,19 +557,52 @@ class AlertAckForm(forms.Form):
 class SiteParametersForm(ReasonForm):
     """Clinical site parameters (SPEC 8.5); a change recomputes every patient."""
 
-    bcell_threshold = forms.DecimalField(
-        label=_("B-cell threshold τ (cells/µL)"), min_value=0, max_digits=12, decimal_places=6
+    bcell_threshold = DecimalTextField(
+        label=_("B-cell threshold τ (cells/µL)"), min_value=0, max_value=Decimal(999_999), decimal_places=6
     )
-    regeneration_window_days = forms.IntegerField(
+    regeneration_window_days = IntegerTextField(
         label=_("Regeneration window W (days)"), min_value=1, max_value=730
     )
     confirm_regeneration = forms.BooleanField(
         label=_("Confirm regeneration with a repeat sample"), required=False
     )
-    crs_outcome_window = forms.IntegerField(label=_("CRS outcome window (days)"), min_value=0, max_value=730)
+    crs_outcome_window = IntegerTextField(label=_("CRS outcome window (days)"), min_value=0, max_value=730)
     default_care_team = forms.ModelChoiceField(
         label=_("Default care team"), queryset=CareTeam.objects.all(), required=False
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        usual = dict(self.initial.get("usual_units") or {})
+        for code, spec in ANALYTES.items():
+            self.fields[usual_unit_field(code)] = forms.ChoiceField(
+                label=_("Usual unit of %(analyte)s") % {"analyte": analyte_label(code)},
+                choices=[(u, u) for u in spec.accepted_units],
+                initial=usual.get(code) or spec.canonical_unit,
+                required=False,  # not sent: unchanged
+                help_text=_(
+                    "Preselected on the lab form. A value typed in a unit that converts differently "
+                    "asks for confirmation. Changing it recomputes nothing."
+                ),
+            )
+
+    def usual_unit_fields(self) -> list[forms.BoundField]:
+        return [self[usual_unit_field(code)] for code in ANALYTES]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        given = {code: cleaned.pop(usual_unit_field(code), "") for code in ANALYTES}
+        cleaned["usual_units"] = {code: unit for code, unit in given.items() if unit}
+        return cleaned
+
+    def recomputes(self) -> bool:
+        """Whether the change touches a parameter that derived results depend on."""
+        quiet = {"version", "reason", *(usual_unit_field(code) for code in ANALYTES)}
+        return bool(set(self.changed_data) - quiet)
+
+
+def usual_unit_field(code: str) -> str:
+    return f"usual_unit_{code}"
 
 
 IMPORT_MAX_BYTES = 5 * 1024 * 1024  # about 50,000 lab rows; larger files go through import_labs

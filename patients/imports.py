@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -100,8 +100,6 @@ ENTERED_UNIT_MAX_LENGTH: int = LabResult._meta.get_field("entered_unit").max_len
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$")
-_PLAIN_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
-_DECIMAL_COMMA = re.compile(r"\d,\d")
 
 
 # --- report ------------------------------------------------------------------------------
@@ -384,7 +382,7 @@ class _Cells:
         value = self.raw(column)
         if not value:
             return None
-        number = parse_decimal(value)
+        number = parse_decimal(value, allow_exponent=False)
         if isinstance(number, str):
             self.error(column, number)
             return None
@@ -432,16 +430,15 @@ class _Cells:
         return default
 
 
-def parse_decimal(text: str) -> Decimal | str:
-    """A plain decimal with a point; or the reason it is refused."""
-    if _DECIMAL_COMMA.search(text):
-        return _("decimal comma: use a decimal point, e.g. 12.5 instead of 12,5")
-    if not _PLAIN_DECIMAL.match(text):
-        return _("not a number; accepted: a plain decimal with a point, e.g. 12.5 (no exponent, no unit)")
+def parse_decimal(text: str, *, allow_exponent: bool) -> Decimal | str:
+    """A decimal with a point, read by the lab panel's rules (``units.parse_value``); or the reason."""
     try:
-        return Decimal(text)
-    except InvalidOperation:  # pragma: no cover - the pattern admits only finite decimals
-        return _("not a number")
+        comparator, number = units.parse_value(text, allow_exponent=allow_exponent)
+    except units.ValueFormatError as exc:
+        return error_text(exc)
+    if comparator is not None:
+        return _("a comparator (<, >) is not accepted here; enter the number alone, e.g. 12.5")
+    return number
 
 
 def parse_collected_at(text: str) -> datetime | str:
@@ -793,8 +790,14 @@ def _plan_patients(
                 c.error(
                     "lymphodepletion_start", _("lymphodepletion must start on or before the infusion date")
                 )
-            if values.birth_date is not None and values.birth_date > inf:
+            birth, ld = values.birth_date, values.lymphodepletion_start
+            if birth is not None and birth > services.site_today():
+                c.error("birth_date", _("the birth date is in the future: check the year"))
+            elif birth is not None and birth > inf:
                 c.error("birth_date", _("the birth date lies after the infusion date"))
+            elif birth is not None and ld is not None and birth > ld:
+                c.error("birth_date", _("the birth date lies after the start of lymphodepletion"))
+
         if mrn in parsed:
             first_line, first = parsed[mrn]
             if not c.bad and first != values:
@@ -852,6 +855,21 @@ def _plan_patients(
                         % {"mrn": mrn, "column": k, "stored": repr(was), "how": ctx.correct_hint},
                     )
                 )
+    # An age at infusion under 1 or over 100 is stored, but said: a wrong birth year is the
+    # likelier story (SPEC 2.1). Only for rows that store a new birth or infusion date.
+    dated = [
+        *(m for m, _v in creates),
+        *(p.mrn for p, _v, ch in updates if {"birth_date", "infusion_date"} & set(ch)),
+    ]
+    for mrn in sorted(dated, key=lambda m: parsed[m][0]):
+        line, values = parsed[mrn]
+        ages = services.patient_age_warnings(
+            {"birth_date": values.birth_date, "infusion_date": values.infusion_date}
+        )
+        report.notes.extend(
+            _("%(file)s, line %(line)d: stored: %(warning)s") % {"file": fn, "line": line, "warning": warning}
+            for warning in ages.get("birth_date", [])
+        )
     new_teams = sorted(
         {v.care_team for _mrn, v in creates} | {v.care_team for _, v, ch in updates if "care_team" in ch}
     )
@@ -969,6 +987,7 @@ def _plan_labs(
     patients = _patients_by_mrn((r.cells["mrn"] for r in rows), lock=not report.dry_run, scope=ctx.scope)
     tz = site_zone()
     deaths = _death_dates(patients)
+    usual = services.usual_units()
     parsed: dict[tuple[int, str, datetime], _LabRow] = {}
     for row in rows:
         c = _Cells(row, fn, report.errors)
@@ -987,7 +1006,11 @@ def _plan_labs(
                     c.error("collected_at", services.after_death_text(*death, when.astimezone(tz).date()))
         try:
             lab = services.validate_lab(
-                analyte=c.raw("analyte"), value_text=c.raw("value"), unit=c.raw("unit")
+                analyte=c.raw("analyte"),
+                value_text=c.raw("value"),
+                unit=c.raw("unit"),
+                usual_units=usual,
+                allow_exponent=False,
             )
         except ValidationError as exc:
             for field_key, messages in exc.message_dict.items():
@@ -1092,6 +1115,12 @@ def _plan_labs(
                 _("%(file)s, line %(line)d: stored and flagged: %(warning)s")
                 % {"file": fn, "line": item.line, "warning": warning}
             )
+        if item.lab.unit_note_text:
+            # A lab system sends its units deliberately: said, never asked (SPEC 8.5).
+            report.notes.append(
+                _("%(file)s, line %(line)d: stored: %(note)s")
+                % {"file": fn, "line": item.line, "note": item.lab.unit_note_text}
+            )
 
     def write() -> set[int]:
         objs = [
@@ -1155,6 +1184,7 @@ def _flag_tenfold_jumps(stored: Iterable[LabResult], incoming: Sequence[_LabRow]
                     value_text=incoming_row.lab.entered_value,
                     unit=incoming_row.lab.entered_unit,
                     previous=previous,
+                    allow_exponent=True,  # only re-reads a value that was accepted already
                 )
                 incoming_row.lab.warnings = again.warnings
             previous = value

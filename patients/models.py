@@ -366,6 +366,9 @@ class SiteParameters(models.Model):
     default_care_team = models.ForeignKey(
         CareTeam, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # Analyte code -> the unit the ward usually types (SPEC 8.5); a missing code means the
+    # canonical unit. It preselects the lab form's unit and decides which units ask.
+    usual_units = models.JSONField(_("usual unit of each analyte"), default=dict, blank=True)
     version = models.PositiveIntegerField(default=1)
 
     history = HistoricalRecords()

@@ -8,7 +8,7 @@ affected patient before the transaction commits. Errors are Django
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -105,6 +105,10 @@ FUTURE_TOLERANCE = timedelta(minutes=15)  # clock skew between a ward device and
 # A planned infusion further ahead than this is taken for a typo (a year or a month wrong);
 # apheresis and manufacturing put registration weeks, not many months, before day 0.
 PLANNED_INFUSION_MAX_DAYS = 180
+# An age at infusion outside these years is more often a wrong birth year than a patient:
+# asked on a form, noted by a CSV import (CAR-T for B-ALL treats children and adults).
+AGE_AT_INFUSION_MIN_YEARS = 1
+AGE_AT_INFUSION_MAX_YEARS = 100
 
 
 def site_today() -> date:
@@ -318,8 +322,44 @@ def validate_patient_dates(values: dict[str, Any]) -> None:
             }
         )
     birth = values.get("birth_date")
+    if birth is not None and birth > site_today():
+        raise ValidationError(
+            {
+                "birth_date": _("The birth date %(date)s is in the future: check the year.")
+                % {"date": f"{birth:%Y-%m-%d}"}
+            }
+        )
     if birth is not None and birth > inf:
         raise ValidationError({"birth_date": _("The birth date lies after the infusion date.")})
+    if birth is not None and ld is not None and birth > ld:
+        raise ValidationError({"birth_date": _("The birth date lies after the start of lymphodepletion.")})
+
+
+def age_in_years(birth: date, on: date) -> int:
+    """Completed years of age on a date."""
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def patient_age_warnings(values: dict[str, Any]) -> dict[str, list[str]]:
+    """An age at infusion under 1 or over 100 years, which a form asks to confirm (English: notes)."""
+    birth, inf = values.get("birth_date"), values.get("infusion_date")
+    if birth is None or inf is None:
+        return {}
+    age = age_in_years(birth, inf)
+    if AGE_AT_INFUSION_MIN_YEARS <= age <= AGE_AT_INFUSION_MAX_YEARS:
+        return {}
+    if age < AGE_AT_INFUSION_MIN_YEARS:
+        text = _(
+            "Born %(birth)s, the patient is under 1 year old at infusion (%(infusion)s): "
+            "check the birth date."
+        )
+    else:
+        text = _(
+            "Born %(birth)s, the patient is %(age)d years old at infusion (%(infusion)s): "
+            "check the birth date."
+        )
+    params = {"birth": f"{birth:%Y-%m-%d}", "infusion": f"{inf:%Y-%m-%d}", "age": age}
+    return {"birth_date": [text % params]}
 
 
 @transaction.atomic
@@ -338,8 +378,13 @@ def patient_register(
     baseline_mrd_pct: Decimal | None = None,
     post_ld_mrd_pct: Decimal | None = None,
     synthetic: bool = False,
+    confirmed: bool = False,
 ) -> Patient:
-    """Register a patient with their infusion, and compute their first results."""
+    """Register a patient with their infusion, and compute their first results.
+
+    An age at infusion under 1 or over 100 years raises ``NeedsConfirmation`` unless
+    ``confirmed``.
+    """
     mrn = (mrn or "").strip()
     try:
         MRN_VALIDATOR(mrn)
@@ -360,6 +405,8 @@ def patient_register(
     }
     validate_patient_dates(values)
     _validate_mrd(values)
+    if not confirmed and (warnings := patient_age_warnings(values)):
+        raise NeedsConfirmation(warnings)
     patient = Patient(
         mrn=mrn,
         name=name.strip(),
@@ -409,9 +456,19 @@ def check_data_fits_infusion(patient: Patient, infusion_date: date) -> None:
 
 @transaction.atomic
 def patient_update(
-    *, user: Any, patient: Patient, expected_version: int | None, reason: str, **changes: Any
+    *,
+    user: Any,
+    patient: Patient,
+    expected_version: int | None,
+    reason: str,
+    confirmed: bool = False,
+    **changes: Any,
 ) -> Patient:
-    """Edit a patient's demographics or infusion data, keeping the history."""
+    """Edit a patient's demographics or infusion data, keeping the history.
+
+    A new birth or infusion date that puts the age at infusion under 1 or over 100
+    years raises ``NeedsConfirmation`` unless ``confirmed``.
+    """
     reason = _require_reason(reason, _("change a patient record"))
     patient = _lock_patient(patient)
     _check_version(patient, expected_version, _("patient record"))
@@ -426,6 +483,11 @@ def patient_update(
     merged.update({k: v for k, v in changes.items() if k in (*INFUSION_FIELDS, "birth_date")})
     validate_patient_dates(merged)
     _validate_mrd(merged)
+    dates_changed = merged["birth_date"] != patient.birth_date or (
+        merged["infusion_date"] != infusion.infusion_date
+    )
+    if dates_changed and not confirmed and (warnings := patient_age_warnings(merged)):
+        raise NeedsConfirmation(warnings)
     if "name" in changes and not (changes["name"] or "").strip():
         raise ValidationError({"name": _("A name is required.")})
     if "infusion_date" in changes and changes["infusion_date"] != infusion.infusion_date:
@@ -473,6 +535,16 @@ class ValidatedLab:
     # English, as stored in the lab's flags (the audit trail), and in the active language.
     warnings: list[str] = field(default_factory=list)
     warning_texts: list[str] = field(default_factory=list)
+    # Set when the value came in a unit other than the site's usual one (factor ≠ 1): a form
+    # asks for confirmation with it, a lab system's value is stored with it as a note.
+    unit_note: str = ""
+    unit_note_text: str = ""
+
+
+def usual_units() -> dict[str, str]:
+    """The site's usual unit of every analyte (SPEC 8.5); the canonical unit unless set."""
+    stored = SiteParameters.objects.filter(pk=1).values_list("usual_units", flat=True).first() or {}
+    return {code: stored.get(code) or spec.canonical_unit for code, spec in units.ANALYTES.items()}
 
 
 def validate_lab(
@@ -482,11 +554,16 @@ def validate_lab(
     unit: str,
     previous: Decimal | None = None,
     field_name: str | None = None,
+    usual_units: Mapping[str, str] | None = None,
+    allow_exponent: bool = False,
 ) -> ValidatedLab:
     """Parse, convert and range-check one lab value; raise ValidationError naming the field.
 
     ``analyte`` may be a code or a LOINC. ``previous`` is the patient's previous
-    canonical value of the analyte, for the ×10 jump warning.
+    canonical value of the analyte, for the ×10 jump warning. ``usual_units`` are the
+    site's usual units by analyte code (``usual_units()``; none: the canonical ones); a
+    value in a unit that converts differently gets a ``unit_note``. ``allow_exponent`` lets "1.1e4" through
+    (``units.parse_value``).
     """
     key = field_name or "analyte"
     try:
@@ -496,7 +573,7 @@ def validate_lab(
     key = field_name or "value"
     loinc = analyte.strip() if analyte.strip() in spec.loinc else spec.loinc[0]
     try:
-        comparator, number = units.parse_value(value_text)
+        comparator, number = units.parse_value(value_text, allow_exponent=allow_exponent)
     except ValueError as exc:
         raise ValidationError(
             {key: _("%(analyte)s: %(error)s") % {"analyte": localize(spec.label), "error": error_text(exc)}}
@@ -517,6 +594,17 @@ def validate_lab(
         raise ValidationError({key: error_text(exc)}) from exc
     if comparator is None and previous is not None and units.is_tenfold_jump(previous, canonical):
         messages.append(units.tenfold_warning(spec.code, canonical, Decimal(previous)))
+    note = None
+    usual_unit = (usual_units or {}).get(spec.code) or spec.canonical_unit
+    if units.unit_differs(spec.code, unit, usual_unit):
+        note = units.unit_conversion_message(
+            spec.code,
+            entered=value_text.strip(),
+            unit=unit,
+            canonical=canonical,
+            comparator=comparator or "",
+            usual_unit=usual_unit,
+        )
     return ValidatedLab(
         analyte=spec.code,
         comparator=comparator or "",
@@ -526,7 +614,25 @@ def validate_lab(
         loinc=loinc,
         warnings=[str(m) for m in messages],
         warning_texts=[localize(m) for m in messages],
+        unit_note=str(note) if note else "",
+        unit_note_text=localize(note) if note else "",
     )
+
+
+def lab_unit_note(lab: LabResult, usual: dict[str, str] | None = None) -> str:
+    """The note of a stored lab given in a unit other than the site's usual one, in English; or ""."""
+    unit = (usual or usual_units())[lab.analyte]
+    if not units.unit_differs(lab.analyte, lab.entered_unit, unit):
+        return ""
+    message = units.unit_conversion_message(
+        lab.analyte,
+        entered=lab.entered_value,
+        unit=lab.entered_unit,
+        canonical=Decimal(lab.value),
+        comparator=lab.comparator,
+        usual_unit=unit,
+    )
+    return str(message)
 
 
 def previous_lab_value(patient: Patient, analyte: str, before: datetime) -> Decimal | None:
@@ -561,9 +667,17 @@ def lab_panel_record(
     entries: Sequence[LabEntry],
     confirmed: bool = False,
     source: str = Source.FORM,
+    allow_exponent: bool = False,
 ) -> list[LabResult]:
-    """Record the analytes of one collection time at once, all or nothing."""
+    """Record the analytes of one collection time at once, all or nothing.
+
+    On a form (``source`` form), a value in a unit that converts differently from the
+    site's usual unit asks for confirmation, like an unusual value (SPEC 8.5). A lab
+    system sends its units deliberately: its value is stored, and the caller reports
+    ``lab_unit_note`` of each stored row (see ``patients.api.batch``).
+    """
     patient = _lock_patient(patient)
+    usual = usual_units()
     errors: dict[str, list[str]] = {}
     try:
         check_collected_at(patient, collected_at)
@@ -595,6 +709,8 @@ def lab_panel_record(
                 unit=entry.unit,
                 previous=previous,
                 field_name=spec.code,
+                usual_units=usual,
+                allow_exponent=allow_exponent,
             )
         except ValidationError as exc:
             for k, msgs in exc.message_dict.items():
@@ -612,7 +728,9 @@ def lab_panel_record(
             )
             continue
         if v.warnings:
-            warnings[spec.code] = v.warning_texts
+            warnings[spec.code] = list(v.warning_texts)
+        if v.unit_note and source == Source.FORM:
+            warnings.setdefault(spec.code, []).insert(0, v.unit_note_text)
         validated.append((entry, v))
     if errors:
         raise ValidationError(errors)
@@ -653,6 +771,7 @@ def lab_record(
     note: str = "",
     confirmed: bool = False,
     source: str = Source.FORM,
+    allow_exponent: bool = False,
 ) -> LabResult:
     """Record one lab value (a panel of one)."""
     (lab,) = lab_panel_record(
@@ -662,6 +781,7 @@ def lab_record(
         entries=[LabEntry(analyte=analyte, value=value, unit=unit, note=note)],
         confirmed=confirmed,
         source=source,
+        allow_exponent=allow_exponent,
     )
     return lab
 
@@ -677,8 +797,14 @@ def lab_correct(
     reason: str,
     collected_at: datetime | None = None,
     confirmed: bool = False,
+    source: str = Source.FORM,
+    allow_exponent: bool = False,
 ) -> LabResult:
-    """Correct a lab value; the previous value stays in the history with the reason."""
+    """Correct a lab value; the previous value stays in the history with the reason.
+
+    As in ``lab_panel_record``, a form asks to confirm a unit other than the usual one;
+    another ``source`` stores it, and the caller reports ``lab_unit_note``.
+    """
     reason = _require_reason(reason, _("correct a lab value"))
     patient = _lock_patient(lab.patient)
     lab = LabResult.objects.select_for_update().get(pk=lab.pk)
@@ -689,9 +815,17 @@ def lab_correct(
     earliest = min(new_time, lab.collected_at)
     check_collected_at(patient, new_time)
     previous = previous_lab_value(patient, lab.analyte, new_time)
-    v = validate_lab(analyte=lab.analyte, value_text=value, unit=unit, previous=previous)
-    if v.warnings and not confirmed:
-        raise NeedsConfirmation({lab.analyte: v.warning_texts})
+    v = validate_lab(
+        analyte=lab.analyte,
+        value_text=value,
+        unit=unit,
+        previous=previous,
+        usual_units=usual_units(),
+        allow_exponent=allow_exponent,
+    )
+    asks = ([v.unit_note_text] if v.unit_note and source == Source.FORM else []) + v.warning_texts
+    if asks and not confirmed:
+        raise NeedsConfirmation({lab.analyte: asks})
     lab.value, lab.comparator = v.value, v.comparator
     lab.entered_value, lab.entered_unit = v.entered_value, v.entered_unit
     lab.collected_at = new_time
@@ -1017,14 +1151,40 @@ SITE_FIELDS = (
     "confirm_regeneration",
     "crs_outcome_window",
     "default_care_team",
+    "usual_units",
 )
+# The usual units change no derived result: they only decide what a form asks.
+SITE_FIELDS_WITHOUT_RECOMPUTE = frozenset({"usual_units"})
+
+
+def _validate_usual_units(value: Any) -> dict[str, str]:
+    """Check an analyte→unit mapping; keep only units other than the canonical one."""
+    if not isinstance(value, dict):
+        raise ValidationError({"usual_units": _("The usual units must map analyte codes to units.")})
+    out: dict[str, str] = {}
+    for code, unit in value.items():
+        spec = units.ANALYTES.get(code)
+        if spec is None:
+            raise ValidationError(
+                {"usual_units": _("Unknown analyte '%(code)s' in the usual units.") % {"code": code}}
+            )
+        try:
+            factor = spec.unit_factor(str(unit or ""))
+        except units.UnitError as exc:
+            raise ValidationError({f"usual_unit_{code}": error_text(exc)}) from exc
+        if factor.display != spec.canonical_unit:
+            out[code] = factor.display
+    return out
 
 
 @transaction.atomic
 def site_parameters_update(
     *, user: Any, expected_version: int | None, reason: str, **changes: Any
 ) -> SiteParameters:
-    """Change the clinical site parameters and recompute every patient (SPEC 8.5)."""
+    """Change the clinical site parameters and recompute every patient (SPEC 8.5).
+
+    A change of the usual units alone recomputes nothing.
+    """
     reason = _require_reason(reason, _("change the site parameters"))
     unknown = set(changes) - set(SITE_FIELDS)
     if unknown:
@@ -1042,9 +1202,15 @@ def site_parameters_update(
         raise ValidationError(
             {"crs_outcome_window": _("The window must be 0–%(max)d days.") % {"max": MAX_DAY}}
         )
+    if "usual_units" in changes:
+        # The analytes named are set; the others keep their usual unit.
+        merged = {**(params.usual_units or {}), **changes["usual_units"]}
+        changes["usual_units"] = _validate_usual_units(merged)
+    changed = {f for f, v in changes.items() if getattr(params, f) != v}
     for f, v in changes.items():
         setattr(params, f, v)
     params.version += 1
     _save(params, user=user, reason=reason)
-    recompute_all()
+    if changed - SITE_FIELDS_WITHOUT_RECOMPUTE:
+        recompute_all()
     return params

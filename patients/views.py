@@ -22,7 +22,7 @@ from patients.models import CareTeam, Observation, Patient
 from scoring import charts
 from scoring.i18n import analyte_label
 from scoring.models import Alert
-from scoring.rules.units import format_decimal
+from scoring.rules.units import format_decimal, from_canonical
 from scoring.selectors import timeline
 from scoring.services import site_zone
 
@@ -88,15 +88,26 @@ def register(request: HttpRequest) -> HttpResponse:
     """Register a patient and their infusion."""
     teams = _teams(request)
     form = forms.PatientForm(request.POST or None, teams=teams)
+    needs_confirmation = False
     if request.method == "POST" and form.is_valid():
         try:
-            patient = services.patient_register(user=request.user, **form.cleaned_data)
+            patient = services.patient_register(
+                user=request.user, confirmed=_confirmed(request, form), **form.service_values()
+            )
+        except services.NeedsConfirmation as exc:
+            form.warnings, needs_confirmation = [w for ws in exc.warnings.values() for w in ws], True
         except ValidationError as exc:
             forms.add_service_errors(form, exc)
         else:
             messages.success(request, _("Patient %(mrn)s registered.") % {"mrn": patient.mrn})
             return redirect(patient)
-    return render(request, "patients/patient_form.html", {"form": form, "teams": teams})
+    context = {
+        "form": form,
+        "teams": teams,
+        "needs_confirmation": needs_confirmation,
+        "digest": form.digest() if needs_confirmation else "",
+    }
+    return render(request, "patients/patient_form.html", context)
 
 
 @clinical_required
@@ -115,19 +126,33 @@ def edit(request: HttpRequest, mrn: str) -> HttpResponse:
     form = forms.PatientEditForm(
         request.POST or None, initial=initial, teams=teams.distinct(), can_set_monitoring=hema
     )
+    needs_confirmation = False
     if request.method == "POST" and form.is_valid():
-        data = dict(form.cleaned_data)
+        data = form.service_values()
         version, reason = data.pop("version"), data.pop("reason")
         try:
             services.patient_update(
-                user=request.user, patient=patient, expected_version=version, reason=reason, **data
+                user=request.user,
+                patient=patient,
+                expected_version=version,
+                reason=reason,
+                confirmed=_confirmed(request, form),
+                **data,
             )
+        except services.NeedsConfirmation as exc:
+            form.warnings, needs_confirmation = [w for ws in exc.warnings.values() for w in ws], True
         except ValidationError as exc:
             forms.add_service_errors(form, exc)
         else:
             messages.success(request, _("Patient record updated."))
             return redirect(patient)
-    return render(request, "patients/patient_form.html", {"form": form, "patient": patient})
+    context = {
+        "form": form,
+        "patient": patient,
+        "needs_confirmation": needs_confirmation,
+        "digest": form.digest() if needs_confirmation else "",
+    }
+    return render(request, "patients/patient_form.html", context)
 
 
 @clinical_required
@@ -137,7 +162,7 @@ def lab_entry(request: HttpRequest, mrn: str) -> HttpResponse:
     patient = get_patient_or_404(request, mrn, "lab entry")
     needs_confirmation = False
     if request.method == "POST":
-        form = forms.LabPanelForm(request.POST)
+        form = forms.LabPanelForm(request.POST, usual_units=services.usual_units())
         if form.is_valid():
             try:
                 services.lab_panel_record(
@@ -157,7 +182,8 @@ def lab_entry(request: HttpRequest, mrn: str) -> HttpResponse:
     else:
         now = timezone.localtime()
         form = forms.LabPanelForm(
-            initial={"collected_date": now.date(), "collected_time": now.strftime("%H:%M")}
+            initial={"collected_date": now.date(), "collected_time": now.strftime("%H:%M")},
+            usual_units=services.usual_units(),
         )
     context = {
         "patient": patient,
@@ -175,9 +201,10 @@ def lab_correct(request: HttpRequest, mrn: str, pk: int) -> HttpResponse:
     patient = get_patient_or_404(request, mrn, "lab correction")
     lab = get_object_or_404(patient.labs.active(), pk=pk)
     local = lab.collected_at.astimezone(site_zone())
+    unit = services.usual_units()[lab.analyte]  # shown in the unit the ward types
     initial = {
-        "value": f"{lab.comparator}{format_decimal(lab.value)}",
-        "unit": lab.canonical_unit,
+        "value": f"{lab.comparator}{format_decimal(from_canonical(lab.analyte, lab.value, unit))}",
+        "unit": unit,
         "collected_date": local.date(),
         "collected_time": local.strftime("%H:%M"),
         "version": lab.version,

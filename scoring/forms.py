@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from patients.fields import DecimalTextField, IntegerTextField
 from patients.forms import ReasonForm
 from scoring.models import Provenance, ScoreModel
 from scoring.selectors import input_label, input_unit
@@ -92,10 +94,10 @@ class ModelEditForm(ReasonForm, ProvenanceFieldsMixin):
     ``revision`` (its ``version`` is the model's own version number).
     """
 
-    intermediate_from = forms.IntegerField(
+    intermediate_from = IntegerTextField(
         label=_("Intermediate band from (points)"), min_value=0, max_value=1000
     )
-    high_from = forms.IntegerField(label=_("High band from (points)"), min_value=0, max_value=1000)
+    high_from = IntegerTextField(label=_("High band from (points)"), min_value=0, max_value=1000)
 
     def __init__(self, *args: Any, model: ScoreModel, **kwargs: Any) -> None:
         self.model = model
@@ -111,26 +113,16 @@ class ModelEditForm(ReasonForm, ProvenanceFieldsMixin):
             self.fields[f"{code}-comparison"] = forms.ChoiceField(
                 label=_("%(factor)s: point when") % {"factor": name}, choices=COMPARISON_CHOICES
             )
-            self.fields[f"{code}-cut"] = forms.DecimalField(
+            self.fields[f"{code}-cut"] = DecimalTextField(
                 label=_("%(factor)s: cut-point (%(unit)s)") % {"factor": name, "unit": unit},
                 min_value=0,
-                max_digits=18,
+                max_value=Decimal(999_999_999_999),
                 decimal_places=6,
-                widget=forms.TextInput(attrs={"inputmode": "decimal"}),
-                # The unit stays next to the input: Django %-formats some error messages with their
-                # params, so the MRD unit "%" inside a message would break it (or show as "%%").
-                error_messages={
-                    "invalid": _(
-                        "Enter the cut-point as a number in the unit shown, using digits and a point."
-                    ),
-                    "required": _("Enter a cut-point in the unit shown."),
-                },
+                unit=unit,
+                error_messages={"required": _("Enter a cut-point in the unit shown.")},
             )
-            self.fields[f"{code}-points"] = forms.IntegerField(
-                label=_("%(factor)s: points") % {"factor": name},
-                min_value=0,
-                max_value=100,
-                widget=forms.NumberInput(attrs={"inputmode": "numeric"}),
+            self.fields[f"{code}-points"] = IntegerTextField(
+                label=_("%(factor)s: points") % {"factor": name}, min_value=0, max_value=100
             )
             self.fields[f"{code}-label"] = forms.CharField(
                 label=_("%(factor)s: label") % {"factor": name}, max_length=200, required=False

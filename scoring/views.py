@@ -179,7 +179,13 @@ def site_parameters(request: HttpRequest) -> HttpResponse:
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
-            messages.success(request, _("Site parameters saved; every patient was recomputed."))
+            if form.recomputes():
+                messages.success(request, _("Site parameters saved; every patient was recomputed."))
+            else:
+                messages.success(
+                    request,
+                    _("Site parameters saved; the usual units change no result, so nothing was recomputed."),
+                )
             return redirect("scoring:site-parameters")
     history = params.history.select_related("history_user").order_by("-history_date")[:20]
     return render(

@@ -24,6 +24,8 @@ from patients.services import (
     NeedsConfirmation,
     check_collected_at,
     lab_panel_record,
+    lab_unit_note,
+    usual_units,
     validate_lab,
 )
 from scoring.rules.units import format_decimal
@@ -58,6 +60,8 @@ class BatchResult:
     stored: list[LabResult] = field(default_factory=list)
     skipped: list[LabResult] = field(default_factory=list)
     warnings: dict[str, list[str]] = field(default_factory=dict)
+    # Values stored from a unit other than the site's usual one: said, never asked (SPEC 8.5).
+    notes: dict[str, list[str]] = field(default_factory=dict)
 
 
 class _DryRun(Exception):  # noqa: N818  # control flow: roll back a complete dry run
@@ -77,15 +81,24 @@ def _map_service_errors(exc: ValidationError, item: LabItem, errors: dict[str, l
         _add(errors, item.loc(name), messages)
 
 
-def precheck(items: Sequence[LabItem]) -> tuple[list[tuple[LabItem, Any]], list[LabResult]]:
+def precheck(
+    items: Sequence[LabItem], *, allow_exponent: bool = False
+) -> tuple[list[tuple[LabItem, Any]], list[LabResult]]:
     """Validate every item alone; drop exact repeats of stored values; raise on any error."""
     errors: dict[str, list[str]] = {}
+    usual = usual_units()
     checked: list[tuple[LabItem, Any]] = []
     skipped: list[LabResult] = []
     seen: dict[tuple[int, str, datetime], tuple[LabItem, Any]] = {}
     for item in items:
         try:
-            v = validate_lab(analyte=item.analyte, value_text=item.value, unit=item.unit)
+            v = validate_lab(
+                analyte=item.analyte,
+                value_text=item.value,
+                unit=item.unit,
+                usual_units=usual,
+                allow_exponent=allow_exponent,
+            )
         except ValidationError as exc:
             _map_service_errors(exc, item, errors)
             v = None
@@ -142,10 +155,20 @@ def precheck(items: Sequence[LabItem]) -> tuple[list[tuple[LabItem, Any]], list[
 
 
 def record_lab_items(
-    *, user: Any, items: Sequence[LabItem], source: str = Source.API, dry_run: bool = False
+    *,
+    user: Any,
+    items: Sequence[LabItem],
+    source: str = Source.API,
+    dry_run: bool = False,
+    allow_exponent: bool = False,
 ) -> BatchResult:
-    """Store every item or none; raise ValidationError or NeedsConfirmation keyed by item."""
-    fresh, skipped = precheck(items)
+    """Store every item or none; raise ValidationError or NeedsConfirmation keyed by item.
+
+    A value in a unit other than the site's usual one is stored with a note in
+    ``BatchResult.notes``: a lab system sends its units deliberately (SPEC 8.5).
+    """
+    fresh, skipped = precheck(items, allow_exponent=allow_exponent)
+    usual = usual_units()
     result = BatchResult(skipped=skipped)
     groups: dict[tuple[int, datetime], list[tuple[LabItem, Any]]] = defaultdict(list)
     for item, v in fresh:
@@ -163,14 +186,24 @@ def record_lab_items(
                 kwargs = {"user": user, "patient": group[0].patient, "collected_at": collected_at}
                 try:
                     rows = lab_panel_record(
-                        **kwargs, entries=entries, confirmed=all(i.confirmed for i in group), source=source
+                        **kwargs,
+                        entries=entries,
+                        confirmed=all(i.confirmed for i in group),
+                        source=source,
+                        allow_exponent=allow_exponent,
                     )
                 except NeedsConfirmation as exc:
                     for code, messages in exc.warnings.items():
                         if not by_code[code].confirmed:
                             _add(unconfirmed, by_code[code].loc("value"), messages)
                     # Store the group anyway, so later 10-fold checks see it; rolled back below.
-                    rows = lab_panel_record(**kwargs, entries=entries, confirmed=True, source=source)
+                    rows = lab_panel_record(
+                        **kwargs,
+                        entries=entries,
+                        confirmed=True,
+                        source=source,
+                        allow_exponent=allow_exponent,
+                    )
                 except ValidationError as exc:
                     for key, messages in exc.message_dict.items():
                         targets = [by_code[key]] if key in by_code else group
@@ -181,6 +214,8 @@ def record_lab_items(
                 for row in rows:
                     if row.flags:
                         result.warnings[by_code[row.analyte].loc("value")] = list(row.flags)
+                    if note := lab_unit_note(row, usual):
+                        result.notes[by_code[row.analyte].loc("value")] = [note]
                 result.stored.extend(rows)
             if errors:
                 raise ValidationError(errors)

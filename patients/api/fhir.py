@@ -77,6 +77,7 @@ class FhirResult:
     skipped: int = 0
     patients: list[str] = field(default_factory=list)
     warnings: dict[str, list[str]] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
     dry_run: bool = False
 
 
@@ -267,18 +268,21 @@ def import_bundle(data: Any, *, user: Any = None, request: Any = None, dry_run: 
     if errors:
         # Check the good entries too, so that the refusal lists every bad one at once.
         try:
-            precheck(items)
+            precheck(items, allow_exponent=False)
         except ValidationError as exc:
             for key, messages in exc.message_dict.items():
                 errors.setdefault(key, []).extend(messages)
         raise ValidationError(dict(sorted(errors.items(), key=lambda kv: _entry_order(kv[0]))))
-    batch = record_lab_items(user=user, items=items, source=Source.FHIR, dry_run=dry_run)
+    batch = record_lab_items(
+        user=user, items=items, source=Source.FHIR, dry_run=dry_run, allow_exponent=False
+    )
     return FhirResult(
         entries=count,
         stored=len(batch.stored),
         skipped=len(batch.skipped),
         patients=sorted({i.patient.mrn for i in items}),
         warnings=batch.warnings,
+        notes=batch.notes,
         dry_run=dry_run,
     )
 

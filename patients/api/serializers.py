@@ -98,6 +98,10 @@ class _PatientFields(serializers.Serializer):
         allow_null=True,
         required=False,
     )
+    confirm = serializers.BooleanField(
+        default=False,
+        help_text="Store an age at infusion under 1 or over 100 years (otherwise 422 with warnings).",
+    )
 
 
 class PatientCreateSerializer(_PatientFields):
@@ -119,7 +123,7 @@ class PatientUpdateSerializer(_PatientFields):
         super().__init__(*args, **kwargs)
         # Only what is sent changes; version and reason are always required.
         for name, f in self.fields.items():
-            if name not in ("version", "reason"):
+            if name not in ("version", "reason", "confirm"):
                 f.required, f.default = False, empty
 
 
@@ -210,6 +214,24 @@ class LabBatchResultSerializer(serializers.Serializer):
     stored = LabSerializer(many=True)
     skipped = LabSerializer(many=True, help_text="Identical values already stored; nothing changed.")
     warnings = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+    notes = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Values stored from a unit other than the site's usual one, as sent and as converted.",
+    )
+
+
+class LabCorrectedSerializer(LabSerializer):
+    """A corrected lab value, with the note of a unit other than the site's usual one."""
+
+    notes = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="The value as sent and as converted, when its unit is not the site's usual one.",
+    )
+
+    class Meta(LabSerializer.Meta):
+        fields = [*LabSerializer.Meta.fields, "notes"]
+        read_only_fields = fields
 
 
 class LabCorrectSerializer(serializers.Serializer):
@@ -429,5 +451,9 @@ class FhirResultSerializer(serializers.Serializer):
     warnings = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
         help_text="Unusual values, stored and flagged, by entry.",
+    )
+    notes = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Values stored from a unit other than the site's usual one, as sent and as converted.",
     )
     dry_run = serializers.BooleanField()

@@ -182,7 +182,7 @@ class PatientListView(ClinicalView):
         ser.is_valid(raise_exception=True)
         data = dict(ser.validated_data)
         data["care_team"] = _care_team(request.user, data.get("care_team"))
-        patient = services.patient_register(user=request.user, **data)
+        patient = services.patient_register(user=request.user, confirmed=data.pop("confirm"), **data)
         return Response(_patient_out(patient), status=status.HTTP_201_CREATED)
 
 
@@ -200,12 +200,18 @@ class PatientDetailView(ClinicalView):
         ser.is_valid(raise_exception=True)
         changes = dict(ser.validated_data)
         version, reason = changes.pop("version"), changes.pop("reason")
+        confirmed = changes.pop("confirm")
         if "care_team" in changes:
             changes["care_team"] = _care_team(request.user, changes["care_team"])
         if "monitoring_end_day" in changes and not is_hematologist(request.user):
             raise ValidationError({"monitoring_end_day": "Only hematologists end or extend monitoring."})
         services.patient_update(
-            user=request.user, patient=patient, expected_version=version, reason=reason, **changes
+            user=request.user,
+            patient=patient,
+            expected_version=version,
+            reason=reason,
+            confirmed=confirmed,
+            **changes,
         )
         return Response(_patient_out(patient))
 
@@ -261,11 +267,12 @@ class LabListView(ClinicalView):
             )
             for i, row in enumerate(rows)
         ]
-        result = record_lab_items(user=request.user, items=items, source=Source.API)
+        result = record_lab_items(user=request.user, items=items, source=Source.API, allow_exponent=False)
         body = {
             "stored": s.LabSerializer(result.stored, many=True).data,
             "skipped": s.LabSerializer(result.skipped, many=True).data,
             "warnings": result.warnings,
+            "notes": result.notes,
         }
         return Response(body, status=status.HTTP_201_CREATED if result.stored else status.HTTP_200_OK)
 
@@ -276,7 +283,9 @@ class LabDetailView(ClinicalView):
         lab = _row(LabResult.objects.filter(patient=self.get_patient(mrn)), pk, "lab value")
         return Response(s.LabSerializer(lab).data)
 
-    @extend_schema(request=s.LabCorrectSerializer, responses=s.LabSerializer, summary="Correct, with version")
+    @extend_schema(
+        request=s.LabCorrectSerializer, responses=s.LabCorrectedSerializer, summary="Correct, with version"
+    )
     def patch(self, request: Request, mrn: str, pk: int) -> Response:
         lab = _row(LabResult.objects.filter(patient=self.get_patient(mrn)), pk, "lab value")
         ser = s.LabCorrectSerializer(data=request.data)
@@ -292,12 +301,16 @@ class LabDetailView(ClinicalView):
                 reason=d["reason"],
                 collected_at=d.get("collected_at"),
                 confirmed=d["confirm"],
+                source=Source.API,
+                allow_exponent=False,
             )
         except services.NeedsConfirmation as exc:
             raise services.NeedsConfirmation(
                 {"value": [w for ws in exc.warnings.values() for w in ws]}
             ) from exc
-        return Response(s.LabSerializer(lab).data)
+        note = services.lab_unit_note(lab)
+        lab.notes = [note] if note else []  # type: ignore[attr-defined]  # shown, not stored
+        return Response(s.LabCorrectedSerializer(lab).data)
 
 
 class LabVoidView(ClinicalView):

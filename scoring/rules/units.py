@@ -291,13 +291,17 @@ def loinc_for(analyte: str) -> str:
     return resolve_analyte(analyte).loinc[0]
 
 
-_VALUE = re.compile(r"^(?P<cmp><=|>=|<|>)?\s*(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+))$")
+_VALUE = re.compile(r"^(?P<cmp><=|>=|<|>)?\s*(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?P<exp>[eE][+-]?\d+)?)$")
 _DECIMAL_COMMA = re.compile(r"\d,\d")
 _COMPARATOR_ALIASES: Final = {"≤": "<=", "≥": ">=", "=<": "<=", "=>": ">="}
 
 
-def parse_value(text: str) -> tuple[str | None, Decimal]:
-    """Parse "12.5", "<1" or ">= 180" into (comparator, value); refuse commas, exponents, NaN."""
+def parse_value(text: str, *, allow_exponent: bool = False) -> tuple[str | None, Decimal]:
+    """Parse "12.5", "<1" or ">= 180" into (comparator, value); refuse commas, NaN and infinity.
+
+    An exponent ("1.1e4") is read only with ``allow_exponent``; otherwise it is refused
+    with a message that asks for the number written out.
+    """
     stripped = unicodedata.normalize("NFKC", text).strip()
     for alias, comparator in _COMPARATOR_ALIASES.items():
         if stripped.startswith(alias):
@@ -318,11 +322,24 @@ def parse_value(text: str) -> tuple[str | None, Decimal]:
         )
     match = _VALUE.match(stripped)
     if match is None:
+        template = (
+            gettext_noop(
+                "value '%(value)s' is not a number; enter a decimal such as 12.5 or 1.2e4, "
+                "optionally after <, <=, > or >= (no NaN or infinity)"
+            )
+            if allow_exponent
+            else gettext_noop(
+                "value '%(value)s' is not a number; enter a plain decimal such as 12.5, "
+                "optionally after <, <=, > or >= (no NaN or infinity)"
+            )
+        )
+        raise ValueFormatError(Message(template, {"value": text.strip()}))
+    if match.group("exp") and not allow_exponent:
         raise ValueFormatError(
             Message(
                 gettext_noop(
-                    "value '%(value)s' is not a number; enter a plain decimal such as 12.5, "
-                    "optionally after <, <=, > or >= (no exponents, no NaN or infinity)"
+                    "value '%(value)s' has an exponent, which is not accepted here: write the number "
+                    "out with a decimal point, such as 11000 or 0.0065"
                 ),
                 {"value": text.strip()},
             )
@@ -333,6 +350,9 @@ def parse_value(text: str) -> tuple[str | None, Decimal]:
         raise ValueFormatError(
             Message(gettext_noop("value '%(value)s' is not a number"), {"value": text.strip()})
         ) from None
+    if match.group("exp"):
+        # 1.1e4 is 11000: read it in plain notation, so stored and shown values carry no exponent.
+        value = Decimal(format(value, "f"))
     return match.group("cmp"), value
 
 
@@ -358,6 +378,41 @@ def format_decimal(value: Decimal) -> str:
     """Return a decimal for messages without exponent or trailing zeros, e.g. "1200"."""
     text = format(value.normalize(), "f")
     return "0" if text in ("-0", "0") else text
+
+
+def unit_differs(analyte: str, unit: str, usual_unit: str) -> bool:
+    """True when ``unit`` converts differently from the site's usual unit (factor between them ≠ 1).
+
+    ng/mL against µg/L is the same number, so it never differs; mg/dL against mg/L does.
+    An empty unit means the canonical one.
+    """
+    spec = resolve_analyte(analyte)
+    typed, usual = spec.unit_factor(unit), spec.unit_factor(usual_unit)
+    return typed.multiply * usual.divide != usual.multiply * typed.divide
+
+
+UNIT_CONVERSION_TEMPLATE: Final = gettext_noop(
+    "%(analyte)s %(entered)s %(unit)s is %(value)s %(canonical_unit)s: it was given in %(unit)s, "
+    "not in the usual %(usual)s"
+)
+
+
+def unit_conversion_message(
+    analyte: str, *, entered: str, unit: str, canonical: Decimal, usual_unit: str, comparator: str = ""
+) -> Message:
+    """Say a value as typed and as converted, for a unit other than the site's usual one."""
+    spec = resolve_analyte(analyte)
+    return Message(
+        UNIT_CONVERSION_TEMPLATE,
+        {
+            "analyte": spec.label_message,
+            "entered": entered,
+            "unit": spec.unit_factor(unit).display,
+            "value": comparator + format_decimal(canonical),
+            "canonical_unit": spec.canonical_unit,
+            "usual": spec.unit_factor(usual_unit).display,
+        },
+    )
 
 
 # The warnings a lab keeps in its flags, in English; ``WARNING_TEMPLATES`` lets a page

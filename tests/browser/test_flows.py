@@ -109,7 +109,9 @@ def test_clinician_registers_enters_a_panel_with_a_unit_slip_and_sees_the_new_ba
     page.select_option("#id_anc_unit", "cells/µL")
     page.click("button:has-text('Save panel')")
     # APTT >180 s lies above the usual range: the form asks to confirm exactly these values.
-    assert "APTT >180 s is outside the usual range" in page.locator(".warnlist").inner_text()
+    warnings = " ".join(page.locator(".warnlist").all_inner_texts())
+    assert "APTT >180 s is outside the usual range" in warnings
+    assert "CRP 25 mg/dL is 250 mg/L" in warnings  # and a unit other than the usual one
     assert not Patient.objects.get(mrn="B-101").labs.exists()
     page.click("button:has-text('Confirm these values and save')")
     page.wait_for_url(f"{base}/patients/B-101/", wait_until="domcontentloaded")

@@ -105,7 +105,13 @@ def test_a_file_that_conflicts_by_confirmation_time_is_refused_and_the_result_sa
     upload(hema_client, GOOD)
     when = datetime(2025, 3, 8, 6, 30, tzinfo=UTC)
     services.lab_record(
-        user=hematologist, patient=patient, analyte="crp", value="30", unit="mg/dL", collected_at=when
+        user=hematologist,
+        patient=patient,
+        analyte="crp",
+        value="30",
+        unit="mg/dL",
+        collected_at=when,
+        confirmed=True,  # typed in mg/dL on the form, and confirmed
     )
     response = confirm(hema_client)
     transfer = DataTransfer.objects.get(dry_run=False)

@@ -25,6 +25,8 @@ from scoring.rules.units import (
     parse_value,
     resolve_analyte,
     to_canonical,
+    unit_conversion_message,
+    unit_differs,
 )
 
 D = Decimal
@@ -309,3 +311,73 @@ def test_range_messages_keep_the_comparator_and_the_value_as_typed() -> None:
     with pytest.raises(RangeError) as caught:
         check_range("crp", D("2500"), entered="250 mg/dL")
     assert str(caught.value).startswith("CRP 250 mg/dL (2500 mg/L) is outside the accepted range 0–1000 mg/L")
+
+
+# --- issue 8: exponent switch, unit conversion against the usual unit -------------------------
+
+
+@pytest.mark.parametrize("text", ["1e5", "1.107e+04", "6.5E-06", "<1e3"])
+def test_parse_value_refuses_exponent_by_default_and_says_what_to_write(text: str) -> None:
+    with pytest.raises(ValueFormatError, match="has an exponent, which is not accepted here") as exc:
+        parse_value(text)
+    assert "decimal point" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("1.107e+04", (None, D("11070"))),
+        ("6.5E-06", (None, D("0.0000065"))),
+        (">=5e3", (">=", D("5000"))),
+        ("12.5", (None, D("12.5"))),
+    ],
+)
+def test_parse_value_reads_exponent_when_allowed(text: str, parsed: tuple[str | None, Decimal]) -> None:
+    comparator, value = parse_value(text, allow_exponent=True)
+    assert (comparator, value) == parsed
+    assert "E" not in str(value)  # stored and shown in plain notation
+
+
+@pytest.mark.parametrize("allow", [True, False])
+@pytest.mark.parametrize("text", ["0,5", "3,5", "twelve", "NaN", "inf", "1e"])
+def test_parse_value_refuses_commas_and_words_either_way(text: str, allow: bool) -> None:
+    with pytest.raises(ValueFormatError):
+        parse_value(text, allow_exponent=allow)
+
+
+def test_not_a_number_message_does_not_claim_exponents_are_refused_when_they_are_accepted() -> None:
+    with pytest.raises(ValueFormatError) as exc:
+        parse_value("twelve", allow_exponent=True)
+    assert "1.2e4" in str(exc.value)
+    with pytest.raises(ValueFormatError) as exc:
+        parse_value("twelve")
+    assert "exponent" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("analyte", "unit", "usual", "differs"),
+    [
+        ("crp", "mg/dL", "mg/L", True),
+        ("crp", "mg/L", "mg/L", False),
+        ("crp", "", "mg/L", False),
+        ("crp", "mg/L", "mg/dL", True),
+        ("ferritin", "ng/mL", "µg/L", False),
+        ("ferritin", "pmol/L", "µg/L", True),
+        ("il6", "ng/L", "pg/mL", False),
+        ("anc", "10^3/µL", "10^9/L", False),
+        ("anc", "cells/µL", "10^9/L", True),
+        ("anc", "/uL", "cells/µL", False),
+        ("bcell", "10^9/L", "cells/µL", True),
+    ],
+)
+def test_unit_differs_when_the_factor_between_the_units_is_not_one(
+    analyte: str, unit: str, usual: str, differs: bool
+) -> None:
+    assert unit_differs(analyte, unit, usual) is differs
+
+
+def test_unit_conversion_message_shows_the_value_as_typed_and_as_converted() -> None:
+    message = unit_conversion_message(
+        "crp", entered="25", unit="mg/dl", canonical=D("250"), usual_unit="mg/L"
+    )
+    assert str(message) == "CRP 25 mg/dL is 250 mg/L: it was given in mg/dL, not in the usual mg/L"

@@ -42,7 +42,11 @@ def day(patient: Patient, d: int):
 def test_lab_panel_saves_redirects_and_shows_recomputed_results(clin_client, ward_patient):
     url = reverse("patients:lab-entry", args=[ward_patient.mrn])
     data = panel_post(day(ward_patient, 2), crp=("25", "mg/dL"), anc=("<100", "cells/µL"), il6="300")
+    # Units other than the usual ones (factor ≠ 1) are confirmed first, as typed and as converted.
     response = clin_client.post(url, data)
+    assert response.status_code == 200
+    assert not LabResult.objects.filter(patient=ward_patient).exists()
+    response = clin_client.post(url, {**data, "confirmed": "1", "confirm_digest": response.context["digest"]})
     assert response.status_code == 302
     assert response["Location"] == reverse("patients:detail", args=[ward_patient.mrn])
     crp = LabResult.objects.get(patient=ward_patient, analyte="crp")
@@ -397,7 +401,7 @@ def test_register_a_patient(clin_client, team):
     ("field", "value", "expected"),
     [
         ("mrn", "bad mrn!", "MRN must be 1–32 characters"),
-        ("baseline_mrd_pct", "120", "less than or equal to 100"),
+        ("baseline_mrd_pct", "120", "120 is outside the accepted range. Accepted: a number from 0 to 100 %"),
         ("infusion_date", "", "required"),
         ("lymphodepletion_start", "2025-03-05", "on or before the infusion date"),
         ("name", "", "required"),
@@ -586,5 +590,5 @@ def test_event_detail_errors_name_the_event_in_words(hematologist, ward_patient)
 def test_a_tmax_far_out_of_range_gets_one_clear_message(clin_client, ward_patient):
     url = reverse("patients:observation-entry", args=[ward_patient.mrn])
     html = clin_client.post(url, obs_post(day(ward_patient, 2), tmax_c="385")).content.decode()
-    assert html.count("Tmax must be between 30.0 and 45.0 °C, or empty.") == 1
+    assert html.count("385 is outside the accepted range. Accepted: a number from 30.0 to 45.0 °C") == 1
     assert "digits before the decimal point" not in html

@@ -106,8 +106,11 @@ def test_non_finite_mrd_cut_point_is_refused_not_a_500(hema_client, draft, typed
     html = response.content.decode()
     assert 'id="id_baseline_mrd-cut_error"' in html
     assert "%%" not in html
-    if typed != "1e400":  # finite, but too many digits: its own message
-        assert "Enter the cut-point as a number" in html
+    if typed == "1e400":  # an exponent: forms ask for the number written out
+        assert "has an exponent, which is not accepted here" in html
+    else:
+        assert "is not a number" in html
+    assert "with a decimal point, such as 12.5" in html  # what is accepted
     assert f'value="{typed}"' in html
     draft.refresh_from_db()
     assert draft.history.count() == 1

@@ -45,6 +45,9 @@ class Command(BaseCommand):
         for where, messages in result.warnings.items():
             for message in messages:
                 self.stderr.write(f"{path}: {where}: warning: {message}")
+        for where, messages in result.notes.items():
+            for message in messages:
+                self.stderr.write(f"{path}: {where}: note: {message}")
         verb = "would store" if result.dry_run else "stored"
         self.stderr.write(
             f"{path}: {result.entries} entries; {verb} {result.stored} lab value(s), "
