@@ -199,6 +199,26 @@ class _Rollback(Exception):  # noqa: N818  # control flow, not an error
 
 # --- reading the file ----------------------------------------------------------------------
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV
+# injection"): the export writes such text with a leading "'", and a leading "'" of the
+# text itself too, so that reading back is unambiguous. Numbers are never quoted.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+_QUOTED_STARTS = (*FORMULA_TRIGGERS, "'")
+
+
+def quote_text_cell(text: str) -> str:
+    """Text as a CSV cell a spreadsheet shows as text: a leading ' before a formula start."""
+    if text.startswith(_QUOTED_STARTS) and not _PLAIN_DECIMAL.match(text):
+        return "'" + text
+    return text
+
+
+def unquote_text_cell(text: str) -> str:
+    """The text of a cell written by :func:`quote_text_cell` (other cells are unchanged)."""
+    if text.startswith("'") and text[1:].startswith(_QUOTED_STARTS):
+        return text[1:]
+    return text
+
 
 @dataclass
 class _Row:
@@ -322,7 +342,8 @@ def read_rows(text: str, *, kind: str, filename: str) -> tuple[list[_Row], list[
                     )
                 )
                 continue
-            rows.append(_Row(start, {n: v.strip() for n, v in zip(names, record, strict=True)}))
+            cells = {n: unquote_text_cell(v.strip()) for n, v in zip(names, record, strict=True)}
+            rows.append(_Row(start, cells))
     except csv.Error as exc:
         reason = _("this row cannot be read as CSV: %(error)s") % {"error": exc}
         errors.append(RowError(filename, reader.line_num, "", "", reason))
