@@ -26,6 +26,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
@@ -47,6 +48,7 @@ from patients.models import (
     SiteParameters,
     Source,
     TransferDirection,
+    validate_display_text,
 )
 from scoring.i18n import error_text
 from scoring.rules import units
@@ -762,6 +764,13 @@ def _plan_patients(
         )
     default_team = _default_team_name()
     known_teams = set(CareTeam.objects.values_list("name", flat=True))
+    # MRNs are unique whatever their case (issue 9): the stored spelling of each incoming MRN.
+    stored_as = dict(
+        Patient.objects.annotate(mrn_lower=Lower("mrn"))
+        .filter(mrn_lower__in={r.cells["mrn"].lower() for r in rows})
+        .values_list("mrn_lower", "mrn")
+    )
+    first_spelling: dict[str, tuple[str, int]] = {}
     parsed: dict[str, tuple[int, _PatientValues]] = {}
     for row in rows:
         c = _Cells(row, fn, report.errors)
@@ -770,6 +779,28 @@ def _plan_patients(
             MRN_VALIDATOR(mrn)
         except ValidationError:
             c.error("mrn", _("an MRN is 1–32 characters of A–Z, a–z, 0–9, '-' and '_'"))
+        stored = stored_as.get(mrn.lower())
+        if stored is not None and stored != mrn:
+            if ctx.scope is not None:
+                report.unknown_mrns.add(mrn)
+            c.error(
+                "mrn",
+                _(
+                    "MRN %(mrn)s is already stored as %(stored)s; MRNs that differ only in case are the "
+                    "same patient."
+                )
+                % {"mrn": mrn, "stored": stored},
+            )
+        spelling, first_line = first_spelling.setdefault(mrn.lower(), (mrn, row.line))
+        if spelling != mrn:
+            c.error(
+                "mrn",
+                _(
+                    "MRN %(mrn)s is %(first)s of line %(line)d in another case; MRNs that differ only "
+                    "in case are the same patient"
+                )
+                % {"mrn": mrn, "first": spelling, "line": first_line},
+            )
         if mrn in elsewhere:
             report.unknown_mrns.add(mrn)
             c.error(
@@ -778,6 +809,11 @@ def _plan_patients(
                 % {"mrn": mrn},
             )
         name = c.text("name", required=True, max_length=NAME_MAX_LENGTH)
+        for column in ("name", "care_team"):
+            try:
+                validate_display_text(c.raw(column))
+            except ValidationError as exc:
+                c.error(column, exc.messages[0])
         sex = c.raw("sex").upper() or "U"
         if sex not in ("F", "M", "U"):
             c.error("sex", _("accepted: F, M or U (an empty cell means U)"))

@@ -15,7 +15,7 @@ from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
-from crsrisk.accounts.access import clinical_required, get_patient_or_404, hematologist_required
+from crsrisk.accounts.access import clinical_required, get_patient_or_404, hematologist_required, log_access
 from crsrisk.accounts.roles import is_hematologist
 from patients import forms, selectors, services
 from patients.models import CareTeam, Observation, Patient
@@ -27,6 +27,7 @@ from scoring.selectors import timeline
 from scoring.services import site_zone
 
 GET_POST = ["GET", "POST"]
+REGISTER_PAGE = "patient registration"
 
 
 def _teams(request: HttpRequest) -> QuerySet[CareTeam]:
@@ -91,6 +92,8 @@ def register(request: HttpRequest) -> HttpResponse:
         try:
             patient = services.patient_register(user=request.user, **form.cleaned_data)
         except ValidationError as exc:
+            if services.is_existing_mrn_error(exc):  # a probe for an MRN, maybe another team's
+                log_access(request, form.cleaned_data["mrn"], REGISTER_PAGE, granted=False)
             forms.add_service_errors(form, exc)
         else:
             messages.success(request, _("Patient %(mrn)s registered.") % {"mrn": patient.mrn})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, JsonResponse
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
@@ -17,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from crsrisk.accounts.access import get_patient_or_404
+from crsrisk.accounts.access import get_patient_or_404, log_access
 from crsrisk.accounts.roles import is_clinical, is_hematologist, visible_patients
 from patients import services
 from patients.api import serializers as s
@@ -131,7 +132,12 @@ class PatientListView(ClinicalView):
         ser.is_valid(raise_exception=True)
         data = dict(ser.validated_data)
         data["care_team"] = _care_team(request.user, data.get("care_team"))
-        patient = services.patient_register(user=request.user, **data)
+        try:
+            patient = services.patient_register(user=request.user, **data)
+        except DjangoValidationError as exc:
+            if services.is_existing_mrn_error(exc):  # a probe for an MRN, maybe another team's
+                log_access(request, data["mrn"], "api:patient-list", granted=False)
+            raise
         return Response(_patient_out(patient), status=status.HTTP_201_CREATED)
 
 
