@@ -15,7 +15,13 @@ from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
-from crsrisk.accounts.access import clinical_required, get_patient_or_404, hematologist_required, log_access
+from crsrisk.accounts.access import (
+    clinical_required,
+    get_patient_or_404,
+    hematologist_required,
+    log_access,
+    log_list_access,
+)
 from crsrisk.accounts.roles import is_hematologist
 from patients import forms, selectors, services
 from patients.models import CareTeam, Observation, Patient
@@ -50,6 +56,7 @@ def ward(request: HttpRequest) -> HttpResponse:
     """The ward list, sorted by risk (SPEC 8.1)."""
     query = request.GET.get("q", "")
     model, rows = selectors.ward_rows(request.user, today=timezone.localdate(), query=query)
+    log_list_access(request, [row.patient.mrn for row in rows], "ward list")
     return render(request, "patients/ward_list.html", {"rows": rows, "model": model, "query": query})
 
 

@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from crsrisk.accounts.access import get_patient_or_404, log_access
+from crsrisk.accounts.access import get_patient_or_404, log_access, log_list_access
 from crsrisk.accounts.roles import is_clinical, is_hematologist, visible_patients
 from patients import services
 from patients.api import serializers as s
@@ -119,9 +119,12 @@ def _patient_out(patient: Patient) -> dict[str, Any]:
 
 
 class PatientListView(ClinicalView):
-    @extend_schema(responses=s.PatientSerializer(many=True), summary="Patients of your care teams")
+    @extend_schema(responses=s.PatientSerializer(many=True), summary="Patients of your care teams (logged)")
     def get(self, request: Request) -> Response:
-        patients = visible_patients(request.user).select_related("infusion", "care_team").order_by("mrn")
+        patients = list(
+            visible_patients(request.user).select_related("infusion", "care_team").order_by("mrn")
+        )
+        log_list_access(request, [p.mrn for p in patients], "api:patient-list")
         return Response(s.PatientSerializer(patients, many=True).data)
 
     @extend_schema(
