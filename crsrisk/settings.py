@@ -257,19 +257,15 @@ if not DEBUG:
     if env.bool("BEHIND_TLS_PROXY", default=False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-# --- Logging: authentication events go to the console with UTC time ------------------------
+# --- Logging: one JSON object per line, UTC time (a logged value cannot forge a line) -------
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "utc": {
-            "()": "crsrisk.logging.UTCFormatter",
-            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
-        }
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "utc"}},
+    "formatters": {"json": {"()": "crsrisk.logging.JSONFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
     "loggers": {
         "crsrisk.security": {"handlers": ["console"], "level": "INFO"},
-        "django.request": {"handlers": ["console"], "level": "ERROR"},
+        # Not propagated: Django's own console handler would repeat it as plain text under DEBUG.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }

@@ -35,12 +35,16 @@ def log_access(request: HttpRequest, mrn: str, page: str, *, granted: bool = Tru
         ip_address=client_ip(request),
     )
     if not granted:
+        fields = {
+            "user": getattr(user, "username", "-"),
+            "mrn": mrn[:32],
+            "page": page,
+            "ip": client_ip(request),
+        }
         security_log.warning(
-            "denied patient access user=%s mrn=%s page=%s ip=%s",
-            getattr(user, "username", "-"),
-            mrn[:32],
-            page,
-            client_ip(request),
+            "denied patient access user=%(user)s mrn=%(mrn)s page=%(page)s ip=%(ip)s",
+            fields,
+            extra={"event": "patient_access_denied", **fields},
         )
 
 
