@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from rest_framework import status
@@ -84,6 +86,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, DRFValidationError):
         return Response(
             {"detail": REFUSED, "errors": flatten_errors(exc.detail)}, status=status.HTTP_400_BAD_REQUEST
+        )
+    if isinstance(exc, RequestDataTooBig):
+        # Django's 400 page would answer in HTML; the API says what the limit is, in JSON.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response(
+            {
+                "detail": f"The request body is larger than the limit of {limit} bytes; nothing was "
+                "stored. Send fewer items per request (a large FHIR feed: manage.py import_fhir)."
+            },
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
     if isinstance(exc, IntegrityError):
         # A concurrent write won a race the services could not see coming.

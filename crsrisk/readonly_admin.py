@@ -1,7 +1,9 @@
-"""Read-only Django admin for clinical models.
+"""Read-only Django admin for the clinical reference data (care teams, site parameters, models).
 
 Every clinical write goes through the services, which recompute derived
-results; the admin therefore may look but never add, change or delete.
+results; the admin therefore may look but never add, change or delete. Patient
+data is not in the admin at all (issue 9): it could not scope reads to the care
+teams nor write them to the access log.
 """
 
 from __future__ import annotations

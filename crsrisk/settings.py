@@ -212,7 +212,24 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "crsrisk.api_errors.exception_handler",
+    # JSON with a nesting limit (API_MAX_JSON_DEPTH); the form parsers are DRF's own.
+    "DEFAULT_PARSER_CLASSES": [
+        "crsrisk.api_parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
+# Bad bodies get a JSON 4xx (issue 9): nested deeper than this is 400; a body over
+# DATA_UPLOAD_MAX_MEMORY_SIZE (Django's 2.5 MB by default) is 413; a FHIR bundle of more
+# entries than this is refused (manage.py import_fhir takes larger feeds).
+API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=32)
+FHIR_MAX_BUNDLE_ENTRIES = env.int("FHIR_MAX_BUNDLE_ENTRIES", default=1000)
+for _name, _value in (
+    ("API_MAX_JSON_DEPTH", API_MAX_JSON_DEPTH),
+    ("FHIR_MAX_BUNDLE_ENTRIES", FHIR_MAX_BUNDLE_ENTRIES),
+):
+    if _value < 1:
+        raise ImproperlyConfigured(f"{_name} must be a positive whole number, not {_value}.")
 SPECTACULAR_SETTINGS = {
     "TITLE": "CRS Risk API",
     "DESCRIPTION": "Patients, labs, observations, events and assessments by MRN.",
@@ -257,19 +274,15 @@ if not DEBUG:
     if env.bool("BEHIND_TLS_PROXY", default=False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-# --- Logging: authentication events go to the console with UTC time ------------------------
+# --- Logging: one JSON object per line, UTC time (a logged value cannot forge a line) -------
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "utc": {
-            "()": "crsrisk.logging.UTCFormatter",
-            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
-        }
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "utc"}},
+    "formatters": {"json": {"()": "crsrisk.logging.JSONFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
     "loggers": {
         "crsrisk.security": {"handlers": ["console"], "level": "INFO"},
-        "django.request": {"handlers": ["console"], "level": "ERROR"},
+        # Not propagated: Django's own console handler would repeat it as plain text under DEBUG.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }

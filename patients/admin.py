@@ -1,29 +1,15 @@
+"""The Django admin shows no patient data (issue 9).
+
+Patients, infusions, labs, observations, events and grade overrides are read on the app's
+own pages, which scope them to the user's care teams and write every read to the access
+log; the admin could do neither. Only the reference data without patient values stays,
+read-only.
+"""
+
 from django.contrib import admin
 
 from crsrisk.readonly_admin import ReadOnlyAdmin
-from patients.models import (
-    CareTeam,
-    ClinicalEvent,
-    GradeOverride,
-    Infusion,
-    LabResult,
-    Observation,
-    Patient,
-    SiteParameters,
-)
+from patients.models import CareTeam, SiteParameters
 
-
-@admin.register(Patient)
-class PatientAdmin(ReadOnlyAdmin):
-    list_display = ["mrn", "name", "care_team", "synthetic"]
-    search_fields = ["mrn", "name"]
-
-
-@admin.register(LabResult)
-class LabResultAdmin(ReadOnlyAdmin):
-    list_display = ["patient", "analyte", "comparator", "value", "collected_at", "voided_at"]
-    list_filter = ["analyte", "source"]
-
-
-for model in (CareTeam, Infusion, Observation, ClinicalEvent, GradeOverride, SiteParameters):
+for model in (CareTeam, SiteParameters):
     admin.site.register(model, ReadOnlyAdmin)

@@ -24,7 +24,15 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from crsrisk.accounts.models import AccessLog
-from patients.imports import COLUMNS, EVENTS, LABS, OBSERVATIONS, PATIENTS, record_transfer
+from patients.imports import (
+    COLUMNS,
+    EVENTS,
+    LABS,
+    OBSERVATIONS,
+    PATIENTS,
+    quote_text_cell,
+    record_transfer,
+)
 from patients.models import ClinicalEvent, LabResult, Observation, Patient, TransferDirection
 from scoring.models import DailyAssessment, PatientSummary, ScoreModel
 from scoring.rules import units
@@ -65,7 +73,10 @@ EXPORT_ACCESS_PAGE = "export_cohort"
 
 
 def cell(value: Any) -> str:
-    """One CSV cell: empty for missing, 0/1 for booleans, at most 6 dp without exponent."""
+    """One CSV cell: empty for missing, 0/1 for booleans, at most 6 dp without exponent.
+
+    Text that a spreadsheet would run as a formula gets a leading ' (``quote_text_cell``).
+    """
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -76,6 +87,8 @@ def cell(value: Any) -> str:
         return value.astimezone(site_zone()).isoformat()
     if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, str):
+        return quote_text_cell(value)
     return str(value)
 
 

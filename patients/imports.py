@@ -26,6 +26,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max, QuerySet
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
@@ -48,6 +49,7 @@ from patients.models import (
     SiteParameters,
     Source,
     TransferDirection,
+    validate_display_text,
 )
 from scoring.i18n import error_text
 from scoring.rules import units
@@ -201,6 +203,26 @@ class _Rollback(Exception):  # noqa: N818  # control flow, not an error
 
 # --- reading the file ----------------------------------------------------------------------
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV
+# injection"): the export writes such text with a leading "'", and a leading "'" of the
+# text itself too, so that reading back is unambiguous. Numbers are never quoted.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+_QUOTED_STARTS = (*FORMULA_TRIGGERS, "'")
+
+
+def quote_text_cell(text: str) -> str:
+    """Text as a CSV cell a spreadsheet shows as text: a leading ' before a formula start."""
+    if text.startswith(_QUOTED_STARTS) and not _PLAIN_DECIMAL.match(text):
+        return "'" + text
+    return text
+
+
+def unquote_text_cell(text: str) -> str:
+    """The text of a cell written by :func:`quote_text_cell` (other cells are unchanged)."""
+    if text.startswith("'") and text[1:].startswith(_QUOTED_STARTS):
+        return text[1:]
+    return text
+
 
 @dataclass
 class _Row:
@@ -325,7 +347,8 @@ def read_rows(text: str, *, kind: str, filename: str) -> tuple[list[_Row], list[
                     )
                 )
                 continue
-            rows.append(_Row(start, {n: v.strip() for n, v in zip(names, record, strict=True)}))
+            cells = {n: unquote_text_cell(v.strip()) for n, v in zip(names, record, strict=True)}
+            rows.append(_Row(start, cells))
     except csv.Error as exc:
         reason = _("this row cannot be read as CSV: %(error)s") % {"error": exc}
         errors.append(RowError(filename, reader.line_num, "", "", reason))
@@ -743,6 +766,13 @@ def _plan_patients(
         )
     default_team = _default_team_name()
     known_teams = set(CareTeam.objects.values_list("name", flat=True))
+    # MRNs are unique whatever their case (issue 9): the stored spelling of each incoming MRN.
+    stored_as = dict(
+        Patient.objects.annotate(mrn_lower=Lower("mrn"))
+        .filter(mrn_lower__in={r.cells["mrn"].lower() for r in rows})
+        .values_list("mrn_lower", "mrn")
+    )
+    first_spelling: dict[str, tuple[str, int]] = {}
     parsed: dict[str, tuple[int, _PatientValues]] = {}
     for row in rows:
         c = _Cells(row, fn, report.errors)
@@ -751,6 +781,28 @@ def _plan_patients(
             MRN_VALIDATOR(mrn)
         except ValidationError:
             c.error("mrn", _("an MRN is 1–32 characters of A–Z, a–z, 0–9, '-' and '_'"))
+        stored = stored_as.get(mrn.lower())
+        if stored is not None and stored != mrn:
+            if ctx.scope is not None:
+                report.unknown_mrns.add(mrn)
+            c.error(
+                "mrn",
+                _(
+                    "MRN %(mrn)s is already stored as %(stored)s; MRNs that differ only in case are the "
+                    "same patient."
+                )
+                % {"mrn": mrn, "stored": stored},
+            )
+        spelling, first_line = first_spelling.setdefault(mrn.lower(), (mrn, row.line))
+        if spelling != mrn:
+            c.error(
+                "mrn",
+                _(
+                    "MRN %(mrn)s is %(first)s of line %(line)d in another case; MRNs that differ only "
+                    "in case are the same patient"
+                )
+                % {"mrn": mrn, "first": spelling, "line": first_line},
+            )
         if mrn in elsewhere:
             report.unknown_mrns.add(mrn)
             c.error(
@@ -759,6 +811,11 @@ def _plan_patients(
                 % {"mrn": mrn},
             )
         name = c.text("name", required=True, max_length=NAME_MAX_LENGTH)
+        for column in ("name", "care_team"):
+            try:
+                validate_display_text(c.raw(column))
+            except ValidationError as exc:
+                c.error(column, exc.messages[0])
         sex = c.raw("sex").upper() or "U"
         if sex not in ("F", "M", "U"):
             c.error("sex", _("accepted: F, M or U (an empty cell means U)"))

@@ -7,12 +7,15 @@ application: a removal is a *void* with a reason.
 
 from __future__ import annotations
 
+import unicodedata
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
@@ -25,6 +28,34 @@ MRN_VALIDATOR = RegexValidator(
     r"^(?!register$)[A-Za-z0-9_-]{1,32}$",
     message=_("MRN must be 1–32 characters of A–Z, a–z, 0–9, '-' and '_' (and not 'register')."),
 )
+# Characters that hide or reorder what a reader sees: C0 and C1 controls, line and paragraph
+# separators, and the bidirectional embeddings, overrides, isolates and marks (Unicode
+# UAX #9; the "Trojan Source" attack, CVE-2021-42574). A name never needs them.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def unsafe_characters(text: str) -> list[str]:
+    """The control and text-direction characters of ``text``, as ``U+XXXX``, in order, once each."""
+    found: dict[str, None] = {}
+    for ch in text:
+        if ch in BIDI_CONTROLS or unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            found[f"U+{ord(ch):04X}"] = None
+    return list(found)
+
+
+def validate_display_text(value: str) -> None:
+    """Refuse control and text-direction characters in a name (issue 9)."""
+    if found := unsafe_characters(value or ""):
+        raise ValidationError(
+            _(
+                "Control and text-direction characters are not accepted (found %(chars)s); "
+                "type the name as plain text."
+            )
+            % {"chars": ", ".join(found)},
+            code="unsafe_characters",
+        )
+
+
 TMAX_MIN_C = Decimal("30.0")  # SPEC 2.3
 TMAX_MAX_C = Decimal("45.0")  # SPEC 2.3
 
@@ -140,7 +171,7 @@ class Entered(models.Model):
 
 class Patient(models.Model):
     mrn = models.CharField(_("MRN"), max_length=32, unique=True, validators=[MRN_VALIDATOR])
-    name = models.CharField(_("name"), max_length=200)
+    name = models.CharField(_("name"), max_length=200, validators=[validate_display_text])
     sex = models.CharField(_("sex"), max_length=1, choices=Sex.choices, default=Sex.UNKNOWN)
     birth_date = models.DateField(_("birth date"), null=True, blank=True)
     care_team = models.ForeignKey(CareTeam, on_delete=models.PROTECT, related_name="patients")
@@ -161,6 +192,9 @@ class Patient(models.Model):
                 condition=Q(mrn__regex=r"^[A-Za-z0-9_-]{1,32}$"), name="patient_mrn_format"
             ),
             models.CheckConstraint(condition=Q(sex__in=["F", "M", "U"]), name="patient_sex_valid"),
+            # DEMO-0001 and demo-0001 would be two patients to the database and one to a
+            # reader (issue 9). MRNs are ASCII, so SQLite's lower() is enough.
+            models.UniqueConstraint(Lower("mrn"), name="patient_mrn_unique_ci"),
         ]
 
     def __str__(self) -> str:

@@ -37,6 +37,7 @@ from patients.models import (
     Patient,
     SiteParameters,
     Source,
+    validate_display_text,
 )
 from scoring.i18n import error_text, localize
 from scoring.models import Alert
@@ -362,6 +363,35 @@ def patient_age_warnings(values: dict[str, Any]) -> dict[str, list[str]]:
     return {"birth_date": [text % params]}
 
 
+MRN_EXISTS = "mrn_exists"  # the code of the error below: the callers log it as a refused access
+
+
+def check_mrn_is_new(mrn: str) -> None:
+    """Refuse an MRN already stored, in any case: DEMO-0001 and demo-0001 are one patient."""
+    stored = Patient.objects.filter(mrn__iexact=mrn).values_list("mrn", flat=True).first()
+    if stored == mrn:
+        message = _("A patient with MRN %(mrn)s already exists.") % {"mrn": mrn}
+    elif stored is not None:
+        message = _(
+            "MRN %(mrn)s is already stored as %(stored)s; MRNs that differ only in case are the same patient."
+        ) % {"mrn": mrn, "stored": stored}
+    else:
+        return
+    raise ValidationError({"mrn": ValidationError(message, code=MRN_EXISTS)})
+
+
+def is_existing_mrn_error(exc: ValidationError) -> bool:
+    """Whether a refusal was :func:`check_mrn_is_new`'s (a probe for another team's MRN)."""
+    return any(e.code == MRN_EXISTS for e in getattr(exc, "error_dict", {}).get("mrn", []))
+
+
+def _validate_name(name: str) -> None:
+    try:
+        validate_display_text(name)
+    except ValidationError as exc:
+        raise ValidationError({"name": exc.messages}) from exc
+
+
 @transaction.atomic
 def patient_register(
     *,
@@ -392,10 +422,10 @@ def patient_register(
         raise ValidationError({"mrn": exc.messages}) from exc
     if not (name or "").strip():
         raise ValidationError({"name": _("A name is required.")})
+    _validate_name(name)
     if sex not in ("F", "M", "U"):
         raise ValidationError({"sex": _("Sex must be F, M or U, not '%(sex)s'.") % {"sex": sex}})
-    if Patient.objects.filter(mrn=mrn).exists():
-        raise ValidationError({"mrn": _("A patient with MRN %(mrn)s already exists.") % {"mrn": mrn}})
+    check_mrn_is_new(mrn)
     values = {
         "infusion_date": infusion_date,
         "lymphodepletion_start": lymphodepletion_start,
@@ -490,6 +520,8 @@ def patient_update(
         raise NeedsConfirmation(warnings)
     if "name" in changes and not (changes["name"] or "").strip():
         raise ValidationError({"name": _("A name is required.")})
+    if "name" in changes:
+        _validate_name(changes["name"])
     if "infusion_date" in changes and changes["infusion_date"] != infusion.infusion_date:
         check_data_fits_infusion(patient, changes["infusion_date"])
     patient_changed = infusion_changed = False

@@ -15,7 +15,13 @@ from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
-from crsrisk.accounts.access import clinical_required, get_patient_or_404, hematologist_required
+from crsrisk.accounts.access import (
+    clinical_required,
+    get_patient_or_404,
+    hematologist_required,
+    log_access,
+    log_list_access,
+)
 from crsrisk.accounts.roles import is_hematologist
 from patients import forms, selectors, services
 from patients.models import CareTeam, Observation, Patient
@@ -27,6 +33,7 @@ from scoring.selectors import timeline
 from scoring.services import site_zone
 
 GET_POST = ["GET", "POST"]
+REGISTER_PAGE = "patient registration"
 
 
 def _teams(request: HttpRequest) -> QuerySet[CareTeam]:
@@ -49,6 +56,7 @@ def ward(request: HttpRequest) -> HttpResponse:
     """The ward list, sorted by risk (SPEC 8.1)."""
     query = request.GET.get("q", "")
     model, rows = selectors.ward_rows(request.user, today=timezone.localdate(), query=query)
+    log_list_access(request, [row.patient.mrn for row in rows], "ward list")
     return render(request, "patients/ward_list.html", {"rows": rows, "model": model, "query": query})
 
 
@@ -97,6 +105,8 @@ def register(request: HttpRequest) -> HttpResponse:
         except services.NeedsConfirmation as exc:
             form.warnings, needs_confirmation = [w for ws in exc.warnings.values() for w in ws], True
         except ValidationError as exc:
+            if services.is_existing_mrn_error(exc):  # a probe for an MRN, maybe another team's
+                log_access(request, form.cleaned_data["mrn"], REGISTER_PAGE, granted=False)
             forms.add_service_errors(form, exc)
         else:
             messages.success(request, _("Patient %(mrn)s registered.") % {"mrn": patient.mrn})

@@ -1,7 +1,8 @@
+"""Score models in the read-only admin; per-patient results and alerts are not (issue 9)."""
+
 from django.contrib import admin
 
 from crsrisk.readonly_admin import ReadOnlyAdmin
-from scoring.models import Alert, DailyAssessment, PatientSummary, ScoreModel
+from scoring.models import ScoreModel
 
-for model in (ScoreModel, DailyAssessment, PatientSummary, Alert):
-    admin.site.register(model, ReadOnlyAdmin)
+admin.site.register(ScoreModel, ReadOnlyAdmin)

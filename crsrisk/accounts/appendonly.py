@@ -1,7 +1,8 @@
 """Database triggers that make the audit tables append-only (SPEC 7; 21 CFR 11.10(e)).
 
-UPDATE and DELETE are refused on the access log, the security events and every
-django-simple-history table; INSERT stays allowed. PostgreSQL and SQLite get the same
+UPDATE and DELETE are refused on the access log, the security events, the import and
+export trail (``patients_datatransfer``) and every django-simple-history table; INSERT
+stays allowed. PostgreSQL and SQLite get the same
 rule. TRUNCATE (``manage.py flush``, test teardown on PostgreSQL) is a database-owner
 operation outside the application and is not blocked; see docs/security.md.
 
@@ -17,7 +18,7 @@ from typing import Any
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-AUDIT_TABLES = ("accounts_accesslog", "accounts_securityevent")
+AUDIT_TABLES = ("accounts_accesslog", "accounts_securityevent", "patients_datatransfer")
 # django-simple-history names its tables <app>_historical<model>.
 HISTORY_TABLE = re.compile(r"^(patients|scoring)_historical[a-z0-9_]+$")
 TRIGGER_PREFIX = "crsrisk_append_only"
@@ -59,6 +60,17 @@ def install(connection: BaseDatabaseWrapper) -> list[str]:
                         f"BEGIN SELECT RAISE(ABORT, 'append-only: {op} on {table} is refused'); END"
                     )
     return tables
+
+
+def uninstall_table(connection: BaseDatabaseWrapper, table: str) -> None:
+    """Drop the triggers of one table (the reverse of a migration that covered it)."""
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"DROP TRIGGER IF EXISTS {TRIGGER_PREFIX} ON {qn(table)}")
+        elif connection.vendor == "sqlite":
+            for op in ("update", "delete"):
+                cursor.execute(f"DROP TRIGGER IF EXISTS {qn(f'{TRIGGER_PREFIX}_{op}_{table}')}")
 
 
 def uninstall(connection: BaseDatabaseWrapper) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
@@ -13,14 +15,14 @@ from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, 
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from crsrisk.accounts.access import get_patient_or_404
+from crsrisk.accounts.access import get_patient_or_404, log_access, log_list_access
 from crsrisk.accounts.roles import is_clinical, is_hematologist, visible_patients
+from crsrisk.api_parsers import FhirJSONParser, JSONParser
 from patients import services
 from patients.api import idempotency
 from patients.api import serializers as s
@@ -169,9 +171,12 @@ def _patient_out(patient: Patient) -> dict[str, Any]:
 
 
 class PatientListView(ClinicalView):
-    @extend_schema(responses=s.PatientSerializer(many=True), summary="Patients of your care teams")
+    @extend_schema(responses=s.PatientSerializer(many=True), summary="Patients of your care teams (logged)")
     def get(self, request: Request) -> Response:
-        patients = visible_patients(request.user).select_related("infusion", "care_team").order_by("mrn")
+        patients = list(
+            visible_patients(request.user).select_related("infusion", "care_team").order_by("mrn")
+        )
+        log_list_access(request, [p.mrn for p in patients], "api:patient-list")
         return Response(s.PatientSerializer(patients, many=True).data)
 
     @extend_schema(
@@ -182,7 +187,12 @@ class PatientListView(ClinicalView):
         ser.is_valid(raise_exception=True)
         data = dict(ser.validated_data)
         data["care_team"] = _care_team(request.user, data.get("care_team"))
-        patient = services.patient_register(user=request.user, confirmed=data.pop("confirm"), **data)
+        try:
+            patient = services.patient_register(user=request.user, confirmed=data.pop("confirm"), **data)
+        except DjangoValidationError as exc:
+            if services.is_existing_mrn_error(exc):  # a probe for an MRN, maybe another team's
+                log_access(request, data["mrn"], "api:patient-list", granted=False)
+            raise
         return Response(_patient_out(patient), status=status.HTTP_201_CREATED)
 
 
@@ -539,8 +549,20 @@ class SummaryView(ClinicalView):
 # --- FHIR ----------------------------------------------------------------------------------
 
 
-class FhirJSONParser(JSONParser):
-    media_type = "application/fhir+json"
+def _check_bundle_size(data: Any) -> None:
+    """Refuse a bundle of more entries than FHIR_MAX_BUNDLE_ENTRIES: one request, one worker."""
+    limit = settings.FHIR_MAX_BUNDLE_ENTRIES
+    entries = data.get("entry") if isinstance(data, dict) else None
+    if isinstance(entries, list) and len(entries) > limit:
+        raise ValidationError(
+            {
+                "entry": [
+                    f"This bundle has {len(entries)} entries; the API takes at most {limit} per request "
+                    "(FHIR_MAX_BUNDLE_ENTRIES). Split it into smaller bundles, or import the file with "
+                    "manage.py import_fhir."
+                ]
+            }
+        )
 
 
 class FhirImportView(ClinicalView):
@@ -556,6 +578,7 @@ class FhirImportView(ClinicalView):
     )
     def post(self, request: Request) -> Response:
         dry_run = request.query_params.get("dry_run", "").lower() in ("1", "true", "yes")
+        _check_bundle_size(request.data)
         result = import_bundle(request.data, user=request.user, request=request, dry_run=dry_run)
         code = status.HTTP_201_CREATED if result.stored and not dry_run else status.HTTP_200_OK
         return Response(s.FhirResultSerializer(result).data, status=code)

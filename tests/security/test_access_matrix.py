@@ -150,18 +150,10 @@ def _admin_site_entries() -> dict[str, tuple[str, tuple[Any, ...]]]:
 ADMIN_MODELS = (
     "auth.user",
     "auth.group",
-    "patients.patient",
-    "patients.labresult",
+    # No patient data (issue 9): only reference data without patient values, read-only.
     "patients.careteam",
-    "patients.infusion",
-    "patients.observation",
-    "patients.clinicalevent",
-    "patients.gradeoverride",
     "patients.siteparameters",
     "scoring.scoremodel",
-    "scoring.dailyassessment",
-    "scoring.patientsummary",
-    "scoring.alert",
 )
 
 EXPECTED.update(_admin_site_entries())

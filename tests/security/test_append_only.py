@@ -146,6 +146,26 @@ def test_raw_sql_update_and_delete_are_refused(audit_rows: Patient) -> None:
             c.execute(sql)
 
 
+def test_data_transfer_rows_refuse_update_and_delete_in_the_database(audit_rows: Patient) -> None:
+    """The import and export trail is audit data like the access log (issue 9, finding 5)."""
+    from patients.imports import record_transfer
+
+    record_transfer(user=None, direction="export", kind="cohort", filename="x.zip", patients=1)
+    assert "patients_datatransfer" in appendonly.append_only_tables(connection)
+    for sql in ("UPDATE patients_datatransfer SET filename = 'forged'", "DELETE FROM patients_datatransfer"):
+        with (
+            pytest.raises(DatabaseError, match="append-only"),
+            transaction.atomic(),
+            connection.cursor() as c,
+        ):
+            c.execute(sql)
+    from patients.models import DataTransfer
+
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        DataTransfer.objects.update(filename="forged")
+    assert DataTransfer.objects.get().filename == "x.zip"
+
+
 # --- the Django admin --------------------------------------------------------------------
 
 CLINICAL_APPS = {"patients", "scoring"}
@@ -187,4 +207,5 @@ def test_superuser_sees_no_clinical_model_in_the_admin_index(client, db: None) -
     client.force_login(root)
     html = client.get("/admin/").content.decode()
     assert "Patients" not in html and "Lab results" not in html
-    assert client.get("/admin/patients/patient/").status_code == 403
+    # Not registered at all (issue 9): the admin has no patient-data page to refuse.
+    assert client.get("/admin/patients/patient/").status_code == 404

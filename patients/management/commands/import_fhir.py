@@ -33,7 +33,7 @@ class Command(BaseCommand):
                 data = json.load(fh)
         except OSError as exc:
             raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise CommandError(f"{path}: not JSON in UTF-8 ({exc}); nothing was imported.") from exc
         try:
             result = import_bundle(data, user=user, dry_run=options["dry_run"])
