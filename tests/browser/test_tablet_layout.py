@@ -39,7 +39,11 @@ def _seed(user: Any, team: CareTeam) -> None:
     d0 = severe.infusion.infusion_date
     for day, value in ((2, "0"), (4, "0"), (8, "40")):
         services.lab_record(
-            user=user, patient=severe, analyte="bcell", value=value, collected_at=_at(d0 + timedelta(days=day), 8)
+            user=user,
+            patient=severe,
+            analyte="bcell",
+            value=value,
+            collected_at=_at(d0 + timedelta(days=day), 8),
         )
     services.lab_panel_record(
         user=user,
