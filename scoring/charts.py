@@ -28,6 +28,7 @@ COLOR_LINE = "#0550ae"
 COLOR_MUTED = "#57606a"
 GRADE_COLORS = ["#8c959f", "#bf8700", "#d1242f", "#a40e26", "#6e011a", "#3d0010"]
 CHART_HEIGHT_PX = 280
+SQUARE_CHART_HEIGHT_PX = 480  # a ROC of about 350 px a side, above the legend
 HOURS_PER_DAY = 24
 X_MARGIN_DAYS = 0.7
 SYMBOL_BY_COMPARATOR = {"<": "triangle-down", "<=": "triangle-down", ">": "triangle-up", ">=": "triangle-up"}
@@ -72,6 +73,14 @@ def base_layout(title: str, y_title: str, **extra: Any) -> dict[str, Any]:
         "annotations": [],
     }
     layout.update(extra)
+    return layout
+
+
+def square_axes(layout: dict[str, Any], *, height: int) -> dict[str, Any]:
+    """Make a unit-square plot (ROC, calibration) square: one unit on x is one on y, whatever the width."""
+    layout["height"] = height
+    layout["xaxis"].update({"constrain": "domain"})
+    layout["yaxis"].update({"scaleanchor": "x", "scaleratio": 1, "constrain": "domain"})
     return layout
 
 
