@@ -322,7 +322,9 @@ def bcell_figure(
         detectable = [
             v
             for v in values
-            if v.whole_day == first_regeneration_day and v.comparator not in ("<", "<=") and v.value > float(threshold)
+            if v.whole_day == first_regeneration_day
+            and v.comparator not in ("<", "<=")
+            and v.value > float(threshold)
         ]
         star = detectable[0] if detectable else None
         data.append(
