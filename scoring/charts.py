@@ -7,6 +7,7 @@ Every number is a float or int here, never a Decimal.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -28,6 +29,7 @@ COLOR_LINE = "#0550ae"
 COLOR_MUTED = "#57606a"
 GRADE_COLORS = ["#8c959f", "#bf8700", "#d1242f", "#a40e26", "#6e011a", "#3d0010"]
 CHART_HEIGHT_PX = 280
+SQUARE_CHART_HEIGHT_PX = 480  # a ROC of about 350 px a side, above the legend
 HOURS_PER_DAY = 24
 X_MARGIN_DAYS = 0.7
 SYMBOL_BY_COMPARATOR = {"<": "triangle-down", "<=": "triangle-down", ">": "triangle-up", ">=": "triangle-up"}
@@ -42,6 +44,21 @@ class ChartLab:
     day: float  # day after infusion with the local time of day as a fraction
     value: float
     comparator: str
+    time: str = ""  # local time of day, HH:MM
+
+    @property
+    def whole_day(self) -> int:
+        """The day it was collected on (day −3 at 07:00 is −2.7 on the axis, and day −3)."""
+        return math.floor(self.day)
+
+    def hover(self, unit: str) -> str:
+        """Value, unit, day and time of day, for the point's hover label."""
+        return _("%(value)s %(unit)s, day %(day)s at %(time)s") % {
+            "value": f"{self.comparator}{self.value:g}",
+            "unit": unit,
+            "day": self.whole_day,
+            "time": self.time,
+        }
 
 
 def chart_labs(labs: Sequence[Any], tz: ZoneInfo, infusion_date: date) -> list[ChartLab]:
@@ -51,7 +68,15 @@ def chart_labs(labs: Sequence[Any], tz: ZoneInfo, infusion_date: date) -> list[C
         local = lab.collected_at.astimezone(tz)
         day = day_of(lab.collected_at, tz, infusion_date)
         fraction = (local.hour + local.minute / 60) / HOURS_PER_DAY
-        out.append(ChartLab(lab.analyte, round(day + fraction, 4), float(lab.value), lab.comparator or ""))
+        out.append(
+            ChartLab(
+                lab.analyte,
+                round(day + fraction, 4),
+                float(lab.value),
+                lab.comparator or "",
+                local.strftime("%H:%M"),
+            )
+        )
     return sorted(out, key=lambda x: x.day)
 
 
@@ -72,6 +97,14 @@ def base_layout(title: str, y_title: str, **extra: Any) -> dict[str, Any]:
         "annotations": [],
     }
     layout.update(extra)
+    return layout
+
+
+def square_axes(layout: dict[str, Any], *, height: int) -> dict[str, Any]:
+    """Make a unit-square plot (ROC, calibration) square: one unit on x is one on y, whatever the width."""
+    layout["height"] = height
+    layout["xaxis"].update({"constrain": "domain"})
+    layout["yaxis"].update({"scaleanchor": "x", "scaleratio": 1, "constrain": "domain"})
     return layout
 
 
@@ -236,7 +269,7 @@ def lab_figures(labs: Sequence[ChartLab], model: ModelSpec) -> list[dict[str, An
                         "name": analyte_label(code),
                         "x": [v.day for v in values],
                         "y": [v.value for v in values],
-                        "text": [f"{v.comparator}{v.value:g} {spec.canonical_unit}" for v in values],
+                        "text": [v.hover(spec.canonical_unit) for v in values],
                         "hovertemplate": "%{text}<extra></extra>",
                         "marker": {
                             "size": 9,
@@ -275,7 +308,7 @@ def bcell_figure(
             "name": _("CD19+ B cells"),
             "x": [v.day for v in values],
             "y": [v.value for v in values],
-            "text": [f"{v.comparator}{v.value:g} {unit}" for v in values],
+            "text": [v.hover(unit) for v in values],
             "hovertemplate": "%{text}<extra></extra>",
             "marker": {
                 "size": 9,
@@ -285,13 +318,22 @@ def bcell_figure(
         }
     ]
     if first_regeneration_day is not None:
+        # On the sample itself, at its time of day like every lab point: the first detectable one of day r.
+        detectable = [
+            v
+            for v in values
+            if v.whole_day == first_regeneration_day
+            and v.comparator not in ("<", "<=")
+            and v.value > float(threshold)
+        ]
+        star = detectable[0] if detectable else None
         data.append(
             {
                 "type": "scatter",
                 "mode": "markers",
                 "name": _("Regeneration (day r)"),
-                "x": [first_regeneration_day],
-                "y": [max((v.value for v in values if int(v.day) == first_regeneration_day), default=0)],
+                "x": [first_regeneration_day if star is None else star.day],
+                "y": [0 if star is None else star.value],
                 "marker": {"size": 16, "symbol": "star", "color": COLOR_HIGH},
             }
         )

@@ -20,8 +20,10 @@ from scoring.charts import (
     COLOR_MID,
     COLOR_MUTED,
     GRADE_COLORS,
+    SQUARE_CHART_HEIGHT_PX,
     base_layout,
     chart_entry,
+    square_axes,
 )
 
 BAND_COLORS = {"low": COLOR_LOW, "intermediate": COLOR_MID, "high": COLOR_HIGH}
@@ -32,6 +34,7 @@ GROUP_COLORS = {
     cohort.IMMUNOMODULATORY: COLOR_MID,
 }
 PERCENT = 100
+COUNTS_ROW_Y = 110  # the events/n row of the calibration chart, above the 100 % of any error bar
 
 
 def group_label(code: str) -> str:
@@ -131,6 +134,7 @@ def roc_figure(result: cohort.RocResult) -> dict[str, Any]:
     layout = base_layout(_("ROC: day-7 score against severe CRS"), _("Sensitivity"))
     layout["xaxis"].update({"title": {"text": _("1 − specificity")}, "range": [0, 1], "constrain": "domain"})
     layout["yaxis"].update({"range": [0, 1.02]})
+    square_axes(layout, height=SQUARE_CHART_HEIGHT_PX)
     layout["shapes"].append(
         {"type": "line", "x0": 0, "y0": 0, "x1": 1, "y1": 1, "line": {"color": COLOR_MUTED, "dash": "dot"}}
     )
@@ -171,17 +175,17 @@ def calibration_figure(cal: cohort.Calibration) -> dict[str, Any]:
     """Observed severe-CRS rate per day-7 point total, with Wilson 95 % CIs and counts."""
     layout = base_layout(_("Observed severe CRS by day-7 points"), _("Severe CRS (%)"))
     layout["xaxis"].update({"title": {"text": _("Day-7 points")}, "dtick": 1})
-    layout["yaxis"].update({"range": [0, 112]})  # room above 100 % for the n labels
+    # The events/n labels sit in a row of their own above 100 %, where no error bar reaches:
+    # written on the bars ("outside") they covered the upper whiskers.
+    layout["yaxis"].update({"range": [0, COUNTS_ROW_Y + 8], "tickvals": [0, 25, 50, 75, 100]})
     rows = [r for r in cal.by_points if r.rate is not None and r.ci is not None]
+    x = [int(r.label) for r in rows]
     data = [
         {
             "type": "bar",
             "name": _("Observed"),
-            "x": [int(r.label) for r in rows],
+            "x": x,
             "y": [round(PERCENT * (r.rate or 0.0), 1) for r in rows],
-            "text": [f"{r.events}/{r.n}" for r in rows],
-            "textposition": "outside",
-            "cliponaxis": False,
             "marker": {"color": COLOR_LINE},
             "error_y": {
                 "type": "data",
@@ -190,7 +194,19 @@ def calibration_figure(cal: cohort.Calibration) -> dict[str, Any]:
                 "arrayminus": [round(PERCENT * ((r.rate or 0.0) - r.ci[0]), 1) for r in rows if r.ci],
                 "color": COLOR_MUTED,
             },
-        }
+        },
+        {
+            "type": "scatter",
+            "mode": "text",
+            "name": _("Severe CRS / patients"),
+            "showlegend": False,
+            "x": x,
+            "y": [COUNTS_ROW_Y] * len(rows),
+            "text": [f"{r.events}/{r.n}" for r in rows],
+            "textposition": "middle center",
+            "hoverinfo": "skip",
+            "cliponaxis": False,
+        },
     ]
     return {"data": data, "layout": layout}
 

@@ -17,6 +17,7 @@ from scoring.rules import astct, bcell, measix, score
 from scoring.rules.days import day_of_date, format_day
 from scoring.rules.units import ANALYTES
 from scoring.services import patient_inputs, patients_with_inputs, site_zone
+from scoring.shipped import shipped_text
 
 MRD_UNIT = "%"
 PROVISIONAL_MODEL_NAME = "provisional-v0"
@@ -227,9 +228,45 @@ def score_models() -> list[ScoreModel]:
     return sorted(models, key=lambda m: (m.status != "active", m.status, m.name))
 
 
+def _rule_text(factor: dict[str, Any]) -> str:
+    return f"{factor['comparison']} {_num(str(factor['cut']))} {input_unit(factor['input'])}".strip()
+
+
+def stale_rationales(model: ScoreModel) -> dict[str, str]:
+    """Factors whose rule changed from the model it was copied from while the rationale did not.
+
+    Code → the rule that rationale was written for. The label follows a changed rule on save
+    (``scoring.services``); a rationale is the hematologist's words, so it is flagged, not rewritten.
+    """
+    source = model.derived_from
+    if source is None:
+        return {}
+    before = {f["code"]: f for f in source.spec.get("factors", [])}
+    stale = {}
+    for f in model.spec.get("factors", []):
+        was = before.get(f["code"])
+        rationale = (f.get("rationale") or "").strip()
+        if was is None or not rationale or rationale != (was.get("rationale") or "").strip():
+            continue
+        if f["comparison"] != was["comparison"] or Decimal(str(f["cut"])) != Decimal(str(was["cut"])):
+            stale[f["code"]] = _rule_text(was)
+    return stale
+
+
+def stale_rationale_rows(model: ScoreModel) -> list[tuple[str, str]]:
+    """The editor's warning: (input name, rule the rationale was written for), in factor order."""
+    stale = stale_rationales(model)
+    return [
+        (input_label(f["input"]), stale[f["code"]])
+        for f in model.spec.get("factors", [])
+        if f["code"] in stale
+    ]
+
+
 def score_model_views(model: ScoreModel) -> dict[str, Any]:
     """A model card: its factors with units, band thresholds and total points."""
     spec = model.to_spec()
+    stale = stale_rationales(model)
     return {
         "factors": [
             {
@@ -238,10 +275,12 @@ def score_model_views(model: ScoreModel) -> dict[str, Any]:
                 "cut": f"{f.comparison} {_num(str(f.cut))} {input_unit(f.input)}".strip(),
                 "points": f.points,
                 "label": f.label,
-                "rationale": f.rationale,
+                "rationale": shipped_text(f.rationale),
+                "rationale_written_for": stale.get(f.code, ""),
             }
             for f in spec.factors
         ],
+        "description": shipped_text(model.description),
         "intermediate_from": spec.intermediate_from,
         "high_from": spec.high_from,
         "total_points": spec.total_points,

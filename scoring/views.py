@@ -98,7 +98,8 @@ def model_edit(request: HttpRequest, name: str) -> HttpResponse:
         else:
             messages.success(request, _("Draft %(name)s saved.") % {"name": model.name})
             return redirect(model)
-    return render(request, "scoring/model_edit.html", {"form": form, "model": model})
+    stale = selectors.stale_rationale_rows(model)
+    return render(request, "scoring/model_edit.html", {"form": form, "model": model, "stale": stale})
 
 
 @hematologist_required

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.contrib.auth import password_validation
 from django.contrib.auth.models import User
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from crsrisk.accounts.models import Role, SecurityEvent
@@ -19,7 +21,10 @@ class _RoleTeamsForm(forms.Form):
         queryset=CareTeam.objects.order_by("name"),
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text=_("Clinicians and hematologists see the patients of these teams. Admins have none."),
+        help_text=_(
+            "Clinicians and hematologists see the patients of these teams. Admins have none. "
+            "Teams are created and renamed on the Care teams page."
+        ),
     )
     all_care_teams = forms.BooleanField(
         label=_("All care teams"),
@@ -28,18 +33,49 @@ class _RoleTeamsForm(forms.Form):
     )
 
 
+# The only user attribute these pages set; the similarity validator skips blank ones.
+ACCOUNT_ATTRIBUTES = ("username",)
+
+
+def password_rules() -> list[str]:
+    """The rules AUTH_PASSWORD_VALIDATORS really apply, one sentence each, read from the validators.
+
+    Built from the configured validators and their options, so the help cannot drift from
+    what is enforced; a validator this function does not know speaks its own help text.
+    """
+    rules = []
+    for validator in password_validation.get_default_password_validators():
+        if isinstance(validator, password_validation.MinimumLengthValidator):
+            n = validator.min_length
+            rules.append(ngettext("At least %(n)d character.", "At least %(n)d characters.", n) % {"n": n})
+        elif isinstance(validator, password_validation.UserAttributeSimilarityValidator):
+            if set(validator.user_attributes) & set(ACCOUNT_ATTRIBUTES):
+                rules.append(gettext("Not too similar to the username, or to a part of it."))
+        elif isinstance(validator, password_validation.CommonPasswordValidator):
+            rules.append(gettext("Not a commonly used password."))
+        elif isinstance(validator, password_validation.NumericPasswordValidator):
+            rules.append(gettext("Not entirely digits."))
+        else:
+            rules.append(str(validator.get_help_text()))
+    return rules
+
+
 class _NewPasswordMixin(forms.Form):
     password = forms.CharField(
         label=_("Initial password"),
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-        help_text=_("At least 12 characters, not a common password. No other rules."),
     )
     password_confirm = forms.CharField(
         label=_("Repeat the password"),
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Read when the form is built: the active language, and the validators as configured now.
+        self.fields["password"].help_text = " ".join(password_rules())
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -65,6 +101,11 @@ class UserEditForm(_RoleTeamsForm):
 
 class PasswordSetForm(_NewPasswordMixin):
     pass
+
+
+class CareTeamForm(forms.Form):
+    # The length and uniqueness checks live in the service, so a refusal names the field the same way.
+    name = forms.CharField(label=_("Care team name"), max_length=200)
 
 
 AUDIT_SOURCES = [

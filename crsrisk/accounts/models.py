@@ -46,7 +46,7 @@ class AccessLog(models.Model):
 
 
 class SecurityEvent(models.Model):
-    """Account, role, login, lockout and token events. Append-only; no clinical values."""
+    """Account, role, login, lockout, token and care-team events. Append-only; no clinical values."""
 
     class Kind(models.TextChoices):
         LOGIN = "login", _("login")
@@ -61,6 +61,8 @@ class SecurityEvent(models.Model):
         PASSWORD_CHANGED = "password_changed", _("password changed")
         TOKEN_ISSUED = "token_issued", _("API token issued")
         TOKEN_REVOKED = "token_revoked", _("API token revoked")
+        CARE_TEAM_CREATED = "care_team_created", _("care team created")
+        CARE_TEAM_RENAMED = "care_team_renamed", _("care team renamed")
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     kind = models.CharField(max_length=24, choices=Kind.choices)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from crsrisk.accounts.models import AccessLog, Profile, Role, SecurityEvent
+from patients.models import CareTeam
 
 
 @dataclass(frozen=True)
@@ -93,3 +94,8 @@ def access_entries(filters: dict[str, Any]) -> QuerySet[AccessLog]:
     if filters.get("mrn"):
         qs = qs.filter(mrn=filters["mrn"])
     return qs.order_by("-at", "-pk")
+
+
+def care_teams() -> QuerySet[CareTeam]:
+    """The care teams by name: names only, no patient or clinical data (admins see none)."""
+    return CareTeam.objects.order_by("name").only("id", "name")

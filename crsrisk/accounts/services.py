@@ -15,8 +15,9 @@ import axes.utils
 from django.contrib.auth import password_validation
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from rest_framework.authtoken.models import Token
 
 from crsrisk.accounts.models import Profile, Role, SecurityEvent
@@ -249,3 +250,71 @@ def token_revoke(*, actor: Any, user: User, ip_address: str | None = None) -> bo
         kind=SecurityEvent.Kind.TOKEN_REVOKED, username=user.username, actor=actor, ip_address=ip_address
     )
     return bool(revoked)
+
+
+CARE_TEAM_NAME_MAX_CHARS = CareTeam._meta.get_field("name").max_length or 0
+TEAM_TAKEN = gettext_noop("A care team called '%(name)s' already exists.")
+
+
+def _care_team_name(name: str, *, other_than: CareTeam | None = None) -> str:
+    """A team name as stored: trimmed, not empty, not too long, unique whatever its case."""
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": _("Give the care team a name.")})
+    if len(name) > CARE_TEAM_NAME_MAX_CHARS:
+        raise ValidationError(
+            {
+                "name": _("A care team name has at most %(n)s characters; this one has %(len)s.")
+                % {"n": CARE_TEAM_NAME_MAX_CHARS, "len": len(name)}
+            }
+        )
+    taken = CareTeam.objects.filter(name__iexact=name)
+    if other_than is not None:
+        taken = taken.exclude(pk=other_than.pk)
+    existing = taken.first()
+    if existing is not None:
+        raise ValidationError({"name": _(TEAM_TAKEN) % {"name": existing.name}})
+    return name
+
+
+@transaction.atomic
+def care_team_create(*, actor: Any, name: str, ip_address: str | None = None) -> CareTeam:
+    """Create a care team (a name only: admins see no clinical data)."""
+    name = _care_team_name(name)
+    try:
+        with transaction.atomic():
+            team = CareTeam.objects.create(name=name)
+    except IntegrityError as exc:  # created by someone else since the check
+        raise ValidationError({"name": _(TEAM_TAKEN) % {"name": name}}) from exc
+    security_event_record(
+        kind=SecurityEvent.Kind.CARE_TEAM_CREATED,
+        username="",
+        actor=actor,
+        ip_address=ip_address,
+        detail=f"name={name!r}",
+    )
+    return team
+
+
+@transaction.atomic
+def care_team_rename(*, actor: Any, team: CareTeam, name: str, ip_address: str | None = None) -> CareTeam:
+    """Rename a care team; its members and patients stay with it."""
+    team = CareTeam.objects.select_for_update().get(pk=team.pk)
+    old = team.name
+    name = _care_team_name(name, other_than=team)
+    if name == old:
+        raise ValidationError({"name": _("The care team is already called '%(name)s'.") % {"name": old}})
+    team.name = name
+    try:
+        with transaction.atomic():
+            team.save(update_fields=["name"])
+    except IntegrityError as exc:
+        raise ValidationError({"name": _(TEAM_TAKEN) % {"name": name}}) from exc
+    security_event_record(
+        kind=SecurityEvent.Kind.CARE_TEAM_RENAMED,
+        username="",
+        actor=actor,
+        ip_address=ip_address,
+        detail=f"from={old!r} to={name!r}",
+    )
+    return team

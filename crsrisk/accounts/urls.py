@@ -18,5 +18,7 @@ urlpatterns = [
     path("users/<int:pk>/unlock/", views.user_unlock, name="user-unlock"),
     path("users/<int:pk>/token/", views.token_issue, name="token-issue"),
     path("users/<int:pk>/token/revoke/", views.token_revoke, name="token-revoke"),
+    path("teams/", views.care_team_list, name="care-team-list"),
+    path("teams/<int:pk>/", views.care_team_rename, name="care-team-rename"),
     path("audit/", views.security_audit, name="security-audit"),
 ]

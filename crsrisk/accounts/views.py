@@ -19,8 +19,15 @@ from django.views.decorators.http import require_POST
 
 from crsrisk.accounts import selectors, services
 from crsrisk.accounts.access import admin_required, client_ip
-from crsrisk.accounts.forms import AuditFilterForm, PasswordSetForm, UserCreateForm, UserEditForm
+from crsrisk.accounts.forms import (
+    AuditFilterForm,
+    CareTeamForm,
+    PasswordSetForm,
+    UserCreateForm,
+    UserEditForm,
+)
 from crsrisk.accounts.models import SecurityEvent
+from patients.models import CareTeam
 
 AUDIT_PAGE_SIZE = 100
 
@@ -179,6 +186,44 @@ def user_password(request: HttpRequest, pk: int) -> HttpResponse:
             )
             return redirect("accounts:user-edit", pk=user.pk)
     return render(request, "accounts/user_password.html", {"form": form, "subject": user})
+
+
+@admin_required
+def care_team_list(request: HttpRequest) -> HttpResponse:
+    """The care teams (names only) and a form to create one."""
+    form = CareTeamForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            team = services.care_team_create(
+                actor=request.user, name=form.cleaned_data["name"], ip_address=client_ip(request)
+            )
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            messages.success(request, _("Care team %(name)s created.") % {"name": team.name})
+            return redirect("accounts:care-team-list")
+    return render(request, "accounts/care_team_list.html", {"form": form, "teams": selectors.care_teams()})
+
+
+@admin_required
+def care_team_rename(request: HttpRequest, pk: int) -> HttpResponse:
+    team = get_object_or_404(CareTeam, pk=pk)
+    form = CareTeamForm(request.POST or None, initial={"name": team.name})
+    if request.method == "POST" and form.is_valid():
+        old = team.name
+        try:
+            team = services.care_team_rename(
+                actor=request.user, team=team, name=form.cleaned_data["name"], ip_address=client_ip(request)
+            )
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            messages.success(
+                request,
+                _("Care team %(old)s renamed to %(new)s.") % {"old": old, "new": team.name},
+            )
+            return redirect("accounts:care-team-list")
+    return render(request, "accounts/care_team_rename.html", {"form": form, "team": team})
 
 
 @admin_required

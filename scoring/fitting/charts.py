@@ -10,7 +10,15 @@ from typing import Any
 
 from django.utils.translation import gettext as _
 
-from scoring.charts import COLOR_HIGH, COLOR_LINE, COLOR_MUTED, base_layout, chart_entry
+from scoring.charts import (
+    COLOR_HIGH,
+    COLOR_LINE,
+    COLOR_MUTED,
+    SQUARE_CHART_HEIGHT_PX,
+    base_layout,
+    chart_entry,
+    square_axes,
+)
 
 CHART_HEIGHT_PX = 360
 
@@ -20,6 +28,7 @@ def roc_figure(report: dict[str, Any]) -> dict[str, Any]:
     layout = base_layout(_("ROC curve"), _("Sensitivity"), height=CHART_HEIGHT_PX)
     layout["xaxis"] = {"title": {"text": _("1 − specificity")}, "range": [0, 1], "zeroline": False}
     layout["yaxis"].update({"range": [0, 1.02], "rangemode": "normal"})
+    square_axes(layout, height=SQUARE_CHART_HEIGHT_PX)
     auc = report["performance"]["auc"]
     curves = (
         ("integer_score", _("Integer score"), COLOR_HIGH, "lines+markers"),
@@ -60,6 +69,7 @@ def calibration_figure(report: dict[str, Any]) -> dict[str, Any]:
     )
     layout["xaxis"] = {"title": {"text": _("Predicted risk")}, "range": [0, 1], "zeroline": False}
     layout["yaxis"].update({"range": [0, 1.02], "rangemode": "normal"})
+    square_axes(layout, height=SQUARE_CHART_HEIGHT_PX)
     groups = cal["groups"]
     data = [
         {

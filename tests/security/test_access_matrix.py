@@ -68,6 +68,8 @@ EXPECTED: dict[str, tuple[str, tuple[Any, ...]]] = {  # keyed by URL name
     "accounts:token-issue": (POST, ADMIN_PAGE),
     "accounts:token-revoke": (POST, ADMIN_PAGE),
     "accounts:security-audit": (GET, ADMIN_PAGE),
+    "accounts:care-team-list": (GET, ADMIN_PAGE),  # team names only, no clinical data
+    "accounts:care-team-rename": (GET, ADMIN_PAGE),
     # --- ward pages (patients/urls.py) ------------------------------------------------------
     "patients:ward": (GET, CLINICAL_LIST),
     "patients:register": (GET, CLINICAL_LIST),
@@ -216,6 +218,7 @@ def matrix_world(db: None) -> dict[str, Any]:
             "override": override.pk,
             "alert": alert.pk,
             "transfer": transfer.pk,
+            "team": team.pk,
             "user": subject.pk,
             "day": observation.date.isoformat(),
             "name": "provisional-v0",
@@ -234,7 +237,7 @@ def url_values(route: Route, values: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for param in route.params:
         if param == "pk":
-            kinds = ("lab", "observation", "event", "override", "alert")
+            kinds = ("lab", "observation", "event", "override", "alert", "team")
             kind = next((k for k in kinds if k in route.key), "user")
             out[param] = values[kind]
         else:

@@ -43,6 +43,7 @@ def test_login_with_the_token_works(csrf_client: Client, clinician: User) -> Non
         ("accounts:token-issue", True),
         ("accounts:token-revoke", True),
         ("accounts:user-edit", True),
+        ("accounts:care-team-list", False),
         ("accounts:logout", False),
     ],
 )
