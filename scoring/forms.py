@@ -216,6 +216,12 @@ class FitForm(forms.Form):
         initial=engine.DEFAULT_BOOTSTRAP,
     )
     seed = forms.IntegerField(label=_("Bootstrap seed"), min_value=0, initial=engine.DEFAULT_SEED)
+    base = forms.FloatField(
+        label=_("Base B for the points"),
+        required=False,
+        min_value=0.001,
+        help_text=_("Optional; by default the smallest positive coefficient. A refused fit suggests one."),
+    )
 
     def clean_name(self) -> str:
         from scoring.services import MODEL_NAME_RE
