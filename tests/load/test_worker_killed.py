@@ -29,7 +29,9 @@ def _job(pk: int) -> Job:
     return Job.objects.get(pk=pk)
 
 
-def test_a_killed_worker_leaves_no_half_state_and_the_job_finishes_when_delivered_again(qcluster_factory, tmp_path):
+def test_a_killed_worker_leaves_no_half_state_and_the_job_finishes_when_delivered_again(
+    qcluster_factory, tmp_path
+):
     seed_demo(today=date(2026, 1, 15), password="demo-password-2025!", n_patients=PATIENTS)
     hematologist = User.objects.get(username="demo-hematologist")
     draft = ScoreModel.objects.create(
