@@ -127,7 +127,7 @@ def test_model_pages_and_activation(hema_client, hematologist, ward_patient):
     assert job.status == Job.Status.SUCCEEDED and job.started_by.username == "hema"
     assert job.result == {"model": "local-v1", "patients": 1}
     html = hema_client.get(job.get_absolute_url()).content.decode()
-    assert "local-v1 is now active; 1 patients were recomputed." in html
+    assert "local-v1 is now active; 1 patient was recomputed." in html
     assert 'http-equiv="refresh"' not in html
     assert PatientSummary.objects.filter(patient=ward_patient, model=draft).exists()
     assert hema_client.get(reverse("scoring:model-detail", args=["nope"])).status_code == 404
