@@ -99,9 +99,7 @@ class Command(BaseCommand):
             self.stderr.write("dry run: nothing stored.")
             return
         try:
-            model = store_fitted_draft(
-                fit=fit, spec=spec, user=user, source=active, name=name, design=design
-            )
+            model = store_fitted_draft(fit=fit, spec=spec, user=user, source=active, name=name, design=design)
         except ValidationError as exc:
             raise CommandError("not stored: " + " ".join(exc.messages)) from None
         self.stderr.write(
