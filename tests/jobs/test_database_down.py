@@ -15,7 +15,8 @@ from django.db import OperationalError, connection
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
-pytestmark = pytest.mark.django_db
+# Outside a test transaction, as in production: a failed query must not poison the next request.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @contextmanager
