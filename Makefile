@@ -1,5 +1,6 @@
 # CRS Risk: two commands on a fresh clone (Python 3.11+, make).
-#   make run   install, migrate, seed demo data on SQLite, serve on 127.0.0.1:$${PORT:-8000}
+#   make run   install, migrate, seed demo data on SQLite, serve on 127.0.0.1:$${PORT:-8000} with a job worker
+#   make serve production-like: gunicorn and a job worker on DATABASE_URL (docs/deploy.md)
 #   make test  install, lint, checks, the whole suite, on the database DATABASE_URL names
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +10,7 @@ PORT ?= 8000
 # The development environment, as for `make run`; production is DEBUG off.
 DEV_ENV := DEBUG=1
 
-.PHONY: venv run test lint format check migrate demo bench screenshots clean messages
+.PHONY: venv run serve test lint format check migrate demo bench screenshots clean messages
 
 venv: $(STAMP)
 
@@ -25,8 +26,20 @@ migrate: venv
 demo: migrate
 	$(DEV_ENV) $(PY) manage.py demo --if-empty
 
+# The web server and the job worker together; Ctrl-C (or either one ending) stops both.
+# A background command ignores SIGINT in sh, so the trap sends the worker TERM (a graceful stop).
 run: demo
+	@$(DEV_ENV) $(PY) manage.py qcluster & QPID=$$!; \
+	trap 'kill -TERM $$QPID 2>/dev/null; wait $$QPID' EXIT INT TERM; \
 	$(DEV_ENV) $(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+# Production-like (DEBUG off): SECRET_KEY, TIME_ZONE and ALLOWED_HOSTS must be set (docs/deploy.md).
+serve: venv
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	@$(PY) manage.py qcluster & QPID=$$!; \
+	trap 'kill -TERM $$QPID 2>/dev/null; wait $$QPID' EXIT INT TERM; \
+	$(VENV)/bin/gunicorn --config gunicorn.conf.py crsrisk.wsgi
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -67,12 +67,16 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_q",
     "crsrisk.accounts",
+    "crsrisk.jobs",
     "patients",
     "scoring",
 ]
 
 MIDDLEWARE = [
+    # Outermost: a request the database breaks answers 503 with Retry-After, never a 500.
+    "crsrisk.jobs.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -118,6 +122,11 @@ if _engine == "django.db.backends.sqlite3":
     # Concurrent writers wait for the lock instead of failing with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {})["transaction_mode"] = "IMMEDIATE"
     DATABASES["default"]["OPTIONS"].setdefault("timeout", 20)
+    # WAL: readers never wait for the writer, and a background job's short commits leave the
+    # write lock free for a bedside entry in between (docs/deploy.md: SQLite is for one machine).
+    DATABASES["default"]["OPTIONS"].setdefault(
+        "init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+    )
     if DATABASES["default"]["NAME"] != ":memory:":
         DATA_DIR.mkdir(exist_ok=True)
 elif _engine == "django.db.backends.postgresql":
@@ -126,6 +135,26 @@ elif _engine == "django.db.backends.postgresql":
 else:
     raise ImproperlyConfigured(f"DATABASE_URL must name SQLite or PostgreSQL, not {_engine}.")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Background jobs: django-q2 on the project's own database (docs/deploy.md) --------------
+# A job longer than JOB_TIMEOUT_SECONDS is stopped; a job whose worker died without
+# acknowledging it is delivered again after ``retry`` seconds (it must exceed the timeout).
+JOB_TIMEOUT_SECONDS = env.int("JOB_TIMEOUT_SECONDS", default=30 * 60)
+JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
+Q_CLUSTER = {
+    "name": "crsrisk",
+    "orm": "default",
+    "workers": env.int("JOB_WORKERS", default=2),
+    "timeout": JOB_TIMEOUT_SECONDS,
+    "retry": JOB_TIMEOUT_SECONDS + env.int("JOB_RETRY_MARGIN_SECONDS", default=60),
+    # Redelivery is counted by the Job row (JOB_MAX_ATTEMPTS), not by django-q.
+    "max_attempts": 0,
+    "ack_failures": True,
+    "catch_up": False,
+    "save_limit": 200,
+    "poll": env.float("JOB_POLL_SECONDS", default=1.0),
+    "label": "Queue",
+}
 
 # --- Authentication and sessions (SPEC 7) --------------------------------------------------
 AUTHENTICATION_BACKENDS = [
@@ -264,6 +293,8 @@ CONTENT_SECURITY_POLICY = {
 }
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    # A load balancer probes the health check over plain HTTP inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^health/$"]
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True

@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/v1/", include("patients.api.urls")),
     path("patients/", include("patients.urls")),
     path("scoring/", include("scoring.urls")),
+    path("jobs/", include("crsrisk.jobs.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
 ]

@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from patients.fields import DecimalTextField, IntegerTextField
 from patients.forms import ReasonForm
+from scoring.fitting import engine
 from scoring.models import Provenance, ScoreModel
 from scoring.selectors import input_label, input_unit
 
@@ -185,3 +186,43 @@ class ModelEditForm(ReasonForm, ProvenanceFieldsMixin):
 
 class RetireForm(ReasonForm):
     """Retire a draft or an old version, with a reason."""
+
+
+class FitForm(forms.Form):
+    """Local fitting from the model card (SPEC 5): the options of ``manage.py fit_model``."""
+
+    landmark = forms.BooleanField(
+        label=_("Landmark design: patients alive without grade ≥ 3 by day 7; events after day 7 only"),
+        required=False,
+    )
+    name = forms.CharField(
+        label=_("Name of the draft"),
+        required=False,
+        max_length=64,
+        help_text=_("Optional; by default fitted-<design>-<date and time>."),
+    )
+    bootstrap = forms.IntegerField(
+        label=_("Bootstrap resamples"),
+        min_value=engine.DEFAULT_BOOTSTRAP,
+        max_value=2000,
+        initial=engine.DEFAULT_BOOTSTRAP,
+    )
+    seed = forms.IntegerField(label=_("Bootstrap seed"), min_value=0, initial=engine.DEFAULT_SEED)
+    base = forms.FloatField(
+        label=_("Base B for the points"),
+        required=False,
+        min_value=0.001,
+        help_text=_("Optional; by default the smallest positive coefficient. A refused fit suggests one."),
+    )
+
+    def clean_name(self) -> str:
+        from scoring.services import MODEL_NAME_RE
+
+        name = self.cleaned_data["name"].strip()
+        if name and not MODEL_NAME_RE.match(name):
+            raise forms.ValidationError(
+                _("Use 1–64 letters, digits, '.', '_' or '-', starting with a letter or digit.")
+            )
+        if name and ScoreModel.objects.filter(name=name).exists():
+            raise forms.ValidationError(_("A model with this name already exists; choose another."))
+        return name

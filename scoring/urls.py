@@ -8,6 +8,7 @@ app_name = "scoring"
 
 urlpatterns = [
     path("models/", views.model_list, name="model-list"),
+    path("fit/", views.model_fit, name="model-fit"),
     path("models/<str:name>/", views.model_detail, name="model-detail"),
     path("models/<str:name>/report/", views.model_report, name="model-report"),
     path("models/<str:name>/activate/", views.model_activate, name="model-activate"),

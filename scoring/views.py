@@ -10,19 +10,22 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from crsrisk.accounts.access import hematologist_required
+from crsrisk.jobs.models import Job
+from crsrisk.jobs.services import job_start
 from patients import services as patient_services
 from patients.forms import SiteParametersForm, add_service_errors
 from patients.models import SiteParameters
 from scoring import cohort_charts, cohort_selectors, selectors
 from scoring.cohort import cohort_constants, cohort_report
+from scoring.fitting import engine
 from scoring.fitting.charts import fit_report_figures
 from scoring.fitting.engine import REPORT_FORMAT
+from scoring.fitting.local import fitted_draft_name
 from scoring.fitting.report import fit_report_view
-from scoring.forms import ModelDraftForm, ModelEditForm, RetireForm
+from scoring.forms import FitForm, ModelDraftForm, ModelEditForm, RetireForm
 from scoring.models import ModelStatus, Provenance, ScoreModel
 from scoring.rules import bcell
 from scoring.services import (
-    score_model_activate,
     score_model_create_draft,
     score_model_retire,
     score_model_update,
@@ -42,6 +45,8 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     context = {"model": model, **selectors.score_model_views(model)}
     if model.status == ModelStatus.DRAFT:
         context["what_if"] = selectors.score_model_what_if(model, user=request.user)
+    if model.status == ModelStatus.ACTIVE:
+        context["fit_form"] = FitForm()
     return render(request, "scoring/model_detail.html", context)
 
 
@@ -139,7 +144,7 @@ def model_report(request: HttpRequest, name: str) -> HttpResponse:
 @hematologist_required
 @require_POST
 def model_activate(request: HttpRequest, name: str) -> HttpResponse:
-    """Activate a version; every patient is recomputed under it."""
+    """Queue the activation of a version; a job recomputes every patient under it."""
     model = get_object_or_404(ScoreModel, name=name)
     if model.status == ModelStatus.ACTIVE:
         messages.info(request, _("%(name)s is already the active model.") % {"name": model.name})
@@ -149,49 +154,78 @@ def model_activate(request: HttpRequest, name: str) -> HttpResponse:
         messages.error(request, _("The form lost the model's revision: reload the page and try again."))
     else:
         try:
-            count = score_model_activate(
-                model=model, user=request.user, expected_revision=int(request.POST["revision"])
+            job = job_start(
+                kind=Job.Kind.MODEL_ACTIVATION,
+                user=request.user,
+                params={"model_id": model.pk, "revision": int(request.POST["revision"])},
             )
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
         else:
-            messages.success(
-                request,
-                _("%(name)s is now active; %(count)d patients were recomputed.")
-                % {"name": model.name, "count": count},
-            )
+            return redirect(job)
     return redirect(model)
+
+
+@hematologist_required
+@require_POST
+def model_fit(request: HttpRequest) -> HttpResponse:
+    """Queue a local fit from the active model's card; the job stores a draft and its report."""
+    active = ScoreModel.objects.active()
+    form = FitForm(request.POST)
+    if form.is_valid():
+        params = dict(form.cleaned_data)
+        design = engine.DESIGN_LANDMARK if params["landmark"] else engine.DESIGN_AS_PUBLISHED
+        params["name"] = params["name"] or fitted_draft_name(design)
+        try:
+            job = job_start(kind=Job.Kind.MODEL_FIT, user=request.user, params=params)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            return redirect(job)
+    context = {"model": active, "fit_form": form, **selectors.score_model_views(active)}
+    return render(request, "scoring/model_detail.html", context, status=400)
 
 
 @hematologist_required
 @require_http_methods(["GET", "POST"])
 def site_parameters(request: HttpRequest) -> HttpResponse:
-    """Edit the clinical site parameters; every change is audited and recomputes all patients."""
+    """Edit the clinical site parameters; a job saves the change (audited) and recomputes all patients."""
     params = SiteParameters.load()
     initial = {f: getattr(params, f) for f in patient_services.SITE_FIELDS} | {"version": params.version}
     form = SiteParametersForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        data = dict(form.cleaned_data)
-        version, reason = data.pop("version"), data.pop("reason")
+        if not form.recomputes():
+            return _site_parameters_save_now(request, form)
         try:
-            patient_services.site_parameters_update(
-                user=request.user, expected_version=version, reason=reason, **data
-            )
+            job = job_start(kind=Job.Kind.SITE_PARAMETERS, user=request.user, params=dict(form.cleaned_data))
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
-            if form.recomputes():
-                messages.success(request, _("Site parameters saved; every patient was recomputed."))
-            else:
-                messages.success(
-                    request,
-                    _("Site parameters saved; the usual units change no result, so nothing was recomputed."),
-                )
-            return redirect("scoring:site-parameters")
+            return redirect(job)
     history = params.history.select_related("history_user").order_by("-history_date")[:20]
     return render(
         request, "scoring/site_parameters.html", {"form": form, "params": params, "history": history}
     )
+
+
+def _site_parameters_save_now(request: HttpRequest, form: SiteParametersForm) -> HttpResponse:
+    """A change that recomputes nothing (the usual units) is saved in the request."""
+    data = dict(form.cleaned_data)
+    version, reason = data.pop("version"), data.pop("reason")
+    try:
+        patient_services.site_parameters_update(
+            user=request.user, expected_version=version, reason=reason, **data
+        )
+    except ValidationError as exc:
+        add_service_errors(form, exc)
+        params = SiteParameters.load()
+        history = params.history.select_related("history_user").order_by("-history_date")[:20]
+        context = {"form": form, "params": params, "history": history}
+        return render(request, "scoring/site_parameters.html", context, status=400)
+    messages.success(
+        request, _("Site parameters saved; the usual units change no result, so nothing was recomputed.")
+    )
+    return redirect("scoring:site-parameters")
 
 
 @hematologist_required

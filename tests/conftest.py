@@ -97,3 +97,18 @@ def ci_requires(component: str) -> None:
         pytest.fail(f"{component} is required under CI=true but is missing", pytrace=False)
     print(f"\nNOTICE: skipping, {component} is not available on this machine")  # noqa: T201
     pytest.skip(f"{component} is not available")
+
+
+def run_queued_jobs() -> list[object]:
+    """Run every task waiting in django-q2's ORM queue, as a worker would, in this process."""
+    from django.utils.module_loading import import_string
+    from django_q.models import OrmQ
+
+    results = []
+    while queued := list(OrmQ.objects.order_by("pk")):
+        for entry in queued:
+            task = entry.task
+            func = import_string(task["func"]) if isinstance(task["func"], str) else task["func"]
+            results.append(func(*task["args"], **task["kwargs"]))
+            entry.delete()
+    return results

@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from scoring.fitting import engine
 from scoring.fitting.cohort import FitCohort, build_cohort, exclusion_counts
-from scoring.models import ScoreModel
+from scoring.models import Provenance, ScoreModel
 from scoring.rules.score import ModelSpec, model_spec_to_dict
-from scoring.services import MAX_FACTOR_POINTS, score_model_spec_check
+from scoring.services import MAX_FACTOR_POINTS, score_model_create_draft, score_model_spec_check
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,29 @@ def run_local_fit(
     report = engine.json_safe(report)
     spec = fitted_spec(cohort, report, name)
     return LocalFit(spec=spec, report=report, cohort=cohort)
+
+
+def fitted_draft_name(design: str) -> str:
+    """The default name of a fitted draft: ``fitted-<design>-<date and time>``."""
+    return f"fitted-{design.replace('_', '-')}-{timezone.now():%Y%m%d-%H%M}"
+
+
+def store_fitted_draft(
+    *, fit: LocalFit, spec: dict[str, Any], user: Any, source: ScoreModel, name: str, design: str
+) -> ScoreModel:
+    """Store a checked fit as a draft with its report (the ``fit_model`` command and the web job)."""
+    return score_model_create_draft(
+        user=user,
+        source=source,
+        name=name,
+        provenance=Provenance.FITTED,
+        description=(
+            f"Fitted on {fit.report['cohort']['analysed']} local patients "
+            f"({fit.report['cohort']['events']} events), design {design}."
+        ),
+        spec=spec,
+        fit_report=fit.report,
+    )
 
 
 class FitNotStorable(ValueError):

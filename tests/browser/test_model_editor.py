@@ -9,7 +9,7 @@ import pytest
 from scoring.models import ModelStatus, ScoreModel
 from tests.browser.conftest import SCREENSHOTS, login
 from tests.browser.test_accessibility import serious_violations
-from tests.conftest import make_user
+from tests.conftest import make_user, run_queued_jobs
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -56,8 +56,12 @@ def test_hematologist_drafts_from_provisional_fixes_a_bad_cut_point_and_activate
     assert serious_violations(page) == []
     page.check("#confirm-activate")
     page.click("button:has-text('Activate site-aptt-v1')")
-    page.wait_for_load_state("domcontentloaded")
-    assert "site-aptt-v1 is now active" in page.inner_text("body")
+    page.wait_for_url(f"{base}/jobs/*/")
+    assert "Waiting for a worker" in page.inner_text("main")
+    assert ScoreModel.objects.get(name="site-aptt-v1").status == ModelStatus.DRAFT
+    run_queued_jobs()  # the worker; the job page refreshes itself until the job ends
+    page.wait_for_selector("text=site-aptt-v1 is now active", timeout=10_000)
+    assert serious_violations(page) == []
     page.goto(f"{base}/scoring/models/")
     row = page.locator("tr", has_text="site-aptt-v1")
     assert "active" in row.inner_text()

@@ -24,6 +24,7 @@ from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
+from crsrisk.jobs.models import Job
 from patients import services
 from patients.imports import record_transfer
 from patients.models import CareTeam, Patient
@@ -102,6 +103,10 @@ EXPECTED: dict[str, tuple[str, tuple[Any, ...]]] = {  # keyed by URL name
     "scoring:model-retire": (GET, HEMATOLOGIST_PAGE),
     "scoring:site-parameters": (GET, HEMATOLOGIST_PAGE),
     "scoring:cohort": (GET, HEMATOLOGIST_PAGE),  # aggregates only: no MRN, no patient record
+    "scoring:model-fit": (POST, HEMATOLOGIST_PAGE),  # an empty form: refused with its errors (400)
+    # --- background jobs (crsrisk/jobs/urls.py): hematologists; a job names no patient ------
+    "jobs:list": (GET, HEMATOLOGIST_PAGE),
+    "jobs:detail": (GET, HEMATOLOGIST_PAGE),
     # --- JSON API (patients/api/urls.py) ----------------------------------------------------
     "api:patient-list": (GET, API_LIST),
     "api:patient-detail": (GET, API_PATIENT),
@@ -156,6 +161,11 @@ ADMIN_MODELS = (
     "patients.careteam",
     "patients.siteparameters",
     "scoring.scoremodel",
+    # django-q2's queue pages, for the superuser who operates the workers (docs/deploy.md).
+    "django_q.schedule",
+    "django_q.success",
+    "django_q.failure",
+    "django_q.ormq",
 )
 
 EXPECTED.update(_admin_site_entries())
@@ -207,6 +217,7 @@ def matrix_world(db: None) -> dict[str, Any]:
         message="m",
         raised_at=timezone.now(),
     )
+    job = Job.objects.create(kind=Job.Kind.SITE_PARAMETERS, started_by=hema, status=Job.Status.SUCCEEDED)
     return {
         "users": users,
         "patient": patient,
@@ -219,6 +230,7 @@ def matrix_world(db: None) -> dict[str, Any]:
             "alert": alert.pk,
             "transfer": transfer.pk,
             "team": team.pk,
+            "job": job.pk,
             "user": subject.pk,
             "day": observation.date.isoformat(),
             "name": "provisional-v0",
@@ -237,7 +249,7 @@ def url_values(route: Route, values: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for param in route.params:
         if param == "pk":
-            kinds = ("lab", "observation", "event", "override", "alert", "team")
+            kinds = ("lab", "observation", "event", "override", "alert", "team", "job")
             kind = next((k for k in kinds if k in route.key), "user")
             out[param] = values[kind]
         else:

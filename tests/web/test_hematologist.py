@@ -7,10 +7,12 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 
+from crsrisk.jobs.models import Job
 from patients import services
 from patients.models import ClinicalEvent, GradeOverride, SiteParameters
 from scoring.models import Alert, ModelStatus, PatientSummary, ScoreModel
 from scoring.rules.score import PROVISIONAL_V0, model_spec_to_dict
+from tests.conftest import run_queued_jobs
 from tests.invariants import assert_stored_equals_scratch
 
 pytestmark = pytest.mark.django_db
@@ -97,13 +99,36 @@ def test_model_pages_and_activation(hema_client, hematologist, ward_patient):
     hema_client.post(url, {"confirm": "1"})  # a form without the revision it was read at
     draft.refresh_from_db()
     assert draft.status == ModelStatus.DRAFT
-    hema_client.post(url, {"confirm": "1", "revision": str(draft.revision + 1)})  # stale
+    response = hema_client.post(url, {"confirm": "1", "revision": str(draft.revision + 1)})  # stale
+    stale_job = Job.objects.get()
+    assert response["Location"] == stale_job.get_absolute_url()
+    run_queued_jobs()
+    stale_job.refresh_from_db()
     draft.refresh_from_db()
     assert draft.status == ModelStatus.DRAFT
+    assert stale_job.status == Job.Status.FAILED and stale_job.errors
+    html = hema_client.get(stale_job.get_absolute_url()).content.decode()
+    assert "nothing of it was applied" in html and stale_job.errors[0] in html
     response = hema_client.post(url, {"confirm": "1", "revision": str(draft.revision)})
     assert response.status_code == 302
+    job = Job.objects.exclude(pk=stale_job.pk).get()
+    assert response["Location"] == job.get_absolute_url()
+    # Queued, not yet run: the active version has not changed, and the page refreshes itself.
     draft.refresh_from_db()
+    assert draft.status == ModelStatus.DRAFT and job.status == Job.Status.QUEUED
+    html = hema_client.get(job.get_absolute_url()).content.decode()
+    assert 'http-equiv="refresh"' in html and "Waiting for a worker" in html
+    assert hema_client.post(url, {"confirm": "1", "revision": str(draft.revision)}).status_code == 302
+    assert Job.objects.count() == 2  # a second activation while one is queued is refused
+    run_queued_jobs()
+    draft.refresh_from_db()
+    job.refresh_from_db()
     assert draft.status == ModelStatus.ACTIVE
+    assert job.status == Job.Status.SUCCEEDED and job.started_by.username == "hema"
+    assert job.result == {"model": "local-v1", "patients": 1}
+    html = hema_client.get(job.get_absolute_url()).content.decode()
+    assert "local-v1 is now active; 1 patient was recomputed." in html
+    assert 'http-equiv="refresh"' not in html
     assert PatientSummary.objects.filter(patient=ward_patient, model=draft).exists()
     assert hema_client.get(reverse("scoring:model-detail", args=["nope"])).status_code == 404
 
@@ -128,6 +153,12 @@ def test_site_parameters_change_is_audited_and_recomputes(hema_client, ward_pati
     assert SiteParameters.load().regeneration_window_days == 45
     response = hema_client.post(url, {**data, "reason": "local protocol"})
     assert response.status_code == 302
+    job = Job.objects.get(kind=Job.Kind.SITE_PARAMETERS)
+    assert response["Location"] == job.get_absolute_url()
+    assert SiteParameters.load().regeneration_window_days == 45  # not before the job runs
+    run_queued_jobs()
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED and job.progress_done == job.progress_total == 1
     params = SiteParameters.load()
     assert params.regeneration_window_days == 60
     assert params.history.first().history_change_reason == "local protocol"

@@ -12,13 +12,18 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
 from crsrisk.accounts.roles import is_hematologist
 from scoring.fitting import engine, messages
-from scoring.fitting.local import FitNotStorable, run_local_fit, storable_spec
-from scoring.models import Provenance, ScoreModel
-from scoring.services import MODEL_NAME_RE, score_model_create_draft
+from scoring.fitting.local import (
+    FitNotStorable,
+    fitted_draft_name,
+    run_local_fit,
+    storable_spec,
+    store_fitted_draft,
+)
+from scoring.models import ScoreModel
+from scoring.services import MODEL_NAME_RE
 
 
 class Command(BaseCommand):
@@ -61,7 +66,7 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(f"--bootstrap/--base: {exc}.") from None
         user = self._user(options["user"])
-        name = options.get("name") or f"fitted-{design.replace('_', '-')}-{timezone.now():%Y%m%d-%H%M}"
+        name = options.get("name") or fitted_draft_name(design)
         if not MODEL_NAME_RE.match(name):
             raise CommandError(f"--name {name!r}: use 1–64 letters, digits, '.', '_' or '-'.")
         if not options["dry_run"] and ScoreModel.objects.filter(name=name).exists():
@@ -94,18 +99,7 @@ class Command(BaseCommand):
             self.stderr.write("dry run: nothing stored.")
             return
         try:
-            model = score_model_create_draft(
-                user=user,
-                source=active,
-                name=name,
-                provenance=Provenance.FITTED,
-                description=(
-                    f"Fitted on {fit.report['cohort']['analysed']} local patients "
-                    f"({fit.report['cohort']['events']} events), design {design}."
-                ),
-                spec=spec,
-                fit_report=fit.report,
-            )
+            model = store_fitted_draft(fit=fit, spec=spec, user=user, source=active, name=name, design=design)
         except ValidationError as exc:
             raise CommandError("not stored: " + " ".join(exc.messages)) from None
         self.stderr.write(

@@ -1,0 +1,74 @@
+"""A worker killed mid-job leaves no half-state: the job is delivered again and finishes (issue 11)."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import close_old_connections
+
+from crsrisk.jobs.models import Job
+from crsrisk.jobs.services import job_start
+from patients.demo import seed_demo
+from patients.models import Patient
+from scoring.models import ModelStatus, ScoreModel
+from scoring.rules.score import PROVISIONAL_V0, model_spec_to_dict
+from tests.invariants import assert_stored_equals_scratch
+from tests.load.conftest import stop, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PATIENTS = 30  # enough for the activation to take a few seconds
+RETRY_SECONDS = 20  # JOB_TIMEOUT_SECONDS 15 + margin 5: the killed job's redelivery
+
+
+def _job(pk: int) -> Job:
+    close_old_connections()
+    return Job.objects.get(pk=pk)
+
+
+def test_a_killed_worker_leaves_no_half_state_and_the_job_finishes_when_delivered_again(
+    qcluster_factory, tmp_path
+):
+    seed_demo(today=date(2026, 1, 15), password="demo-password-2025!", n_patients=PATIENTS)
+    hematologist = User.objects.get(username="demo-hematologist")
+    draft = ScoreModel.objects.create(
+        name="local-v1",
+        provenance="edited",
+        status=ModelStatus.DRAFT,
+        spec={**model_spec_to_dict(PROVISIONAL_V0), "name": "local-v1"},
+    )
+    job = job_start(
+        kind=Job.Kind.MODEL_ACTIVATION,
+        user=hematologist,
+        params={"model_id": draft.pk, "revision": draft.revision},
+    )
+    env = {"JOB_TIMEOUT_SECONDS": "15", "JOB_RETRY_MARGIN_SECONDS": "5", "JOB_POLL_SECONDS": "0.2"}
+
+    cluster = qcluster_factory(**env)
+    took = wait_until(lambda: _job(job.pk).status != Job.Status.QUEUED, timeout=60)
+    assert took, "no worker took the job: " + (tmp_path / "qcluster.log").read_text()[-3000:]
+    time.sleep(0.3)
+    stop(cluster, kill=True)  # SIGKILL: the cluster, its workers, mid-activation
+    killed_at = time.monotonic()
+
+    assert _job(job.pk).status == Job.Status.RUNNING, "the job ended before the kill: make it longer"
+    draft.refresh_from_db()
+    assert draft.status == ModelStatus.DRAFT  # the activation rolled back with the worker
+    assert ScoreModel.objects.active().name == "provisional-v0"
+    for patient in Patient.objects.all():
+        assert_stored_equals_scratch(patient)
+
+    qcluster_factory(**env)
+    assert wait_until(lambda: _job(job.pk).finished, timeout=RETRY_SECONDS + 60, interval=0.5)
+    redelivered_after = time.monotonic() - killed_at
+    job.refresh_from_db()
+    draft.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED, job.errors
+    assert job.attempts == 2 and redelivered_after >= RETRY_SECONDS - 5
+    assert job.result == {"model": "local-v1", "patients": PATIENTS}
+    assert draft.status == ModelStatus.ACTIVE
+    for patient in Patient.objects.all():
+        assert_stored_equals_scratch(patient)
