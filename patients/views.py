@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, cast
+from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from crsrisk.accounts.access import clinical_required, get_patient_or_404, hematologist_required
-from crsrisk.accounts.roles import is_hematologist
+from crsrisk.accounts.roles import care_teams_of, is_hematologist
 from patients import forms, selectors, services
 from patients.models import CareTeam, Observation, Patient
 from scoring import charts
@@ -31,12 +31,7 @@ GET_POST = ["GET", "POST"]
 
 def _teams(request: HttpRequest) -> QuerySet[CareTeam]:
     """The care teams a user may register patients into."""
-    profile = getattr(request.user, "profile", None)
-    if profile is None:
-        return CareTeam.objects.none()
-    if profile.all_care_teams and is_hematologist(request.user):
-        return CareTeam.objects.all()
-    return cast("QuerySet[CareTeam]", profile.care_teams.all())
+    return care_teams_of(request.user)
 
 
 def _confirmed(request: HttpRequest, form: Any) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.contrib.auth.forms import PasswordChangeForm
 from django.contrib.auth.models import User
 from django.utils.translation import gettext_lazy as _
 
@@ -65,6 +66,38 @@ class UserEditForm(_RoleTeamsForm):
 
 class PasswordSetForm(_NewPasswordMixin):
     pass
+
+
+class NewPasswordChangeForm(PasswordChangeForm):
+    """Django's own form; a "new" password equal to the old one is no change (it may be the
+    password an admin chose, which the admin still knows)."""
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        password = data.get("new_password2")
+        if password and not self.has_error("new_password2") and self.user.check_password(password):
+            self.add_error("new_password2", _("Choose a password different from the current one."))
+        return data
+
+
+class TokenCreateForm(forms.Form):
+    """Creating an API token asks for the account's password again: a borrowed session is not enough."""
+
+    password = forms.CharField(
+        label=_("Your password"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+
+    def __init__(self, user: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_password(self) -> str:
+        password = str(self.cleaned_data["password"])
+        if not self.user.check_password(password):
+            raise forms.ValidationError(_("This is not your password."))
+        return password
 
 
 AUDIT_SOURCES = [
