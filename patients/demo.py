@@ -34,6 +34,7 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 
 from crsrisk.accounts.models import Profile, Role, SecurityEvent
+from crsrisk.accounts.services import clinical_grant_bootstrap
 from patients import imports
 from patients.models import CareTeam, Patient
 from scoring.services import recompute_patients
@@ -505,6 +506,8 @@ def _ensure_accounts(password: str | None) -> tuple[list[tuple[str, str, bool]],
         profile, _ = Profile.objects.get_or_create(user=user)
         if role in (Role.CLINICIAN, Role.HEMATOLOGIST):
             profile.care_teams.add(team)
+            if profile.clinical_grant_id is None:  # demo accounts are approved by the seed itself
+                clinical_grant_bootstrap(user=user, note="demo seed")
         accounts.append((username, role.value, created))
     return (
         accounts,

@@ -210,6 +210,10 @@ FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _QUOTED_STARTS = (*FORMULA_TRIGGERS, "'")
 
 
+# A number such as -1.5 is a value, not a formula: it is written as it is.
+_PLAIN_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+
+
 def quote_text_cell(text: str) -> str:
     """Text as a CSV cell a spreadsheet shows as text: a leading ' before a formula start."""
     if text.startswith(_QUOTED_STARTS) and not _PLAIN_DECIMAL.match(text):

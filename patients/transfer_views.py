@@ -25,7 +25,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from crsrisk.accounts.access import client_ip, hematologist_required, log_access
-from crsrisk.accounts.roles import visible_patients
+from crsrisk.accounts.roles import sees_all_teams, visible_patients
 from patients import exports, forms, imports
 from patients.models import DataTransfer, TransferDirection
 from patients.views import _teams as user_teams
@@ -44,8 +44,7 @@ def _digest(pending: dict[str, Any]) -> str:
 
 def _sees_all_teams(request: HttpRequest) -> bool:
     """A hematologist account marked "all care teams" (SPEC 7); these pages are for hematologists."""
-    profile = getattr(request.user, "profile", None)
-    return bool(profile is not None and profile.all_care_teams)
+    return sees_all_teams(request.user)
 
 
 def _scope(request: HttpRequest) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, cast
+from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -22,7 +22,7 @@ from crsrisk.accounts.access import (
     log_access,
     log_list_access,
 )
-from crsrisk.accounts.roles import is_hematologist
+from crsrisk.accounts.roles import care_teams_of, is_hematologist
 from patients import forms, selectors, services
 from patients.models import CareTeam, Observation, Patient
 from scoring import charts
@@ -38,12 +38,7 @@ REGISTER_PAGE = "patient registration"
 
 def _teams(request: HttpRequest) -> QuerySet[CareTeam]:
     """The care teams a user may register patients into."""
-    profile = getattr(request.user, "profile", None)
-    if profile is None:
-        return CareTeam.objects.none()
-    if profile.all_care_teams and is_hematologist(request.user):
-        return CareTeam.objects.all()
-    return cast("QuerySet[CareTeam]", profile.care_teams.all())
+    return care_teams_of(request.user)
 
 
 def _confirmed(request: HttpRequest, form: Any) -> bool:

@@ -11,16 +11,24 @@ import pytest
 from django.contrib.auth.models import Group, User
 
 from crsrisk.accounts.models import Profile
+from crsrisk.accounts.services import clinical_grant_bootstrap
 from patients import services
 from patients.models import CareTeam, Patient
 
 
 def make_user(username: str, role: str, teams: tuple[CareTeam, ...] = (), all_teams: bool = False) -> User:
-    """A user in the role's group, member of ``teams``."""
+    """A user in the role's group, member of ``teams``; a clinical role comes with an approved grant.
+
+    Accounts made through the admin pages wait for a hematologist's approval (issue 9); the
+    fixtures stand for accounts whose access was approved long ago.
+    """
     user = User.objects.create_user(username=username, password="correct-horse-battery-9")
     user.groups.add(Group.objects.get_or_create(name=role)[0])
     profile = Profile.objects.create(user=user, all_care_teams=all_teams)
     profile.care_teams.set(teams)
+    if role in ("clinician", "hematologist"):
+        clinical_grant_bootstrap(user=user, note="test fixture")
+        profile.refresh_from_db()  # the cached profile must not write an old grant back
     return user
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import password_validation
+from django.contrib.auth.forms import PasswordChangeForm
 from django.contrib.auth.models import User
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
@@ -106,6 +107,38 @@ class PasswordSetForm(_NewPasswordMixin):
 class CareTeamForm(forms.Form):
     # The length and uniqueness checks live in the service, so a refusal names the field the same way.
     name = forms.CharField(label=_("Care team name"), max_length=200)
+
+
+class NewPasswordChangeForm(PasswordChangeForm):
+    """Django's own form; a "new" password equal to the old one is no change (it may be the
+    password an admin chose, which the admin still knows)."""
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        password = data.get("new_password2")
+        if password and not self.has_error("new_password2") and self.user.check_password(password):
+            self.add_error("new_password2", _("Choose a password different from the current one."))
+        return data
+
+
+class TokenCreateForm(forms.Form):
+    """Creating an API token asks for the account's password again: a borrowed session is not enough."""
+
+    password = forms.CharField(
+        label=_("Your password"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+
+    def __init__(self, user: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_password(self) -> str:
+        password = str(self.cleaned_data["password"])
+        if not self.user.check_password(password):
+            raise forms.ValidationError(_("This is not your password."))
+        return password
 
 
 AUDIT_SOURCES = [

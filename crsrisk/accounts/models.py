@@ -22,9 +22,69 @@ class Profile(models.Model):
     care_teams = models.ManyToManyField("patients.CareTeam", blank=True, related_name="members")
     # A hematologist account may be marked "all care teams" (SPEC 7).
     all_care_teams = models.BooleanField(default=False)
+    # The approved grant in force: the role and care teams above give clinical access only as far
+    # as it covers them (roles.visible_patients); null means no clinical access at all.
+    clinical_grant = models.ForeignKey(
+        "ClinicalGrant", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # Set when an admin creates the account or resets its password: the admin knows that password,
+    # so the next sign-in asks for a new one before anything else.
+    must_change_password = models.BooleanField(default=False)
+    # When the user's API token last authenticated a request (the key itself is never shown again).
+    token_last_used_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"profile of {self.user}"
+
+
+class ClinicalGrant(models.Model):
+    """A clinical role with its care teams (or all of them), asked for by an admin.
+
+    It gives clinical access only once a second person, a hematologist, approves it (issue 9):
+    an admin alone can never give an account, or themselves, a way to clinical data.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("waiting for approval")
+        APPROVED = "approved", _("approved")
+        REFUSED = "refused", _("refused")
+        WITHDRAWN = "withdrawn", _("withdrawn")
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="clinical_grants"
+    )
+    role = models.CharField(
+        max_length=16,
+        choices=[
+            (Role.CLINICIAN.value, Role.CLINICIAN.label),
+            (Role.HEMATOLOGIST.value, Role.HEMATOLOGIST.label),
+        ],
+    )
+    care_teams = models.ManyToManyField("patients.CareTeam", blank=True, related_name="clinical_grants")
+    all_care_teams = models.BooleanField(default=False)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # How a grant with no deciding person came about (demo seed, test fixture, command line).
+    note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-pk"]
+        constraints = [
+            # One request at a time: a new request by an admin withdraws the one before.
+            models.UniqueConstraint(
+                fields=["user"], condition=models.Q(status="pending"), name="accounts_one_pending_grant"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} for {self.user} ({self.status})"
 
 
 class AccessLog(models.Model):
@@ -63,6 +123,10 @@ class SecurityEvent(models.Model):
         TOKEN_REVOKED = "token_revoked", _("API token revoked")
         CARE_TEAM_CREATED = "care_team_created", _("care team created")
         CARE_TEAM_RENAMED = "care_team_renamed", _("care team renamed")
+        GRANT_REQUESTED = "grant_requested", _("clinical access requested")
+        GRANT_APPROVED = "grant_approved", _("clinical access approved")
+        GRANT_REFUSED = "grant_refused", _("clinical access refused")
+        GRANT_WITHDRAWN = "grant_withdrawn", _("clinical access request withdrawn")
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     kind = models.CharField(max_length=24, choices=Kind.choices)

@@ -13,7 +13,7 @@ from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from crsrisk.accounts.models import AccessLog, Profile, Role, SecurityEvent
+from crsrisk.accounts.models import AccessLog, ClinicalGrant, Profile, Role, SecurityEvent
 from patients.models import CareTeam
 
 
@@ -25,6 +25,9 @@ class UserRow:
     all_care_teams: bool
     locked: bool
     has_token: bool
+    # Clinical access (issue 9): the request waiting for a hematologist, and whether a grant is in force.
+    pending_grant: ClinicalGrant | None = None
+    clinical_access: bool = False
 
 
 def _role(user: User) -> str | None:
@@ -36,8 +39,18 @@ def user_rows() -> list[UserRow]:
     """Every account with its role, teams, lock and token state, in a constant number of queries."""
     users = (
         User.objects.order_by("username")
-        .select_related("profile")
-        .prefetch_related("groups", Prefetch("profile__care_teams"))
+        .select_related("profile__clinical_grant")
+        .prefetch_related(
+            "groups",
+            Prefetch("profile__care_teams"),
+            Prefetch(
+                "clinical_grants",
+                queryset=ClinicalGrant.objects.filter(status=ClinicalGrant.Status.PENDING).prefetch_related(
+                    "care_teams"
+                ),
+                to_attr="pending_grants",
+            ),
+        )
         .annotate(has_token=Exists(Token.objects.filter(user=OuterRef("pk"))))
     )
     locked = set(
@@ -56,6 +69,8 @@ def user_rows() -> list[UserRow]:
                 all_care_teams=bool(profile and profile.all_care_teams),
                 locked=user.username in locked,
                 has_token=user.has_token,
+                pending_grant=next(iter(user.pending_grants), None),
+                clinical_access=bool(profile and profile.clinical_grant_id),
             )
         )
     return rows
@@ -64,6 +79,49 @@ def user_rows() -> list[UserRow]:
 def user_row(user: User) -> UserRow:
     """One account's row."""
     return next(r for r in user_rows() if r.user.pk == user.pk)
+
+
+@dataclass(frozen=True)
+class TokenState:
+    created: datetime
+    last_used: datetime | None
+
+
+def token_state(user: User) -> TokenState | None:
+    """Whether the user has an API token, since when and when it was last used; never its key."""
+    token = Token.objects.filter(user=user).only("created").first()
+    if token is None:
+        return None
+    profile = Profile.objects.filter(user=user).only("token_last_used_at").first()
+    return TokenState(created=token.created, last_used=profile.token_last_used_at if profile else None)
+
+
+# What an admin reads on an account's page: who created it, who asked for and who approved its
+# clinical access, password and token events, and every sign-in (the rest is on the audit page).
+HISTORY_KINDS = [k for k in SecurityEvent.Kind.values if k not in ("logout", "login_failed", "lockout")]
+HISTORY_ROWS = 50
+
+
+def account_history(user: User) -> list[SecurityEvent]:
+    """The account's own security events, newest first (the audit page has all of them)."""
+    return list(
+        SecurityEvent.objects.filter(username=user.username, kind__in=HISTORY_KINDS)
+        .select_related("actor")
+        .order_by("-at", "-pk")[:HISTORY_ROWS]
+    )
+
+
+def grants_to_decide(user: User) -> list[ClinicalGrant]:
+    """Pending requests for clinical access that ``user`` may approve or refuse."""
+    from crsrisk.accounts.services import grant_decision_refusal
+
+    pending = (
+        ClinicalGrant.objects.filter(status=ClinicalGrant.Status.PENDING)
+        .select_related("user", "requested_by")
+        .prefetch_related("care_teams")
+        .order_by("requested_at", "pk")
+    )
+    return [g for g in pending if grant_decision_refusal(approver=user, grant=g) is None]
 
 
 def _day_start(day: date) -> datetime:

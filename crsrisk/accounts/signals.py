@@ -14,8 +14,8 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 
 from crsrisk.accounts.access import client_ip
-from crsrisk.accounts.middleware import mark_session_start
-from crsrisk.accounts.models import SecurityEvent
+from crsrisk.accounts.middleware import mark_password_change_required, mark_session_start
+from crsrisk.accounts.models import Profile, SecurityEvent
 from crsrisk.accounts.services import security_event_record
 
 
@@ -27,6 +27,8 @@ def _ip(request: HttpRequest | None) -> str | None:
 def on_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     if request is not None:
         mark_session_start(request)
+        must_change = Profile.objects.filter(user=user, must_change_password=True).exists()
+        mark_password_change_required(request, must_change)
     security_event_record(
         kind=SecurityEvent.Kind.LOGIN, username=user.get_username(), actor=user, ip_address=_ip(request)
     )

@@ -6,8 +6,9 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.forms import Form
 from django.http import HttpRequest, HttpResponse
@@ -18,15 +19,19 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from crsrisk.accounts import selectors, services
-from crsrisk.accounts.access import admin_required, client_ip
+from crsrisk.accounts.access import admin_required, client_ip, hematologist_required
 from crsrisk.accounts.forms import (
     AuditFilterForm,
     CareTeamForm,
+    NewPasswordChangeForm,
     PasswordSetForm,
+    TokenCreateForm,
     UserCreateForm,
     UserEditForm,
 )
-from crsrisk.accounts.models import SecurityEvent
+from crsrisk.accounts.middleware import FORCED_CHANGE_SESSION_KEY, mark_password_change_required
+from crsrisk.accounts.models import ClinicalGrant
+from crsrisk.accounts.roles import is_clinical
 from patients.models import CareTeam
 
 AUDIT_PAGE_SIZE = 100
@@ -64,7 +69,14 @@ def user_create(request: HttpRequest) -> HttpResponse:
         except ValidationError as exc:
             _add_errors(form, exc)
         else:
-            messages.success(request, _("Account %(name)s created.") % {"name": user.username})
+            if data["role"] in services.CLINICAL_ROLES:
+                done = _(
+                    "Account %(name)s created. Its clinical access waits for a hematologist's approval. "
+                    "The first sign-in asks for a new password."
+                )
+            else:
+                done = _("Account %(name)s created. The first sign-in asks for a new password.")
+            messages.success(request, done % {"name": user.username})
             return redirect("accounts:user-edit", pk=user.pk)
     return render(request, "accounts/user_create.html", {"form": form})
 
@@ -87,9 +99,24 @@ def user_edit(request: HttpRequest, pk: int) -> HttpResponse:
         except ValidationError as exc:
             _add_errors(form, exc)
         else:
-            messages.success(request, _("Account %(name)s changed.") % {"name": user.username})
+            pending = ClinicalGrant.objects.filter(user=user, status=ClinicalGrant.Status.PENDING).exists()
+            if pending:
+                done = _("Account %(name)s changed. What it adds waits for a hematologist's approval.")
+            else:
+                done = _("Account %(name)s changed.")
+            messages.success(request, done % {"name": user.username})
             return redirect("accounts:user-edit", pk=user.pk)
-    return render(request, "accounts/user_edit.html", {"form": form, "row": row, "subject": user})
+    return render(
+        request,
+        "accounts/user_edit.html",
+        {
+            "form": form,
+            "row": row,
+            "subject": user,
+            "token": selectors.token_state(user),
+            "history": selectors.account_history(user),
+        },
+    )
 
 
 def _post_action(request: HttpRequest, pk: int, action: Any, done: str) -> HttpResponse:
@@ -151,27 +178,12 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @admin_required
-@require_POST
-def token_issue(request: HttpRequest, pk: int) -> HttpResponse:
-    """Issue a token and show it once; the page is never cached."""
-    user = get_object_or_404(User, pk=pk)
-    try:
-        key = services.token_issue(actor=request.user, user=user, ip_address=client_ip(request))
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-        return redirect("accounts:user-edit", pk=user.pk)
-    response = render(request, "accounts/token_issued.html", {"subject": user, "key": key})
-    add_never_cache_headers(response)
-    return response
-
-
-@admin_required
 def user_password(request: HttpRequest, pk: int) -> HttpResponse:
     user = get_object_or_404(User, pk=pk)
     form = PasswordSetForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            services.user_password_reset(
+            revoked = services.user_password_reset(
                 actor=request.user,
                 user=user,
                 password=form.cleaned_data["password"],
@@ -180,10 +192,18 @@ def user_password(request: HttpRequest, pk: int) -> HttpResponse:
         except ValidationError as exc:
             _add_errors(form, exc)
         else:
-            messages.success(
-                request,
-                _("The password of %(name)s is reset; their sessions ended.") % {"name": user.username},
+            done = (
+                _(
+                    "The password of %(name)s is reset; their sessions ended and their API token is "
+                    "revoked. They choose a new password when they next sign in."
+                )
+                if revoked
+                else _(
+                    "The password of %(name)s is reset; their sessions ended. They choose a new "
+                    "password when they next sign in."
+                )
             )
+            messages.success(request, done % {"name": user.username})
             return redirect("accounts:user-edit", pk=user.pk)
     return render(request, "accounts/user_password.html", {"form": form, "subject": user})
 
@@ -254,18 +274,112 @@ def security_audit(request: HttpRequest) -> HttpResponse:
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):
-    """Change one's own password; the other sessions of the account end (session auth hash)."""
+    """Change one's own password; the other sessions of the account end (session auth hash), and
+    so does its API token: a credential never outlives the password it was created under."""
 
     template_name = "accounts/password_change.html"
     success_url = reverse_lazy("home")
+    form_class = NewPasswordChangeForm
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["forced"] = bool(self.request.session.get(FORCED_CHANGE_SESSION_KEY))
+        return context
 
     def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)
-        services.security_event_record(
-            kind=SecurityEvent.Kind.PASSWORD_CHANGED,
-            username=self.request.user.get_username(),
-            actor=self.request.user,
+        revoked = services.password_changed_record(
+            user=self.request.user,  # type: ignore[arg-type]  # login required: a User
             ip_address=client_ip(self.request),
         )
-        messages.success(self.request, _("Your password is changed. Your other sessions have ended."))
+        mark_password_change_required(self.request, False)
+        if revoked:
+            done = _(
+                "Your password is changed. Your other sessions have ended and your API token is revoked."
+            )
+        else:
+            done = _("Your password is changed. Your other sessions have ended.")
+        messages.success(self.request, done)
         return response
+
+
+# --- one's own account and API token -----------------------------------------------------------
+
+
+@login_required
+def account(request: HttpRequest) -> HttpResponse:
+    """One's own account: role, care teams, whether clinical access is approved, the API token."""
+    return render(request, "accounts/account.html", _account_context(request, TokenCreateForm(request.user)))
+
+
+def _account_context(request: HttpRequest, form: Form) -> dict[str, Any]:
+    return {
+        "row": selectors.user_row(request.user),  # type: ignore[arg-type]  # login_required: a User
+        "token": selectors.token_state(request.user),  # type: ignore[arg-type]  # a User
+        "can_have_token": is_clinical(request.user),
+        "form": form,
+    }
+
+
+@login_required
+@require_POST
+def token_create(request: HttpRequest) -> HttpResponse:
+    """The owner creates their API token after typing their password; it is shown once, never cached."""
+    if not is_clinical(request.user):
+        raise PermissionDenied(_("API tokens are for accounts with approved clinical access."))
+    form = TokenCreateForm(request.user, request.POST)
+    if form.is_valid():
+        try:
+            key = services.token_issue(user=request.user, actor=request.user, ip_address=client_ip(request))  # type: ignore[arg-type]  # login_required: a User
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            response = render(request, "accounts/token_issued.html", {"key": key})
+            add_never_cache_headers(response)
+            return response
+    return render(request, "accounts/account.html", _account_context(request, form))
+
+
+@login_required
+@require_POST
+def own_token_revoke(request: HttpRequest) -> HttpResponse:
+    try:
+        services.token_revoke(actor=request.user, user=request.user, ip_address=client_ip(request))  # type: ignore[arg-type]  # login_required: a User
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, _("Your API token is revoked."))
+    return redirect("accounts:account")
+
+
+# --- approvals of clinical access (hematologists) ------------------------------------------------
+
+
+@hematologist_required
+def grant_list(request: HttpRequest) -> HttpResponse:
+    """Requests for clinical access that this hematologist may decide, a second person to the admin."""
+    grants = selectors.grants_to_decide(request.user)  # type: ignore[arg-type]  # signed in: a User
+    return render(request, "accounts/grant_list.html", {"grants": grants})
+
+
+def _decide(request: HttpRequest, pk: int, decide: Any, done: str) -> HttpResponse:
+    grant = get_object_or_404(ClinicalGrant.objects.select_related("user"), pk=pk)
+    try:
+        decide(actor=request.user, grant=grant, ip_address=client_ip(request))
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, done % {"name": grant.user.username})
+    return redirect("accounts:grant-list")
+
+
+@hematologist_required
+@require_POST
+def grant_approve(request: HttpRequest, pk: int) -> HttpResponse:
+    return _decide(request, pk, services.grant_approve, _("Clinical access of %(name)s approved."))
+
+
+@hematologist_required
+@require_POST
+def grant_refuse(request: HttpRequest, pk: int) -> HttpResponse:
+    return _decide(request, pk, services.grant_refuse, _("Clinical access of %(name)s refused."))

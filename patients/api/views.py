@@ -13,7 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, Js
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
@@ -21,7 +21,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from crsrisk.accounts.access import get_patient_or_404, log_access, log_list_access
-from crsrisk.accounts.roles import is_clinical, is_hematologist, visible_patients
+from crsrisk.accounts.authentication import TokenAuthentication
+from crsrisk.accounts.roles import care_teams_of, is_clinical, is_hematologist, visible_patients
 from crsrisk.api_parsers import FhirJSONParser, JSONParser
 from patients import services
 from patients.api import idempotency
@@ -140,12 +141,7 @@ def _row(qs: QuerySet[Any], pk: int, what: str) -> Any:
 
 
 def _user_teams(user: Any) -> QuerySet[CareTeam]:
-    profile = getattr(user, "profile", None)
-    if profile is None:
-        return CareTeam.objects.none()
-    if profile.all_care_teams and is_hematologist(user):
-        return CareTeam.objects.all()
-    return CareTeam.objects.filter(members=profile)
+    return care_teams_of(user)
 
 
 def _care_team(user: Any, name: str | None) -> CareTeam:

@@ -13,8 +13,9 @@ from rest_framework.authtoken.models import Token
 
 from crsrisk.accounts import services
 from crsrisk.accounts.models import SecurityEvent
-from crsrisk.accounts.roles import role_of, visible_patients
+from crsrisk.accounts.roles import assigned_role, role_of, visible_patients
 from patients.models import CareTeam, Patient
+from tests.conftest import make_user
 
 GOOD_PASSWORD = "violet-kettle-harbour-42"
 
@@ -23,7 +24,11 @@ def test_user_create_puts_the_account_in_its_role_and_teams(site_admin: User, te
     user = services.user_create(
         actor=site_admin, username="nurse1", password=GOOD_PASSWORD, role="clinician", care_teams=[team]
     )
-    assert role_of(User.objects.get(pk=user.pk)) == "clinician"
+    # The role is set, but gives no clinical access until a hematologist approves it (issue 9).
+    assert assigned_role(user) == "clinician"
+    assert role_of(User.objects.get(pk=user.pk)) is None
+    assert user.clinical_grants.get().status == "pending"
+    assert user.profile.must_change_password
     assert list(user.profile.care_teams.all()) == [team]
     assert user.check_password(GOOD_PASSWORD)
     assert not user.is_staff and not user.is_superuser
@@ -85,17 +90,24 @@ def test_username_is_unique_case_insensitively(site_admin: User) -> None:
         services.user_create(actor=site_admin, username="nurse", password=GOOD_PASSWORD, role="clinician")
 
 
-def test_all_care_teams_hematologist_sees_every_patient(
-    site_admin: User, patient: Patient, other_team: CareTeam
+def test_all_care_teams_hematologist_sees_every_patient_once_approved(
+    site_admin: User, patient: Patient, other_team: CareTeam, hematologist: User
 ) -> None:
     hema = services.user_create(
         actor=site_admin, username="h2", password=GOOD_PASSWORD, role="hematologist", all_care_teams=True
     )
+    assert list(visible_patients(User.objects.get(pk=hema.pk))) == []
+    services.grant_approve(actor=hematologist, grant=hema.clinical_grants.get())
     assert list(visible_patients(User.objects.get(pk=hema.pk))) == [patient]
 
 
 def test_user_update_changes_role_and_teams(site_admin: User, clinician: User, other_team: CareTeam) -> None:
     services.user_update(actor=site_admin, user=clinician, role="hematologist", care_teams=[other_team])
+    fresh = User.objects.get(pk=clinician.pk)
+    # Leaving Ward 7 applies at once; the role and Ward 9 wait for a hematologist of Ward 9.
+    assert role_of(fresh) == "clinician" and not visible_patients(fresh).exists()
+    approver = make_user("hema9", "hematologist", (other_team,))
+    services.grant_approve(actor=approver, grant=fresh.clinical_grants.get(status="pending"))
     fresh = User.objects.get(pk=clinician.pk)
     assert role_of(fresh) == "hematologist"
     assert list(fresh.profile.care_teams.all()) == [other_team]
@@ -109,7 +121,7 @@ def test_admin_cannot_drop_own_admin_role(site_admin: User) -> None:
 
 
 def test_deactivate_keeps_the_account_and_revokes_its_token(site_admin: User, clinician: User) -> None:
-    services.token_issue(actor=site_admin, user=clinician)
+    services.token_issue(actor=None, user=clinician)
     services.user_deactivate(actor=site_admin, user=clinician)
     clinician.refresh_from_db()
     assert clinician.is_active is False
@@ -149,8 +161,8 @@ def test_password_reset_validates_and_records_no_secret(site_admin: User, clinic
 
 
 def test_token_issue_replaces_the_old_token_and_never_records_it(site_admin: User, clinician: User) -> None:
-    first = services.token_issue(actor=site_admin, user=clinician)
-    second = services.token_issue(actor=site_admin, user=clinician)
+    first = services.token_issue(actor=clinician, user=clinician)
+    second = services.token_issue(actor=clinician, user=clinician)
     assert first != second
     assert Token.objects.get(user=clinician).key == second
     for event in SecurityEvent.objects.filter(kind="token_issued"):
@@ -158,7 +170,7 @@ def test_token_issue_replaces_the_old_token_and_never_records_it(site_admin: Use
 
 
 def test_token_revoke(site_admin: User, clinician: User) -> None:
-    services.token_issue(actor=site_admin, user=clinician)
+    services.token_issue(actor=None, user=clinician)
     services.token_revoke(actor=site_admin, user=clinician)
     assert not Token.objects.filter(user=clinician).exists()
     assert SecurityEvent.objects.filter(kind="token_revoked", username="clin").exists()

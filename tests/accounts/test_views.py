@@ -99,7 +99,7 @@ def test_edit_page_refuses_unknown_user(admin_client: Client) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["accounts:user-deactivate", "accounts:user-unlock", "accounts:token-issue", "accounts:token-revoke"],
+    ["accounts:user-deactivate", "accounts:user-unlock", "accounts:token-revoke"],
 )
 def test_actions_are_post_only(admin_client: Client, clinician: User, name: str) -> None:
     assert admin_client.get(reverse(name, args=[clinician.pk])).status_code == 405
@@ -132,12 +132,15 @@ def test_password_reset_refuses_a_mismatch(admin_client: Client, clinician: User
     assert "differ" in response.content.decode()
 
 
-def test_token_is_shown_once_and_not_cached(admin_client: Client, clinician: User) -> None:
-    response = admin_client.post(reverse("accounts:token-issue", args=[clinician.pk]))
+def test_token_is_shown_once_to_its_owner_and_not_cached(admin_client: Client, clinician: User) -> None:
+    owner = Client()
+    owner.force_login(clinician)
+    response = owner.post(reverse("accounts:token-create"), {"password": "correct-horse-battery-9"})
     key = Token.objects.get(user=clinician).key
     assert response.status_code == 200
     assert key in response.content.decode()
     assert "no-store" in response["Cache-Control"]
+    assert key not in owner.get(reverse("accounts:account")).content.decode()
     again = admin_client.get(reverse("accounts:user-edit", args=[clinician.pk]))
     assert key not in again.content.decode()
     assert key not in admin_client.get(reverse("accounts:security-audit")).content.decode()
@@ -195,7 +198,8 @@ def test_audit_shows_events_and_access_log(admin_client: Client, audit_data: Non
 def test_audit_shows_no_clinical_values(admin_client: Client, audit_data: None, patient: Patient) -> None:
     html = admin_client.get(reverse("accounts:security-audit")).content.decode()
     assert patient.name not in html  # "Test Patient": identifiers only, no clinical content
-    assert "Ward 7" not in html
+    # The patient's care team is not shown; the teams an account was granted are account data.
+    assert "Ward 7" not in html.replace("care_teams=Ward 7", "")
 
 
 def test_audit_filters_by_kind(admin_client: Client, audit_data: None) -> None:

@@ -13,7 +13,9 @@ from django.urls import URLPattern, URLResolver, get_resolver
 # Outcomes. A login redirect is told apart from any other redirect.
 LOGIN = "login"  # 302 to accounts:login (web) or to the admin's login (Django admin)
 ALLOW = "allow"  # the request was processed: 200, 201, 204, 400 (validation) or a redirect
-ROLES = ("anonymous", "team_clinician", "other_clinician", "hematologist", "admin")
+# The last column is an account an admin created as an "all care teams" hematologist, whose
+# clinical access no hematologist has approved yet (issue 9): it must reach nothing clinical.
+ROLES = ("anonymous", "team_clinician", "other_clinician", "hematologist", "admin", "unapproved")
 
 
 @dataclass(frozen=True)

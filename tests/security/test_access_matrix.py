@@ -24,6 +24,7 @@ from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
+from crsrisk.accounts import services as account_services
 from crsrisk.jobs.models import Job
 from patients import services
 from patients.imports import record_transfer
@@ -32,32 +33,34 @@ from scoring.models import Alert
 from tests.conftest import make_user
 from tests.security.matrix import ALLOW, LOGIN, ROLES, Route, build_path, classify, walk
 
-# (anonymous, clinician of the team, clinician of another team, hematologist, admin)
-CLINICAL_PAGE = (LOGIN, ALLOW, 404, ALLOW, 403)  # a patient's page: other teams get 404
-HEMATOLOGIST_PATIENT_PAGE = (LOGIN, 403, 403, ALLOW, 403)
-CLINICAL_LIST = (LOGIN, ALLOW, ALLOW, ALLOW, 403)  # lists only one's own patients
-HEMATOLOGIST_PAGE = (LOGIN, 403, 403, ALLOW, 403)
-ADMIN_PAGE = (LOGIN, 403, 403, 403, ALLOW)
-ANY_SIGNED_IN = (LOGIN, ALLOW, ALLOW, ALLOW, ALLOW)
-PUBLIC = (ALLOW, ALLOW, ALLOW, ALLOW, ALLOW)
-DJANGO_ADMIN = (LOGIN, LOGIN, LOGIN, LOGIN, LOGIN)  # no role account is staff
-API_PATIENT = (401, ALLOW, 404, ALLOW, 403)  # anonymous: 401 with WWW-Authenticate: Token
-API_HEMATOLOGIST_PATIENT = (401, 403, 403, ALLOW, 403)  # role refused before the patient is looked up
-API_LIST = (401, ALLOW, ALLOW, ALLOW, 403)
-API_HEMATOLOGIST = (401, 403, 403, ALLOW, 403)
-API_SIGNED_IN = (401, ALLOW, ALLOW, ALLOW, ALLOW)
+# (anonymous, clinician of the team, clinician of another team, hematologist, admin,
+#  an admin-made all-teams hematologist not yet approved)
+CLINICAL_PAGE = (LOGIN, ALLOW, 404, ALLOW, 403, 403)  # a patient's page: other teams get 404
+HEMATOLOGIST_PATIENT_PAGE = (LOGIN, 403, 403, ALLOW, 403, 403)
+CLINICAL_LIST = (LOGIN, ALLOW, ALLOW, ALLOW, 403, 403)  # lists only one's own patients
+HEMATOLOGIST_PAGE = (LOGIN, 403, 403, ALLOW, 403, 403)
+ADMIN_PAGE = (LOGIN, 403, 403, 403, ALLOW, 403)
+ANY_SIGNED_IN = (LOGIN, ALLOW, ALLOW, ALLOW, ALLOW, ALLOW)
+CLINICAL_SIGNED_IN = (LOGIN, ALLOW, ALLOW, ALLOW, 403, 403)  # one's own API token: clinical access only
+PUBLIC = (ALLOW, ALLOW, ALLOW, ALLOW, ALLOW, ALLOW)
+DJANGO_ADMIN = (LOGIN, LOGIN, LOGIN, LOGIN, LOGIN, LOGIN)  # no role account is staff
+API_PATIENT = (401, ALLOW, 404, ALLOW, 403, 403)  # anonymous: 401 with WWW-Authenticate: Token
+API_HEMATOLOGIST_PATIENT = (401, 403, 403, ALLOW, 403, 403)  # role refused before the patient is looked up
+API_LIST = (401, ALLOW, ALLOW, ALLOW, 403, 403)
+API_HEMATOLOGIST = (401, 403, 403, ALLOW, 403, 403)
+API_SIGNED_IN = (401, ALLOW, ALLOW, ALLOW, ALLOW, ALLOW)
 
 GET, POST = "get", "post"
 
 EXPECTED: dict[str, tuple[str, tuple[Any, ...]]] = {  # keyed by URL name
     # --- site ------------------------------------------------------------------------------
-    "home": (GET, (LOGIN, ALLOW, ALLOW, ALLOW, ALLOW)),
+    "home": (GET, (LOGIN, ALLOW, ALLOW, ALLOW, ALLOW, 403)),  # unapproved: the "no role yet" page
     "about": (GET, ANY_SIGNED_IN),
     "health": (GET, PUBLIC),
     "set_language": (POST, PUBLIC),
     # --- accounts --------------------------------------------------------------------------
     "accounts:login": (GET, PUBLIC),  # signed-in users are sent home
-    "accounts:logout": (POST, (LOGIN, LOGIN, LOGIN, LOGIN, LOGIN)),  # back to the login page
+    "accounts:logout": (POST, (LOGIN, LOGIN, LOGIN, LOGIN, LOGIN, LOGIN)),  # back to the login page
     "accounts:password-change": (GET, ANY_SIGNED_IN),
     "accounts:user-list": (GET, ADMIN_PAGE),
     "accounts:user-create": (GET, ADMIN_PAGE),
@@ -66,11 +69,20 @@ EXPECTED: dict[str, tuple[str, tuple[Any, ...]]] = {  # keyed by URL name
     "accounts:user-reactivate": (POST, ADMIN_PAGE),
     "accounts:user-password": (GET, ADMIN_PAGE),
     "accounts:user-unlock": (POST, ADMIN_PAGE),
-    "accounts:token-issue": (POST, ADMIN_PAGE),
+    # An admin may revoke a token, never issue one (issue 9): there is no such route.
     "accounts:token-revoke": (POST, ADMIN_PAGE),
     "accounts:security-audit": (GET, ADMIN_PAGE),
     "accounts:care-team-list": (GET, ADMIN_PAGE),  # team names only, no clinical data
     "accounts:care-team-rename": (GET, ADMIN_PAGE),
+    # One's own account and token: only the owner creates a token, and only with clinical access.
+    "accounts:account": (GET, ANY_SIGNED_IN),
+    "accounts:token-create": (POST, CLINICAL_SIGNED_IN),  # the empty form: 200 with its errors
+    "accounts:own-token-revoke": (POST, ANY_SIGNED_IN),  # one's own only; none: a message
+    # Approvals of clinical access: hematologists with clinical access, never the admin or the
+    # account itself. The world's pending grant is the unapproved all-teams hematologist's.
+    "accounts:grant-list": (GET, HEMATOLOGIST_PAGE),
+    "accounts:grant-approve": (POST, HEMATOLOGIST_PAGE),
+    "accounts:grant-refuse": (POST, HEMATOLOGIST_PAGE),
     # --- ward pages (patients/urls.py) ------------------------------------------------------
     "patients:ward": (GET, CLINICAL_LIST),
     "patients:register": (GET, CLINICAL_LIST),
@@ -126,7 +138,7 @@ EXPECTED: dict[str, tuple[str, tuple[Any, ...]]] = {  # keyed by URL name
     "api:fhir": (POST, API_HEMATOLOGIST),
     "api:schema": (GET, API_SIGNED_IN),  # describes the endpoints, holds no data
     "api:docs": (GET, ANY_SIGNED_IN),
-    "api:<api/v1/^(?P<path>.*)$>": (GET, (404, 404, 404, 404, 404)),  # JSON 404 for unknown API paths
+    "api:<api/v1/^(?P<path>.*)$>": (GET, (404, 404, 404, 404, 404, 404)),  # JSON 404 for unknown API paths
 }
 
 
@@ -189,6 +201,15 @@ def matrix_world(db: None) -> dict[str, Any]:
         "hematologist": make_user("hema", "hematologist", (team,)),
         "admin": make_user("admin1", "admin"),
     }
+    unapproved = account_services.user_create(
+        actor=users["admin"],
+        username="shadow",
+        password="violet-kettle-harbour-42",
+        role="hematologist",
+        all_care_teams=True,
+    )
+    account_services.password_changed_record(user=unapproved)  # past the forced change
+    users["unapproved"] = unapproved
     subject = make_user("subject", "clinician", (team,))
     hema = users["hematologist"]
     patient = services.patient_register(
@@ -231,6 +252,7 @@ def matrix_world(db: None) -> dict[str, Any]:
             "transfer": transfer.pk,
             "team": team.pk,
             "job": job.pk,
+            "grant": unapproved.clinical_grants.get().pk,
             "user": subject.pk,
             "day": observation.date.isoformat(),
             "name": "provisional-v0",
@@ -249,7 +271,7 @@ def url_values(route: Route, values: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for param in route.params:
         if param == "pk":
-            kinds = ("lab", "observation", "event", "override", "alert", "team", "job")
+            kinds = ("lab", "observation", "event", "override", "alert", "team", "job", "grant")
             kind = next((k for k in kinds if k in route.key), "user")
             out[param] = values[kind]
         else:

@@ -40,7 +40,6 @@ def test_login_with_the_token_works(csrf_client: Client, clinician: User) -> Non
         ("accounts:user-deactivate", True),
         ("accounts:user-password", True),
         ("accounts:user-unlock", True),
-        ("accounts:token-issue", True),
         ("accounts:token-revoke", True),
         ("accounts:user-edit", True),
         ("accounts:care-team-list", False),

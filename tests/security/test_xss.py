@@ -13,6 +13,7 @@ from django.urls import reverse
 from crsrisk.accounts import services as account_services
 from patients import services
 from patients.models import CareTeam, Patient
+from tests.conftest import make_user
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = '<img src=x onerror="alert(2)">'
@@ -79,3 +80,17 @@ def test_user_pages_escape_a_hostile_team_name(client: Client, site_admin: User,
     for url in (reverse("accounts:user-list"), reverse("accounts:user-create")):
         html = client.get(url).content.decode()
         assert IMG not in html and "&lt;img src=x" in html
+
+
+def test_approval_page_escapes_a_hostile_team_name(client: Client, site_admin: User, db: None) -> None:
+    team = CareTeam.objects.create(name=IMG)
+    account_services.user_create(
+        actor=site_admin,
+        username="nurse",
+        password="violet-kettle-harbour-42",
+        role="clinician",
+        care_teams=[team],
+    )
+    client.force_login(make_user("hema-x", "hematologist", (team,)))
+    html = client.get(reverse("accounts:grant-list")).content.decode()
+    assert "nurse" in html and IMG not in html and "&lt;img src=x" in html

@@ -1,4 +1,8 @@
-"""``manage.py issue_token USERNAME``: issue a new API token and print it (SPEC 7, 8.4)."""
+"""``manage.py issue_token USERNAME``: issue a new API token and print it (SPEC 7, 8.4).
+
+For deployment scripts, run by whoever controls the server. The web pages never let an admin
+issue a token (issue 9); this command is audited as ``issued by manage.py issue_token``.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ class Command(BaseCommand):
         if user is None:
             raise CommandError(f"No account named {username!r}.")
         try:
-            key = token_issue(actor=None, user=user, ip_address=None)
+            key = token_issue(user=user, actor=None, ip_address=None)
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
         self.stdout.write(key)
