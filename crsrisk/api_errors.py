@@ -24,7 +24,7 @@ from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from patients.services import ConflictError, NeedsConfirmation
+from crsrisk.writes import ConflictError, NeedsConfirmation
 
 logger = logging.getLogger(__name__)
 

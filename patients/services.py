@@ -20,6 +20,19 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+# The write primitives live below both apps (crsrisk.writes); their old names stay importable here.
+from crsrisk.writes import (  # noqa: F401  # re-exported
+    FUTURE_TOLERANCE,
+    ConflictError,
+    NeedsConfirmation,
+    check_not_future_date,
+    check_not_future_time,
+    site_today,
+    site_zone,
+)
+from crsrisk.writes import check_version as _check_version
+from crsrisk.writes import require_reason as _require_reason
+from crsrisk.writes import save_with_history as _save
 from patients.models import (
     EVENT_DETAILS,
     MRN_VALIDATOR,
@@ -43,50 +56,9 @@ from scoring.i18n import error_text, localize
 from scoring.models import Alert
 from scoring.rules import units
 from scoring.rules.days import MAX_DAY, MIN_DAY, day_of, day_of_date
-from scoring.services import recompute_all, request_recompute, site_zone
-
-
-class ConflictError(ValidationError):
-    """An edit made from a stale version (optimistic locking, SPEC 7)."""
-
-
-class NeedsConfirmation(Exception):  # noqa: N818  # a state the form handles, not a failure
-    """Values were plausible but unusual; the user must confirm them (SPEC 2.2)."""
-
-    def __init__(self, warnings: dict[str, list[str]]) -> None:
-        super().__init__("; ".join(w for ws in warnings.values() for w in ws))
-        self.warnings = warnings
-
+from scoring.services import recompute_all, request_recompute
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def _save(obj: Any, *, user: Any, reason: str = "") -> None:
-    """Save with the change history's user and reason (django-simple-history)."""
-    obj._history_user = user if getattr(user, "is_authenticated", False) else None
-    obj._change_reason = reason or None
-    obj.save()
-
-
-def _check_version(obj: Any, expected_version: int | None, what: str) -> None:
-    if expected_version is not None and obj.version != expected_version:
-        raise ConflictError(
-            _(
-                "This %(what)s was changed by someone else since you opened it "
-                "(you edited version %(expected)d, the record is now at version %(current)d). "
-                "Nothing was saved: reload it, review the change, and try again."
-            )
-            % {"what": what, "expected": expected_version, "current": obj.version},
-            code="conflict",
-        )
-
-
-def _require_reason(reason: str, action: str) -> str:
-    """Return the stripped reason; ``action`` (translated) completes "A reason is required to …"."""
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError({"reason": _("A reason is required to %(action)s.") % {"action": action}})
-    return reason
 
 
 def _check_day(day: int, field_name: str) -> None:
@@ -102,7 +74,6 @@ def _check_day(day: int, field_name: str) -> None:
         )
 
 
-FUTURE_TOLERANCE = timedelta(minutes=15)  # clock skew between a ward device and the server
 # A planned infusion further ahead than this is taken for a typo (a year or a month wrong);
 # apheresis and manufacturing put registration weeks, not many months, before day 0.
 PLANNED_INFUSION_MAX_DAYS = 180
@@ -110,37 +81,6 @@ PLANNED_INFUSION_MAX_DAYS = 180
 # asked on a form, noted by a CSV import (CAR-T for B-ALL treats children and adults).
 AGE_AT_INFUSION_MIN_YEARS = 1
 AGE_AT_INFUSION_MAX_YEARS = 100
-
-
-def site_today() -> date:
-    """Today's date at the site (SPEC 1)."""
-    return timezone.now().astimezone(site_zone()).date()
-
-
-def check_not_future_date(day: date, field_name: str) -> None:
-    """Refuse a clinical date after today: nothing is recorded for a day still to come."""
-    today = site_today()
-    if day > today:
-        raise ValidationError(
-            {
-                field_name: _(
-                    "%(date)s has not come yet: nothing can be recorded for a day after today (%(today)s)."
-                )
-                % {"date": f"{day:%Y-%m-%d}", "today": f"{today:%Y-%m-%d}"}
-            }
-        )
-
-
-def check_not_future_time(when: datetime, field_name: str) -> None:
-    """Refuse a collection time in the future (beyond a small clock skew)."""
-    if when > timezone.now() + FUTURE_TOLERANCE:
-        local = when.astimezone(site_zone())
-        raise ValidationError(
-            {
-                field_name: _("The collection time %(time)s is in the future: check the date and the time.")
-                % {"time": f"{local:%Y-%m-%d %H:%M}"}
-            }
-        )
 
 
 # --- the order of clinical events (SPEC 2.4, 9) ----------------------------------------------

@@ -18,13 +18,13 @@ from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
+from crsrisk.writes import ConflictError, require_reason, save_with_history, site_zone
 from patients.models import (
     ClinicalEvent,
     GradeOverride,
@@ -64,11 +64,6 @@ _ROW_FIELDS = [
     "first_regeneration_day",
     "m_easix",
 ]
-
-
-def site_zone() -> ZoneInfo:
-    """The site time zone, which decides calendar days (SPEC 1)."""
-    return ZoneInfo(settings.TIME_ZONE)
 
 
 def site_params(params: SiteParameters | None = None) -> rt.SiteParams:
@@ -569,23 +564,10 @@ DRAFT_PROVENANCES = (Provenance.EDITED, Provenance.PUBLISHED, Provenance.FITTED)
 def _save_model(model: ScoreModel, *, user: Any, reason: str) -> None:
     """Save with the change history's user and reason, bumping the lock revision."""
     model.revision += 1
-    model._history_user = user if getattr(user, "is_authenticated", False) else None  # type: ignore[attr-defined]
-    model._change_reason = reason or None  # type: ignore[attr-defined]  # simple-history reason
-    model.save()
-
-
-def _require_model_reason(reason: str, action: str) -> str:
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError({"reason": _("A reason is required to %(action)s.") % {"action": action}})
-    return reason
+    save_with_history(model, user=user, reason=reason)
 
 
 def _check_revision(model: ScoreModel, expected_revision: int | None) -> None:
-    # patients.services imports this module, so its ConflictError (HTTP 409 in the API) is
-    # imported here, at call time.
-    from patients.services import ConflictError
-
     if expected_revision is not None and model.revision != expected_revision:
         raise ConflictError(
             _(
@@ -791,7 +773,7 @@ def score_model_update(
     description: str | None = None,
 ) -> ScoreModel:
     """Edit a draft: its factors, bands, provenance, citation or description (audited)."""
-    reason = _require_model_reason(reason, _("change a score model"))
+    reason = require_reason(reason, _("change a score model"))
     locked: ScoreModel = ScoreModel.objects.select_for_update().get(pk=model.pk)
     _check_revision(locked, expected_revision)
     if locked.activation_started_at is not None:
@@ -865,7 +847,7 @@ def score_model_retire(
     *, user: Any, model: ScoreModel, reason: str, expected_revision: int | None = None
 ) -> ScoreModel:
     """Retire a draft (or re-confirm nothing): the active version is retired only by activating another."""
-    reason = _require_model_reason(reason, _("retire a score model"))
+    reason = require_reason(reason, _("retire a score model"))
     locked: ScoreModel = ScoreModel.objects.select_for_update().get(pk=model.pk)
     _check_revision(locked, expected_revision)
     if locked.status == ModelStatus.ACTIVE:

@@ -1,0 +1,47 @@
+"""The write primitives sit below both apps, so the service modules never import in a circle."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.nodb
+
+
+def imported_modules(relative: str) -> set[str]:
+    """Every module a source file imports, at module level or inside a function."""
+    tree = ast.parse((ROOT / relative).read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_write_primitives_import_neither_app() -> None:
+    imports = imported_modules("crsrisk/writes.py")
+    assert not {name for name in imports if name.split(".")[0] in {"patients", "scoring"}}
+
+
+def test_scoring_services_does_not_import_patients_services() -> None:
+    imports = imported_modules("scoring/services.py")
+    assert "patients.services" not in imports
+    assert "crsrisk.writes" in imports
+
+
+def test_old_names_stay_importable_from_patients_services() -> None:
+    from crsrisk import writes
+    from patients import services
+
+    assert services.ConflictError is writes.ConflictError
+    assert services.NeedsConfirmation is writes.NeedsConfirmation
+    assert services.site_today is writes.site_today
+    assert services.check_not_future_date is writes.check_not_future_date
+    assert services.check_not_future_time is writes.check_not_future_time
