@@ -30,17 +30,14 @@ from patients.models import (
 )
 from patients.services import LabEntry, validate_patient_dates
 from scoring.i18n import analyte_label, error_text
+from scoring.rules import bedside
 from scoring.rules.days import localize
 from scoring.rules.units import ANALYTES, AnalyteSpec
 from scoring.services import site_zone
 
 DATE_WIDGET = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 TIME_WIDGET = forms.TimeInput(attrs={"type": "time"}, format="%H:%M")
-LOW_FLOW_MAX_L_MIN = Decimal(6)  # nasal cannula ≤ 6 L/min is low flow, SPEC 2.3
 FLOW_MAX_L_MIN = Decimal(80)  # no oxygen device delivers more; a typo guard
-PEDIATRIC_SBP_BASE_MMHG = 70  # SBP < 70 + 2 × age for ages 1–10, SPEC 2.3
-PEDIATRIC_SBP_PER_YEAR_MMHG = 2
-OLDER_SBP_MMHG = 90  # SBP < 90 mmHg above 10 years, SPEC 2.3
 MAX_VASOPRESSORS = 6
 
 
@@ -341,61 +338,19 @@ OXYGEN_DEVICES = [
     ("bipap", _("BiPAP")),
     ("intubation", _("Intubation and mechanical ventilation")),
 ]
-DEVICE_CATEGORY = {
-    "none": Oxygen.NONE,
-    "blow_by": Oxygen.LOW_FLOW,
-    "facemask": Oxygen.HIGH_FLOW,
-    "non_rebreather": Oxygen.HIGH_FLOW,
-    "venturi": Oxygen.HIGH_FLOW,
-    "cpap": Oxygen.POSITIVE_PRESSURE,
-    "bipap": Oxygen.POSITIVE_PRESSURE,
-    "intubation": Oxygen.POSITIVE_PRESSURE,
-}
 RECORDED_DEVICE = "recorded"
 
 
 def oxygen_category(device: str, flow_l_min: Decimal | None) -> str:
-    """The ASTCT oxygen category of a device and flow (SPEC 2.3)."""
-    if device == "nasal_cannula":
-        if flow_l_min is None:
-            raise ValidationError(
-                {"oxygen_flow": _("Enter the nasal-cannula flow in L/min (≤ 6 is low flow, > 6 high flow).")}
-            )
-        return Oxygen.LOW_FLOW if flow_l_min <= LOW_FLOW_MAX_L_MIN else Oxygen.HIGH_FLOW
-    if flow_l_min is not None:
-        # The other devices set the category by themselves; a flow would be silently lost.
-        raise ValidationError(
-            {
-                "oxygen_flow": _(
-                    "A flow counts only for a nasal cannula; this device sets the category by itself. "
-                    "Clear the flow (write it in the note if it matters), or choose the nasal cannula."
-                )
-            }
-        )
-    return DEVICE_CATEGORY[device]
+    """The ASTCT oxygen category of a device and flow (SPEC 2.3); a refusal is keyed to the flow."""
+    try:
+        return bedside.oxygen_category(device, flow_l_min)
+    except bedside.OxygenFlowError as exc:
+        raise ValidationError({"oxygen_flow": error_text(exc)}) from exc
 
 
-def hypotension_category(vasopressors: int, vasopressin: bool, hypotension_without: bool) -> str:
-    """The ASTCT hypotension category; vasopressin is not counted among several (SPEC 2.3)."""
-    if vasopressors >= 2:
-        return Hypotension.MULTIPLE_VASOPRESSORS
-    if vasopressors == 1 or vasopressin:
-        return Hypotension.ONE_VASOPRESSOR
-    if hypotension_without:
-        return Hypotension.NO_VASOPRESSOR
-    return Hypotension.NONE
-
-
-def sbp_norm_mmhg(birth_date: date | None, on: date) -> tuple[int, int] | None:
-    """(age in years, SBP threshold) for the pediatric hypotension norm of SPEC 2.3, or None."""
-    if birth_date is None:
-        return None
-    age = on.year - birth_date.year - ((on.month, on.day) < (birth_date.month, birth_date.day))
-    if age < 1:
-        return None
-    if age <= 10:
-        return age, PEDIATRIC_SBP_BASE_MMHG + PEDIATRIC_SBP_PER_YEAR_MMHG * age
-    return age, OLDER_SBP_MMHG
+hypotension_category = bedside.hypotension_category
+sbp_norm_mmhg = bedside.sbp_norm_mmhg
 
 
 class ObservationForm(VersionedForm):
