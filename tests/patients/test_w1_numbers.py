@@ -231,6 +231,8 @@ def test_form_takes_mrd_below_detection_and_shows_it_back_for_editing(clin_clien
     assert (inf.baseline_mrd_comparator, inf.baseline_mrd_pct) == ("<", Decimal("0.01"))
     html = clin_client.get(reverse("patients:edit", args=[inf.patient.mrn])).content.decode()
     assert 'value="&lt;0.01"' in html
+    html = clin_client.get(reverse("patients:detail", args=[inf.patient.mrn])).content.decode()
+    assert "&lt;0.01 %" in html
 
 
 def test_form_keeps_refusing_exponents_for_mrd(clin_client, team):
