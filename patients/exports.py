@@ -95,6 +95,11 @@ def cell(value: Any) -> str:
 Rows = Iterator[list[Any]]
 
 
+def _mrd_cell(value: Decimal | None, comparator: str) -> str:
+    """An MRD in full (all its 10 stored places, trailing zeros dropped), with "<" below detection."""
+    return "" if value is None else comparator + units.format_decimal(Decimal(value))
+
+
 def _patient_rows(patients: QuerySet[Patient]) -> Rows:
     for p in patients.select_related("infusion", "care_team").order_by("mrn"):
         inf = p.infusion
@@ -107,8 +112,8 @@ def _patient_rows(patients: QuerySet[Patient]) -> Rows:
             p.diagnosis,
             inf.product,
             inf.infusion_date,
-            inf.baseline_mrd_pct,
-            inf.post_ld_mrd_pct,
+            _mrd_cell(inf.baseline_mrd_pct, inf.baseline_mrd_comparator),
+            _mrd_cell(inf.post_ld_mrd_pct, inf.post_ld_mrd_comparator),
             inf.lymphodepletion_start,
         ]
 

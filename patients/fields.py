@@ -15,6 +15,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
+from patients.services import MrdValue
 from scoring.i18n import error_text
 from scoring.rules import units
 
@@ -132,3 +133,41 @@ class IntegerTextField(DecimalTextField):
 
     def validate(self, value: Any) -> None:
         super().validate(None if value is None else Decimal(value))
+
+
+class MrdTextField(DecimalTextField):
+    """An MRD percentage typed as text: 0.5, or <0.01 as reported below detection (issue 12).
+
+    Read like ``DecimalTextField`` (no exponent, no comma), but a comparator is kept: the
+    cleaned value is a ``services.MrdValue``, which ``services.mrd_values`` splits.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 0)
+        kwargs.setdefault("max_value", 100)
+        kwargs.setdefault("decimal_places", units.MRD_PLACES)
+        kwargs.setdefault("unit", "%")
+        super().__init__(**kwargs)
+
+    def example_text(self, span: str) -> str:
+        return _("%(span)s, with a decimal point, such as 12.5, or <0.01 below detection") % {"span": span}
+
+    def to_python(self, value: Any) -> Any:
+        text = forms.CharField.to_python(self, value)
+        if not text:
+            return None
+        if len(text) > MAX_CHARS:
+            raise self._refuse(_("more than %(max)d characters") % {"max": MAX_CHARS})
+        try:
+            comparator, number = units.parse_value(text, allow_exponent=False)
+        except units.ValueFormatError as exc:
+            raise self._refuse(error_text(exc)) from exc
+        return MrdValue(number, comparator or "")
+
+    def validate(self, value: Any) -> None:
+        super().validate(None if value is None else value.value)
+
+    def prepare_value(self, value: Any) -> Any:
+        if hasattr(value, "comparator"):
+            return value.comparator + units.format_decimal(value.value)
+        return super().prepare_value(value)

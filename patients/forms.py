@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from patients.fields import DecimalTextField, IntegerTextField
+from patients.fields import DecimalTextField, IntegerTextField, MrdTextField
 from patients.models import (
     MRN_VALIDATOR,
     CareTeam,
@@ -28,11 +28,11 @@ from patients.models import (
     Oxygen,
     Sex,
 )
-from patients.services import LabEntry, validate_patient_dates
+from patients.services import LabEntry, mrd_values, validate_patient_dates
 from scoring.i18n import analyte_label, error_text
 from scoring.rules import bedside
 from scoring.rules.days import localize
-from scoring.rules.units import ANALYTES, AnalyteSpec
+from scoring.rules.units import ANALYTES, AnalyteSpec, format_decimal
 from scoring.services import site_zone
 
 DATE_WIDGET = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
@@ -121,22 +121,14 @@ class PatientForm(forms.Form):
     lymphodepletion_start = forms.DateField(
         label=_("Lymphodepletion start"), required=False, widget=DATE_WIDGET
     )
-    baseline_mrd_pct = DecimalTextField(
+    baseline_mrd_pct = MrdTextField(
         label=_("Baseline MRD (%)"),
         required=False,
-        min_value=0,
-        max_value=100,
-        decimal_places=6,
-        unit="%",
         help_text=_("Bone-marrow MRD before lymphodepletion: percent of nucleated cells, 0–100."),
     )
-    post_ld_mrd_pct = DecimalTextField(
+    post_ld_mrd_pct = MrdTextField(
         label=_("Post-lymphodepletion MRD (%)"),
         required=False,
-        min_value=0,
-        max_value=100,
-        decimal_places=6,
-        unit="%",
         help_text=_("After lymphodepletion and before infusion, 0–100 %."),
     )
     confirm_digest = forms.CharField(widget=forms.HiddenInput, required=False)
@@ -144,6 +136,11 @@ class PatientForm(forms.Form):
     def __init__(self, *args: Any, teams: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.warnings: list[str] = []  # the age check a confirmation answers
+        for name in ("baseline_mrd_pct", "post_ld_mrd_pct"):
+            # A stored MRD below detection is shown as it was given: <0.01.
+            comparator = self.initial.get(name.replace("_pct", "_comparator"))
+            if comparator and self.initial.get(name) is not None:
+                self.initial[name] = comparator + format_decimal(Decimal(self.initial[name]))
         care_team = cast(forms.ModelChoiceField, self.fields["care_team"])  # type: ignore[type-arg]  # stubs
         care_team.queryset = teams if teams is not None else CareTeam.objects.none()
         if teams is not None and len(teams) == 1 and not self.is_bound:
@@ -166,7 +163,9 @@ class PatientForm(forms.Form):
 
     def service_values(self) -> dict[str, Any]:
         """The cleaned values the services take (without the confirmation's fingerprint)."""
-        return {k: v for k, v in self.cleaned_data.items() if k != "confirm_digest"}
+        values = {k: v for k, v in self.cleaned_data.items() if k != "confirm_digest"}
+        mrd_values(values)  # "<0.01": the value and its comparator
+        return values
 
 
 class PatientEditForm(PatientForm):

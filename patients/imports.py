@@ -52,6 +52,7 @@ from patients.models import (
     validate_display_text,
 )
 from scoring.i18n import error_text
+from scoring.i18n import localize as localize_message
 from scoring.rules import units
 from scoring.rules.days import MAX_DAY, MIN_DAY, day_of, day_of_date, format_day, localize
 from scoring.services import recompute_patients, site_zone
@@ -92,7 +93,6 @@ OPTIONAL_COLUMNS: dict[str, frozenset[str]] = {
 }
 
 BARE_DATE_HOUR = 12  # a bare date in labs.csv means 12:00 site time, SPEC 8.2
-MRD_PLACES = 6  # MRD is stored to 6 decimal places (Infusion.*_mrd_pct)
 NAME_MAX_LENGTH: int = Patient._meta.get_field("name").max_length or 0
 TEAM_MAX_LENGTH: int = CareTeam._meta.get_field("name").max_length or 0
 DIAGNOSIS_MAX_LENGTH: int = Patient._meta.get_field("diagnosis").max_length or 0
@@ -102,6 +102,7 @@ ENTERED_UNIT_MAX_LENGTH: int = LabResult._meta.get_field("entered_unit").max_len
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$")
+_PLAIN_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")  # a number: never quoted
 
 
 # --- report ------------------------------------------------------------------------------
@@ -367,6 +368,7 @@ class _Cells:
         self.filename = filename
         self.errors = errors
         self.bad = False
+        self.comparators: dict[str, str] = {}  # an MRD below detection: column -> "<"
 
     def raw(self, column: str) -> str:
         return self.row.cells.get(column, "")
@@ -409,7 +411,7 @@ class _Cells:
         value = self.raw(column)
         if not value:
             return None
-        number = parse_decimal(value, allow_exponent=False)
+        number = parse_decimal(value, allow_exponent=True)
         if isinstance(number, str):
             self.error(column, number)
             return None
@@ -432,6 +434,29 @@ class _Cells:
         if isinstance(exponent, int) and -exponent > places:
             self.error(column, _("at most %(places)d decimal places are accepted") % {"places": places})
             return None
+        return number
+
+    def mrd(self, column: str, notes: list[str]) -> Decimal | None:
+        """An MRD percentage, "<0.01" below detection, exponents allowed; rounded with a note."""
+        value = self.raw(column)
+        if not value:
+            return None
+        try:
+            comparator, number, messages = units.parse_mrd(value, allow_exponent=True)
+        except units.RuleError as exc:
+            self.error(column, error_text(exc))
+            return None
+        self.comparators[column] = comparator
+        for message in messages:
+            notes.append(
+                _("%(file)s, line %(line)d, column %(column)s: %(note)s")
+                % {
+                    "file": self.filename,
+                    "line": self.row.line,
+                    "column": column,
+                    "note": localize_message(message),
+                }
+            )
         return number
 
     def boolean(self, column: str) -> bool:
@@ -722,6 +747,8 @@ class _PatientValues:
     baseline_mrd_pct: Decimal | None
     post_ld_mrd_pct: Decimal | None
     lymphodepletion_start: date | None
+    baseline_mrd_comparator: str = ""
+    post_ld_mrd_comparator: str = ""
 
 
 _PATIENT_COMPARED = ("name", "sex", "birth_date", "diagnosis")
@@ -731,6 +758,8 @@ _INFUSION_COMPARED = (
     "baseline_mrd_pct",
     "post_ld_mrd_pct",
     "lymphodepletion_start",
+    "baseline_mrd_comparator",
+    "post_ld_mrd_comparator",
 )
 
 
@@ -831,13 +860,11 @@ def _plan_patients(
             diagnosis=c.text("diagnosis", max_length=DIAGNOSIS_MAX_LENGTH) or "B-ALL",
             product=c.text("product", max_length=PRODUCT_MAX_LENGTH),
             infusion_date=c.date("infusion_date", required=True) or date.min,
-            baseline_mrd_pct=c.decimal(
-                "baseline_mrd_pct", low=Decimal(0), high=Decimal(100), unit="%", places=MRD_PLACES
-            ),
-            post_ld_mrd_pct=c.decimal(
-                "post_ld_mrd_pct", low=Decimal(0), high=Decimal(100), unit="%", places=MRD_PLACES
-            ),
+            baseline_mrd_pct=c.mrd("baseline_mrd_pct", report.notes),
+            post_ld_mrd_pct=c.mrd("post_ld_mrd_pct", report.notes),
             lymphodepletion_start=c.date("lymphodepletion_start") if has_ld else None,
+            baseline_mrd_comparator=c.comparators.get("baseline_mrd_pct", ""),
+            post_ld_mrd_comparator=c.comparators.get("post_ld_mrd_pct", ""),
         )
         if ctx.teams is not None and values.care_team not in ctx.teams:
             c.error(
@@ -977,6 +1004,8 @@ def _plan_patients(
                 lymphodepletion_start=v.lymphodepletion_start,
                 baseline_mrd_pct=v.baseline_mrd_pct,
                 post_ld_mrd_pct=v.post_ld_mrd_pct,
+                baseline_mrd_comparator=v.baseline_mrd_comparator,
+                post_ld_mrd_comparator=v.post_ld_mrd_comparator,
             )
             for mrn, v in creates
         ]
@@ -1071,7 +1100,7 @@ def _plan_labs(
                 value_text=c.raw("value"),
                 unit=c.raw("unit"),
                 usual_units=usual,
-                allow_exponent=False,
+                allow_exponent=True,  # lab systems and analysis tools write 1.107e+04 (issue 12)
             )
         except ValidationError as exc:
             for field_key, messages in exc.message_dict.items():
@@ -1175,6 +1204,11 @@ def _plan_labs(
             report.notes.append(
                 _("%(file)s, line %(line)d: stored and flagged: %(warning)s")
                 % {"file": fn, "line": item.line, "warning": warning}
+            )
+        if item.lab.rounding_note_text:
+            report.notes.append(
+                _("%(file)s, line %(line)d: stored: %(note)s")
+                % {"file": fn, "line": item.line, "note": item.lab.rounding_note_text}
             )
         if item.lab.unit_note_text:
             # A lab system sends its units deliberately: said, never asked (SPEC 8.5).

@@ -204,6 +204,11 @@ class Patient(models.Model):
         return reverse("patients:detail", kwargs={"mrn": self.mrn})
 
 
+# NGS-MRD reaches 10⁻⁶ of nucleated cells (0.0001 %): 10 places keep 3 significant digits.
+MRD_DECIMAL_PLACES = 10
+MRD_MAX_DIGITS = 13  # 100.0000000000
+
+
 class Infusion(models.Model):
     """The CAR-T infusion: day 0. One per patient for now (SPEC 2.1)."""
 
@@ -213,19 +218,30 @@ class Infusion(models.Model):
     lymphodepletion_start = models.DateField(_("lymphodepletion start"), null=True, blank=True)
     baseline_mrd_pct = models.DecimalField(
         _("baseline MRD (%)"),
-        max_digits=9,
-        decimal_places=6,
+        max_digits=MRD_MAX_DIGITS,
+        decimal_places=MRD_DECIMAL_PLACES,
         null=True,
         blank=True,
         validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(100))],
     )
     post_ld_mrd_pct = models.DecimalField(
         _("post-lymphodepletion MRD (%)"),
-        max_digits=9,
-        decimal_places=6,
+        max_digits=MRD_MAX_DIGITS,
+        decimal_places=MRD_DECIMAL_PLACES,
         null=True,
         blank=True,
         validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(100))],
+    )
+    # "<" with 0.01: reported below detection (flow cytometry's negative); empty: measured.
+    baseline_mrd_comparator = models.CharField(
+        _("baseline MRD comparator"), max_length=2, choices=Comparator.choices, blank=True, default=""
+    )
+    post_ld_mrd_comparator = models.CharField(
+        _("post-lymphodepletion MRD comparator"),
+        max_length=2,
+        choices=Comparator.choices,
+        blank=True,
+        default="",
     )
     version = models.PositiveIntegerField(default=1)
 

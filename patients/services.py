@@ -40,6 +40,7 @@ from patients.models import (
     TMAX_MIN_C,
     CareTeam,
     ClinicalEvent,
+    Comparator,
     EventKind,
     GradeOverride,
     Hypotension,
@@ -219,6 +220,8 @@ INFUSION_FIELDS = (
     "lymphodepletion_start",
     "baseline_mrd_pct",
     "post_ld_mrd_pct",
+    "baseline_mrd_comparator",
+    "post_ld_mrd_comparator",
 )
 PATIENT_FIELDS = ("name", "sex", "birth_date", "care_team", "diagnosis", "monitoring_end_day")
 
@@ -240,6 +243,51 @@ def _validate_mrd(values: dict[str, Any]) -> None:
             raise ValidationError(
                 {name: _("MRD must be between 0 and 100 %%, not %(value)s.") % {"value": v}}
             )
+        comparator = values.get(name.replace("_pct", "_comparator")) or ""
+        if comparator and (comparator not in Comparator.values or v is None):
+            raise ValidationError(
+                {
+                    name: _("An MRD comparator (%(comparator)s) needs a value, such as <0.01.")
+                    % {"comparator": comparator}
+                    if v is None
+                    else _("An MRD comparator is one of <, <=, >, >=, not %(comparator)s.")
+                    % {"comparator": comparator}
+                }
+            )
+
+
+@dataclass(frozen=True)
+class MrdValue:
+    """An MRD as read from a lab system: the value (rounded), its comparator, the notes it deserves."""
+
+    value: Decimal
+    comparator: str = ""
+    notes: tuple[str, ...] | list[str] = ()
+
+
+def mrd_values(data: dict[str, Any]) -> dict[str, list[str]]:
+    """Split each ``MrdValue`` of ``data`` into its value and comparator fields; return the notes by field."""
+    notes: dict[str, list[str]] = {}
+    for name in ("baseline_mrd_pct", "post_ld_mrd_pct"):
+        mrd = data.get(name)
+        if isinstance(mrd, MrdValue):
+            data[name] = mrd.value
+            data[name.replace("_pct", "_comparator")] = mrd.comparator
+            if mrd.notes:
+                notes[name] = list(mrd.notes)
+    return notes
+
+
+def mrd_notes(name: str, text: str, *, allow_exponent: bool) -> tuple[str, Decimal, list[str]]:
+    """Read an MRD cell or field as given; return (comparator, value, notes in English).
+
+    Raise ValidationError keyed by ``name`` when it is not a percentage from 0 to 100.
+    """
+    try:
+        comparator, value, notes = units.parse_mrd(text, allow_exponent=allow_exponent)
+    except units.RuleError as exc:
+        raise ValidationError({name: error_text(exc)}) from exc
+    return comparator, value, [str(n) for n in notes]
 
 
 def validate_patient_dates(values: dict[str, Any]) -> None:
@@ -347,6 +395,8 @@ def patient_register(
     lymphodepletion_start: date | None = None,
     baseline_mrd_pct: Decimal | None = None,
     post_ld_mrd_pct: Decimal | None = None,
+    baseline_mrd_comparator: str = "",
+    post_ld_mrd_comparator: str = "",
     synthetic: bool = False,
     confirmed: bool = False,
 ) -> Patient:
@@ -372,6 +422,8 @@ def patient_register(
         "birth_date": birth_date,
         "baseline_mrd_pct": baseline_mrd_pct,
         "post_ld_mrd_pct": post_ld_mrd_pct,
+        "baseline_mrd_comparator": baseline_mrd_comparator,
+        "post_ld_mrd_comparator": post_ld_mrd_comparator,
     }
     validate_patient_dates(values)
     _validate_mrd(values)
@@ -394,6 +446,8 @@ def patient_register(
         lymphodepletion_start=lymphodepletion_start,
         baseline_mrd_pct=baseline_mrd_pct,
         post_ld_mrd_pct=post_ld_mrd_pct,
+        baseline_mrd_comparator=baseline_mrd_comparator or "",
+        post_ld_mrd_comparator=post_ld_mrd_comparator or "",
     )
     _save(infusion, user=user, reason="registered")
     _recompute(patient)
@@ -447,6 +501,10 @@ def patient_update(
         raise ValidationError(
             _("Unknown patient fields: %(fields)s.") % {"fields": ", ".join(sorted(unknown))}
         )
+    for name in ("baseline_mrd_pct", "post_ld_mrd_pct"):
+        # A new MRD without a comparator is a measured value: "<" of the old one does not stay.
+        if name in changes:
+            changes.setdefault(name.replace("_pct", "_comparator"), "")
     infusion = patient.infusion
     merged = {f: getattr(infusion, f) for f in INFUSION_FIELDS}
     merged["birth_date"] = patient.birth_date
@@ -511,6 +569,9 @@ class ValidatedLab:
     # asks for confirmation with it, a lab system's value is stored with it as a note.
     unit_note: str = ""
     unit_note_text: str = ""
+    # Set when the value in the canonical unit had more decimals than are stored (rounded).
+    rounding_note: str = ""
+    rounding_note_text: str = ""
 
 
 def usual_units() -> dict[str, str]:
@@ -577,6 +638,7 @@ def validate_lab(
             comparator=comparator or "",
             usual_unit=usual_unit,
         )
+    rounded = _rounding_message(spec.code, value_text, number, unit)
     return ValidatedLab(
         analyte=spec.code,
         comparator=comparator or "",
@@ -588,7 +650,26 @@ def validate_lab(
         warning_texts=[localize(m) for m in messages],
         unit_note=str(note) if note else "",
         unit_note_text=localize(note) if note else "",
+        rounding_note=str(rounded) if rounded else "",
+        rounding_note_text=localize(rounded) if rounded else "",
     )
+
+
+def _rounding_message(analyte: str, entered: str, number: Decimal, unit: str) -> units.Message | None:
+    """The rounding note of a value given in the canonical unit (factor 1); None for a conversion."""
+    if units.unit_differs(analyte, unit, units.ANALYTES[analyte].canonical_unit):
+        return None
+    return units.rounding_message(entered, number)
+
+
+def lab_rounding_note(lab: LabResult) -> str:
+    """The note of a stored lab given with more decimals than are stored, in English; or ""."""
+    try:
+        _comparator, number = units.parse_value(lab.entered_value, allow_exponent=True)
+    except units.ValueFormatError:
+        return ""
+    message = _rounding_message(lab.analyte, lab.entered_value, number, lab.entered_unit)
+    return str(message) if message else ""
 
 
 def lab_unit_note(lab: LabResult, usual: dict[str, str] | None = None) -> str:

@@ -32,6 +32,8 @@ class PatientInputs:
     observations: tuple[Observation, ...]
     overrides: tuple[Override, ...] = ()
     events: tuple[Event, ...] = ()
+    baseline_mrd_comparator: str = ""  # "<" for an MRD below detection, like a censored lab
+    post_ld_mrd_comparator: str = ""
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,8 @@ def assess_patient(
             day=d,
             baseline_mrd_pct=inputs.baseline_mrd_pct,
             post_ld_mrd_pct=inputs.post_ld_mrd_pct,
+            baseline_mrd_comparator=inputs.baseline_mrd_comparator,
+            post_ld_mrd_comparator=inputs.post_ld_mrd_comparator,
             labs=index,
             observations=first_therapy,
         )
@@ -195,6 +199,8 @@ def assess_patient(
         model,
         baseline_mrd_pct=inputs.baseline_mrd_pct,
         post_ld_mrd_pct=inputs.post_ld_mrd_pct,
+        baseline_mrd_comparator=inputs.baseline_mrd_comparator,
+        post_ld_mrd_comparator=inputs.post_ld_mrd_comparator,
         labs=index,
         therapy_days=first_therapy,
     )

@@ -326,6 +326,8 @@ def score_model_what_if(model: ScoreModel, *, user: Any) -> WhatIf | None:
                 post_ld_mrd_pct=inputs.post_ld_mrd_pct,
                 labs=inputs.labs,
                 therapy_days=inputs.observations,
+                baseline_mrd_comparator=inputs.baseline_mrd_comparator,
+                post_ld_mrd_comparator=inputs.post_ld_mrd_comparator,
             )
             for spec in (current, candidate)
         )

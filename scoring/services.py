@@ -98,6 +98,8 @@ _INFUSION_COLUMNS = (
     "lymphodepletion_start",
     "baseline_mrd_pct",
     "post_ld_mrd_pct",
+    "baseline_mrd_comparator",
+    "post_ld_mrd_comparator",
 )
 
 
@@ -121,11 +123,13 @@ def load_inputs(patient_ids: Iterable[int], tz: ZoneInfo | None = None) -> dict[
     events = _rows_by_patient(ClinicalEvent.objects.active().order_by("date"), _EVENT_COLUMNS, ids)
     overrides = _rows_by_patient(GradeOverride.objects.active(), _OVERRIDE_COLUMNS, ids)
     inputs = {}
-    for pid, (_pid, d0, ld, baseline_mrd, post_ld_mrd) in infusions.items():
+    for pid, (_pid, d0, ld, baseline_mrd, post_ld_mrd, baseline_cmp, post_ld_cmp) in infusions.items():
         inputs[pid] = PatientInputs(
             infusion_date=d0,
             baseline_mrd_pct=baseline_mrd,
             post_ld_mrd_pct=post_ld_mrd,
+            baseline_mrd_comparator=baseline_cmp,
+            post_ld_mrd_comparator=post_ld_cmp,
             lymphodepletion_day=None if ld is None else day_of_date(ld, d0),
             labs=tuple(
                 rt.Lab(

@@ -24,6 +24,7 @@ from patients.services import (
     NeedsConfirmation,
     check_collected_at,
     lab_panel_record,
+    lab_rounding_note,
     lab_unit_note,
     usual_units,
     validate_lab,
@@ -214,8 +215,9 @@ def record_lab_items(
                 for row in rows:
                     if row.flags:
                         result.warnings[by_code[row.analyte].loc("value")] = list(row.flags)
-                    if note := lab_unit_note(row, usual):
-                        result.notes[by_code[row.analyte].loc("value")] = [note]
+                    notes = [lab_unit_note(row, usual), lab_rounding_note(row)]
+                    if notes := [n for n in notes if n]:
+                        result.notes[by_code[row.analyte].loc("value")] = notes
                 result.stored.extend(rows)
             if errors:
                 raise ValidationError(errors)

@@ -268,14 +268,12 @@ def import_bundle(data: Any, *, user: Any = None, request: Any = None, dry_run: 
     if errors:
         # Check the good entries too, so that the refusal lists every bad one at once.
         try:
-            precheck(items, allow_exponent=False)
+            precheck(items, allow_exponent=True)
         except ValidationError as exc:
             for key, messages in exc.message_dict.items():
                 errors.setdefault(key, []).extend(messages)
         raise ValidationError(dict(sorted(errors.items(), key=lambda kv: _entry_order(kv[0]))))
-    batch = record_lab_items(
-        user=user, items=items, source=Source.FHIR, dry_run=dry_run, allow_exponent=False
-    )
+    batch = record_lab_items(user=user, items=items, source=Source.FHIR, dry_run=dry_run, allow_exponent=True)
     return FhirResult(
         entries=count,
         stored=len(batch.stored),

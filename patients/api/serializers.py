@@ -5,12 +5,15 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
 
 from patients.models import (
+    MRD_DECIMAL_PLACES,
+    MRD_MAX_DIGITS,
     ClinicalEvent,
     Comparator,
     EventKind,
@@ -22,6 +25,7 @@ from patients.models import (
     Patient,
     Sex,
 )
+from patients.services import MrdValue, mrd_notes
 from scoring.models import Band, DailyAssessment, PatientSummary
 from scoring.rules.units import format_decimal
 
@@ -44,10 +48,22 @@ class PatientSerializer(serializers.ModelSerializer):
     infusion_date = serializers.DateField(source="infusion.infusion_date")
     lymphodepletion_start = serializers.DateField(source="infusion.lymphodepletion_start", allow_null=True)
     baseline_mrd_pct = serializers.DecimalField(
-        source="infusion.baseline_mrd_pct", max_digits=9, decimal_places=6, allow_null=True
+        source="infusion.baseline_mrd_pct",
+        max_digits=MRD_MAX_DIGITS,
+        decimal_places=MRD_DECIMAL_PLACES,
+        allow_null=True,
+    )
+    baseline_mrd_comparator = serializers.CharField(
+        source="infusion.baseline_mrd_comparator", help_text='"<" when reported below detection, else "".'
     )
     post_ld_mrd_pct = serializers.DecimalField(
-        source="infusion.post_ld_mrd_pct", max_digits=9, decimal_places=6, allow_null=True
+        source="infusion.post_ld_mrd_pct",
+        max_digits=MRD_MAX_DIGITS,
+        decimal_places=MRD_DECIMAL_PLACES,
+        allow_null=True,
+    )
+    post_ld_mrd_comparator = serializers.CharField(
+        source="infusion.post_ld_mrd_comparator", help_text='"<" when reported below detection, else "".'
     )
 
     class Meta:
@@ -63,12 +79,38 @@ class PatientSerializer(serializers.ModelSerializer):
             "infusion_date",
             "lymphodepletion_start",
             "baseline_mrd_pct",
+            "baseline_mrd_comparator",
             "post_ld_mrd_pct",
+            "post_ld_mrd_comparator",
             "monitoring_end_day",
             "synthetic",
             "version",
         ]
         read_only_fields = fields
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class MrdField(serializers.Field):
+    """An MRD percentage: 0.5, "0.5", "6.5E-04", or "<0.01" below detection.
+
+    Validated to ``services.MrdValue``: more than 10 decimal places are rounded half-even,
+    and that, or a value below 0.0001 %, is said in the answer's ``notes``.
+    """
+
+    default_error_messages = {"invalid": 'An MRD is a number (percent), or a string such as "<0.01".'}
+
+    def to_internal_value(self, data: Any) -> MrdValue:
+        if isinstance(data, bool) or not isinstance(data, (str, int, float, Decimal)):
+            self.fail("invalid")
+        text = data if isinstance(data, str) else str(data)
+        try:
+            comparator, value, notes = mrd_notes("mrd", text, allow_exponent=True)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
+        return MrdValue(value, comparator, notes)
+
+    def to_representation(self, value: Any) -> Any:  # pragma: no cover - input only
+        return value
 
 
 class _PatientFields(serializers.Serializer):
@@ -82,22 +124,8 @@ class _PatientFields(serializers.Serializer):
     product = serializers.CharField(max_length=200, allow_blank=True, default="")
     infusion_date = serializers.DateField(help_text="Day 0.")
     lymphodepletion_start = serializers.DateField(allow_null=True, required=False)
-    baseline_mrd_pct = serializers.DecimalField(
-        max_digits=9,
-        decimal_places=6,
-        min_value=Decimal(0),
-        max_value=Decimal(100),
-        allow_null=True,
-        required=False,
-    )
-    post_ld_mrd_pct = serializers.DecimalField(
-        max_digits=9,
-        decimal_places=6,
-        min_value=Decimal(0),
-        max_value=Decimal(100),
-        allow_null=True,
-        required=False,
-    )
+    baseline_mrd_pct = MrdField(allow_null=True, required=False)
+    post_ld_mrd_pct = MrdField(allow_null=True, required=False)
     confirm = serializers.BooleanField(
         default=False,
         help_text="Store an age at infusion under 1 or over 100 years (otherwise 422 with warnings).",

@@ -182,6 +182,7 @@ class PatientListView(ClinicalView):
         ser = s.PatientCreateSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         data = dict(ser.validated_data)
+        notes = services.mrd_values(data)
         data["care_team"] = _care_team(request.user, data.get("care_team"))
         try:
             patient = services.patient_register(user=request.user, confirmed=data.pop("confirm"), **data)
@@ -189,7 +190,7 @@ class PatientListView(ClinicalView):
             if services.is_existing_mrn_error(exc):  # a probe for an MRN, maybe another team's
                 log_access(request, data["mrn"], "api:patient-list", granted=False)
             raise
-        return Response(_patient_out(patient), status=status.HTTP_201_CREATED)
+        return Response({**_patient_out(patient), "notes": notes}, status=status.HTTP_201_CREATED)
 
 
 class PatientDetailView(ClinicalView):
@@ -205,6 +206,7 @@ class PatientDetailView(ClinicalView):
         ser = s.PatientUpdateSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         changes = dict(ser.validated_data)
+        notes = services.mrd_values(changes)
         version, reason = changes.pop("version"), changes.pop("reason")
         confirmed = changes.pop("confirm")
         if "care_team" in changes:
@@ -219,7 +221,7 @@ class PatientDetailView(ClinicalView):
             confirmed=confirmed,
             **changes,
         )
-        return Response(_patient_out(patient))
+        return Response({**_patient_out(patient), "notes": notes})
 
 
 # --- labs ----------------------------------------------------------------------------------
@@ -273,7 +275,7 @@ class LabListView(ClinicalView):
             )
             for i, row in enumerate(rows)
         ]
-        result = record_lab_items(user=request.user, items=items, source=Source.API, allow_exponent=False)
+        result = record_lab_items(user=request.user, items=items, source=Source.API, allow_exponent=True)
         body = {
             "stored": s.LabSerializer(result.stored, many=True).data,
             "skipped": s.LabSerializer(result.skipped, many=True).data,
@@ -308,14 +310,14 @@ class LabDetailView(ClinicalView):
                 collected_at=d.get("collected_at"),
                 confirmed=d["confirm"],
                 source=Source.API,
-                allow_exponent=False,
+                allow_exponent=True,
             )
         except services.NeedsConfirmation as exc:
             raise services.NeedsConfirmation(
                 {"value": [w for ws in exc.warnings.values() for w in ws]}
             ) from exc
-        note = services.lab_unit_note(lab)
-        lab.notes = [note] if note else []  # type: ignore[attr-defined]  # shown, not stored
+        notes = [services.lab_unit_note(lab), services.lab_rounding_note(lab)]
+        lab.notes = [n for n in notes if n]  # type: ignore[attr-defined]  # shown, not stored
         return Response(s.LabCorrectedSerializer(lab).data)
 
 

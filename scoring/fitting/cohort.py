@@ -109,6 +109,8 @@ def _row(
         post_ld_mrd_pct=inputs.post_ld_mrd_pct,
         labs=inputs.labs,
         therapy_days=inputs.observations,
+        baseline_mrd_comparator=inputs.baseline_mrd_comparator,
+        post_ld_mrd_comparator=inputs.post_ld_mrd_comparator,
     )
     row: dict[str, Any] = {"patient_id": patient.pk, "mrn": patient.mrn, "synthetic": patient.synthetic}
     by_code = {f.code: f for f in spec.factors}

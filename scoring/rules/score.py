@@ -442,9 +442,11 @@ def _sort_key(lab: Lab) -> tuple[datetime, int, Decimal]:
     return (lab.collected_at, lab.day, lab.value)
 
 
-def _mrd_result(spec: FactorSpec, value: Decimal | None) -> FactorResult:
-    decision = None if value is None else factor_decision(spec, value, None)
-    return _result(spec, decision, value, None, None, None, ())
+def _mrd_result(spec: FactorSpec, value: Decimal | None, comparator: str | None = None) -> FactorResult:
+    # An MRD below detection ("<0.01") decides like a censored lab value: only when unambiguous.
+    comparator = comparator or None
+    decision = None if value is None else factor_decision(spec, value, comparator)
+    return _result(spec, decision, value, comparator, None, None, ())
 
 
 def _result(
@@ -488,10 +490,13 @@ def _lab_result(
     return _result(spec, decision, lab.value, lab.comparator, lab.day, lab.collected_at, flags)
 
 
-def _mrd_value(
-    spec: FactorSpec, baseline_mrd_pct: Decimal | None, post_ld_mrd_pct: Decimal | None
-) -> Decimal | None:
-    return baseline_mrd_pct if spec.input == BASELINE_MRD_INPUT else post_ld_mrd_pct
+def _mrd_result_of(
+    spec: FactorSpec,
+    baseline: tuple[Decimal | None, str | None],
+    post_ld: tuple[Decimal | None, str | None],
+) -> FactorResult:
+    value, comparator = baseline if spec.input == BASELINE_MRD_INPUT else post_ld
+    return _mrd_result(spec, value, comparator)
 
 
 def _summarise(
@@ -542,6 +547,8 @@ def day7_score(
     post_ld_mrd_pct: Decimal | None,
     labs: Sequence[Lab] | LabIndex,
     therapy_days: Mapping[int, Iterable[str]] | Sequence[Observation] = (),
+    baseline_mrd_comparator: str | None = None,
+    post_ld_mrd_comparator: str | None = None,
 ) -> ScoreResult:
     """Return the day-7 landmark score (day=7); therapy_days is observations or {day: therapies}.
 
@@ -553,7 +560,13 @@ def day7_score(
     results = []
     for spec in model.factors:
         if spec.is_mrd:
-            results.append(_mrd_result(spec, _mrd_value(spec, baseline_mrd_pct, post_ld_mrd_pct)))
+            results.append(
+                _mrd_result_of(
+                    spec,
+                    (baseline_mrd_pct, baseline_mrd_comparator),
+                    (post_ld_mrd_pct, post_ld_mrd_comparator),
+                )
+            )
             continue
         landmark_days = (LANDMARK_FALLBACK_BEFORE_DAY, LANDMARK_DAY, LANDMARK_FALLBACK_AFTER_DAY)
         lab, flags = _day7_lab(index.on_days(spec.input, landmark_days))
@@ -569,6 +582,8 @@ def running_score(
     post_ld_mrd_pct: Decimal | None,
     labs: Sequence[Lab] | LabIndex,
     observations: Sequence[Observation] | Mapping[int, Iterable[str]] = (),
+    baseline_mrd_comparator: str | None = None,
+    post_ld_mrd_comparator: str | None = None,
 ) -> ScoreResult:
     """Return the running (trend) score of day d from the latest lab of day d or d−1.
 
@@ -580,7 +595,13 @@ def running_score(
     results = []
     for spec in model.factors:
         if spec.is_mrd:
-            results.append(_mrd_result(spec, _mrd_value(spec, baseline_mrd_pct, post_ld_mrd_pct)))
+            results.append(
+                _mrd_result_of(
+                    spec,
+                    (baseline_mrd_pct, baseline_mrd_comparator),
+                    (post_ld_mrd_pct, post_ld_mrd_comparator),
+                )
+            )
             continue
         recent = index.on_days(spec.input, (day, day - 1))
         lab = max(recent, key=_sort_key) if recent else None

@@ -363,6 +363,69 @@ def quantize_canonical(value: Decimal) -> Decimal:
         return value.quantize(_QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
+ROUNDED_TEMPLATE: Final = gettext_noop(
+    "value %(entered)s has more decimal places than are stored (%(places)d): stored rounded to %(value)s"
+)
+
+
+def rounding_message(entered: str, number: Decimal, places: int = CANONICAL_PLACES) -> Message | None:
+    """Say that ``number`` (as given: ``entered``) is stored rounded half-even to ``places``; or None.
+
+    Only a value with more decimal places than are stored gets it; a converted value
+    (pmol/L to µg/L) is rounded too but says nothing, since no one typed those decimals.
+    """
+    with localcontext() as ctx:
+        ctx.prec = _WORKING_PRECISION
+        rounded = number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    if rounded == number:
+        return None
+    return Message(
+        ROUNDED_TEMPLATE, {"entered": entered.strip(), "places": places, "value": format_decimal(rounded)}
+    )
+
+
+MRD_PLACES: Final = 10  # MRD (%) is stored to 10 decimal places: NGS-MRD keeps 3 significant digits
+MRD_TINY_PCT: Final = Decimal("0.0001")  # 10⁻⁶ of nucleated cells, the floor of NGS-MRD
+MRD_TINY_TEMPLATE: Final = gettext_noop(
+    "MRD %(value)s %% is below 0.0001 %% (10⁻⁶ of nucleated cells): check that it is a percentage "
+    "and not a fraction (a fraction of 6.5E-06 is 0.00065 %%)"
+)
+
+
+def round_mrd(entered: str, value: Decimal) -> tuple[Decimal, list[Message]]:
+    """Round an MRD percentage half-even to the stored 10 places; with the notes it deserves.
+
+    A value with more decimals than are stored is said to be rounded; a value above 0 but
+    below 0.0001 % is probably a fraction typed where a percentage was meant.
+    """
+    notes: list[Message] = []
+    rounded_note = rounding_message(entered, value, MRD_PLACES)
+    with localcontext() as ctx:
+        ctx.prec = _WORKING_PRECISION
+        rounded = value.quantize(Decimal(1).scaleb(-MRD_PLACES), rounding=ROUND_HALF_EVEN)
+    if rounded_note is not None:
+        notes.append(rounded_note)
+    if Decimal(0) < value < MRD_TINY_PCT:
+        notes.append(Message(MRD_TINY_TEMPLATE, {"value": entered.strip()}))
+    return rounded, notes
+
+
+MRD_RANGE_TEMPLATE: Final = gettext_noop("MRD is a percentage from 0 to 100, not %(value)s")
+
+
+def parse_mrd(text: str, *, allow_exponent: bool = False) -> tuple[str, Decimal, list[Message]]:
+    """Read an MRD percentage: "0.5", "<0.01" (below detection), or "6.5E-04" with ``allow_exponent``.
+
+    Return (comparator or "", the value rounded to 10 places, notes); raise ValueFormatError
+    or RangeError.
+    """
+    comparator, number = parse_value(text, allow_exponent=allow_exponent)
+    if not Decimal(0) <= number <= Decimal(100):
+        raise RangeError(Message(MRD_RANGE_TEMPLATE, {"value": text.strip()}))
+    rounded, notes = round_mrd(text, number)
+    return comparator or "", rounded, notes
+
+
 def to_canonical(analyte: str, value: Decimal, unit: str) -> Decimal:
     """Convert a value in an accepted unit to the canonical unit, rounded to 6 dp."""
     factor = resolve_analyte(analyte).unit_factor(unit)

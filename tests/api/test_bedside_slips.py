@@ -110,14 +110,13 @@ def test_the_usual_unit_decides_what_lab_systems_are_told(hematologist, clin_api
     assert response.json()["notes"] == {}
 
 
-# --- numbers: exponents refused for now, one argument per caller ----------------------------
+# --- numbers: lab systems may send exponents (issue 12), one argument per caller --------------
 
 
-def test_api_refuses_an_exponent_for_now_saying_what_to_write(clin_api, patient):
+def test_api_takes_an_exponent_as_lab_systems_write_it(clin_api, patient):
     response = clin_api.post(labs_url(), {"analyte": "ferritin", "value": "1.1e4", "collected_at": at(7)})
-    assert response.status_code == 400
-    assert "has an exponent, which is not accepted here" in str(response.json())
-    assert not LabResult.objects.exists()
+    assert response.status_code == 201, response.json()
+    assert LabResult.objects.get().value == Decimal(11000)
 
 
 def test_the_lab_writers_take_exponents_when_their_caller_allows_them(clinician, patient):

@@ -76,7 +76,7 @@ def test_retrieve_gives_infusion_and_version(clin_api, patient):
 def test_update_with_version_and_reason_recomputes(clin_api, patient):
     response = clin_api.patch(DETAIL, {"baseline_mrd_pct": "12", "version": 1, "reason": "MRD reported"})
     assert response.status_code == 200, response.json()
-    assert (response.json()["baseline_mrd_pct"], response.json()["version"]) == ("12.000000", 2)
+    assert (response.json()["baseline_mrd_pct"], response.json()["version"]) == ("12.0000000000", 2)
     patient.infusion.refresh_from_db()
     assert patient.infusion.baseline_mrd_pct == Decimal(12)
     assert_stored_equals_scratch(patient)
