@@ -17,7 +17,7 @@ import csv
 import io
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -253,6 +253,18 @@ def decode(data: bytes | str, filename: str) -> tuple[str, list[RowError]]:
 def read_rows(text: str, *, kind: str, filename: str) -> tuple[list[_Row], list[RowError], set[str]]:
     """Split CSV text into rows keyed by column; check the header of SPEC 8.2."""
     errors: list[RowError] = []
+    rows, seen = iter_rows(text, kind=kind, filename=filename, errors=errors)
+    return list(rows), errors, seen
+
+
+def iter_rows(
+    text: str, *, kind: str, filename: str, errors: list[RowError]
+) -> tuple[Iterator[_Row], set[str]]:
+    """The rows of CSV text, one at a time, and the header's columns; errors go to ``errors``.
+
+    The header is checked at once (no rows when it is wrong); the rows' own errors are
+    added as the rows are read.
+    """
     expected = COLUMNS[kind]
     optional = OPTIONAL_COLUMNS.get(kind, frozenset())
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
@@ -261,40 +273,35 @@ def read_rows(text: str, *, kind: str, filename: str) -> tuple[list[_Row], list[
         header = next(reader, None)
     except csv.Error as exc:
         reason = _("the header row cannot be read as CSV: %(error)s") % {"error": exc}
-        return [], [RowError(filename, 1, "", "", reason)], set()
+        errors.append(RowError(filename, 1, "", "", reason))
+        return iter(()), set()
     if header is None or not any(h.strip() for h in header):
-        return (
-            [],
-            [
-                RowError(
-                    filename,
-                    1,
-                    "",
-                    "",
-                    _("the file is empty; the header row must be %(header)s") % {"header": accepted_header},
-                )
-            ],
-            set(),
+        errors.append(
+            RowError(
+                filename,
+                1,
+                "",
+                "",
+                _("the file is empty; the header row must be %(header)s") % {"header": accepted_header},
+            )
         )
+        return iter(()), set()
     names = [h.strip() for h in header]
     if len(names) == 1 and (";" in names[0] or "\t" in names[0]):
-        return (
-            [],
-            [
-                RowError(
-                    filename,
-                    1,
-                    "",
-                    names[0],
-                    _(
-                        "columns must be separated by commas, not semicolons or tabs; the header row must be "
-                        "%(header)s"
-                    )
-                    % {"header": accepted_header},
+        errors.append(
+            RowError(
+                filename,
+                1,
+                "",
+                names[0],
+                _(
+                    "columns must be separated by commas, not semicolons or tabs; the header row must be "
+                    "%(header)s"
                 )
-            ],
-            set(),
+                % {"header": accepted_header},
+            )
         )
+        return iter(()), set()
     seen: set[str] = set()
     for name in names:
         if name not in expected:
@@ -324,8 +331,11 @@ def read_rows(text: str, *, kind: str, filename: str) -> tuple[list[_Row], list[
                 )
             )
     if errors:
-        return [], errors, seen
-    rows: list[_Row] = []
+        return iter(()), seen
+    return _records(reader, names, filename, errors), seen
+
+
+def _records(reader: Any, names: list[str], filename: str, errors: list[RowError]) -> Iterator[_Row]:
     line = reader.line_num + 1
     try:
         for record in reader:
@@ -348,11 +358,10 @@ def read_rows(text: str, *, kind: str, filename: str) -> tuple[list[_Row], list[
                 )
                 continue
             cells = {n: unquote_text_cell(v.strip()) for n, v in zip(names, record, strict=True)}
-            rows.append(_Row(start, cells))
+            yield _Row(start, cells)
     except csv.Error as exc:
         reason = _("this row cannot be read as CSV: %(error)s") % {"error": exc}
         errors.append(RowError(filename, reader.line_num, "", "", reason))
-    return rows, errors, seen
 
 
 class _Cells:
@@ -665,11 +674,7 @@ def run_import(
     try:
         with transaction.atomic():
             if not report.errors:
-                rows, errors, header = read_rows(text, kind=kind, filename=filename)
-                report.rows = len(rows)
-                report.errors.extend(errors)
-                if not report.errors:
-                    write = _PLANNERS[kind](rows, header, report, ctx)
+                write = _plan(kind, text, report, ctx)
                     if not report.errors and not dry_run and write is not None:
                         ids = write()
                         if recompute:
@@ -682,6 +687,21 @@ def run_import(
     except _Rollback:
         _audit(report, ctx)
     return report
+
+
+def _plan(kind: str, text: str, report: ImportReport, ctx: _Context) -> Callable[[], set[int]] | None:
+    """Read and validate the file; the writer of its rows, or None when refused."""
+    if kind == LABS:
+        # Streamed and set-based, whatever the file's size (patients/bulk.py).
+        from patients import bulk
+
+        return bulk.plan_labs(text, report, ctx)
+    rows, errors, header = read_rows(text, kind=kind, filename=report.filename)
+    report.rows = len(rows)
+    report.errors.extend(errors)
+    if report.errors:
+        return None
+    return _PLANNERS[kind](rows, header, report, ctx)
 
 
 def _audit(report: ImportReport, ctx: _Context) -> None:
