@@ -675,13 +675,13 @@ def run_import(
         with transaction.atomic():
             if not report.errors:
                 write = _plan(kind, text, report, ctx)
-                    if not report.errors and not dry_run and write is not None:
-                        ids = write()
-                        if recompute:
-                            report.patients_recomputed = recompute_patients(ids) if ids else 0
-                        elif affected is not None:
-                            affected |= ids
-                        _audit(report, ctx)
+                if not report.errors and not dry_run and write is not None:
+                    ids = write()
+                    if recompute:
+                        report.patients_recomputed = recompute_patients(ids) if ids else 0
+                    elif affected is not None:
+                        affected |= ids
+                    _audit(report, ctx)
             if report.errors or dry_run:
                 raise _Rollback
     except _Rollback:
