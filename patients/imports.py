@@ -102,6 +102,7 @@ ENTERED_UNIT_MAX_LENGTH: int = LabResult._meta.get_field("entered_unit").max_len
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$")
+_PLAIN_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")  # a number is never quoted as text
 
 
 # --- report ------------------------------------------------------------------------------
