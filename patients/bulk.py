@@ -12,6 +12,9 @@ The messages, the dry run, the skip of identical rows and corrections with a
 reason are those of the in-memory planner it replaces (``imports._plan_labs``).
 """
 
+# The SQL below is built only from constant table and column names; values are parameters.
+# ruff: noqa: S608
+
 from __future__ import annotations
 
 import json
@@ -55,6 +58,48 @@ _STAGE_COLUMNS = (
 _SEP = "\x1f"  # between the warning texts of one row
 
 
+ERRORS_SHOWN = 1000  # the first problems of a refused file in full, then counts per column
+
+
+class _Problems(list[im.RowError]):
+    """The problems of one pass over the file, in line order: the first ones kept, the rest counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden: dict[str, int] = {}
+        self.hidden_lines = 0
+        self.last_line = -1
+
+    def append(self, error: im.RowError) -> None:
+        if len(self) < ERRORS_SHOWN:
+            super().append(error)
+        else:
+            self.hidden[error.column] = self.hidden.get(error.column, 0) + 1
+            if error.line != self.last_line:
+                self.hidden_lines += 1
+        self.last_line = error.line
+
+
+def _report_problems(report: im.ImportReport, *passes: _Problems) -> None:
+    """The first problems of every pass, by line, into the report; the rest as counts.
+
+    The passes are about different rows (a row refused by one is not looked at by the
+    next), so their line counts add up.
+    """
+    kept = sorted((e for p in passes for e in p), key=lambda e: e.line)
+    room = max(ERRORS_SHOWN - len(report.errors), 0)
+    shown, cut = kept[:room], kept[room:]
+    report.errors.extend(shown)
+    shown_lines = {e.line for e in shown}
+    report.hidden_lines += len({e.line for e in cut} - shown_lines)
+    for error in cut:
+        report.hidden_errors[error.column] = report.hidden_errors.get(error.column, 0) + 1
+    for p in passes:
+        report.hidden_lines += p.hidden_lines
+        for column, count in p.hidden.items():
+            report.hidden_errors[column] = report.hidden_errors.get(column, 0) + count
+
+
 def _lab_table() -> str:
     return LabResult._meta.db_table
 
@@ -73,8 +118,7 @@ def _create_stage(cursor: Any) -> None:
         f"value {'numeric(18, 6)' if pg else 'decimal'} NOT NULL, comparator varchar(2) NOT NULL, "
         "entered_value text NOT NULL, entered_unit text NOT NULL, loinc text NOT NULL, note text NOT NULL, "
         "flags text NOT NULL, warnings text NOT NULL, unit_note text NOT NULL, raw_value text NOT NULL, "
-        "when_text text NOT NULL, lab_id bigint NULL)"
-        + (" ON COMMIT DROP" if pg else "")
+        "when_text text NOT NULL, lab_id bigint NULL)" + (" ON COMMIT DROP" if pg else "")
     )
     cursor.execute(f"CREATE INDEX {STAGE}_key ON {STAGE} (patient_id, analyte, collected_at)")
 
@@ -111,8 +155,8 @@ def plan_labs(text: str, report: im.ImportReport, ctx: im._Context) -> Callable[
     deaths = im._death_dates(patients)
     usual = services.usual_units()
     ops = connection.ops
-    read_errors: list[im.RowError] = []  # the file itself: a file that cannot be read is only that
-    row_errors: list[im.RowError] = []
+    read_errors = _Problems()  # the file itself: a file that cannot be read is only that
+    row_errors = _Problems()
     rows, _header = im.iter_rows(text, kind=im.LABS, filename=fn, errors=read_errors)
     chunk: list[tuple[Any, ...]] = []
     with connection.cursor() as cursor:
@@ -149,7 +193,8 @@ def plan_labs(text: str, report: im.ImportReport, ctx: im._Context) -> Callable[
                 continue
             if len(lab.entered_value) > im.ENTERED_VALUE_MAX_LENGTH:
                 c.error(
-                    "value", _("at most %(max)d characters are accepted") % {"max": im.ENTERED_VALUE_MAX_LENGTH}
+                    "value",
+                    _("at most %(max)d characters are accepted") % {"max": im.ENTERED_VALUE_MAX_LENGTH},
                 )
             if len(lab.entered_unit) > im.ENTERED_UNIT_MAX_LENGTH:
                 c.error(
@@ -180,14 +225,16 @@ def plan_labs(text: str, report: im.ImportReport, ctx: im._Context) -> Callable[
                 _flush(cursor, chunk)
         _flush(cursor, chunk)
         if read_errors:
-            report.errors.extend(read_errors)
+            _report_problems(report, read_errors)
             return None
-        _duplicates(cursor, report, row_errors, patients)
-        # Row errors in line order (as read), then the conflicts, as the in-memory planner.
-        row_errors.sort(key=lambda e: e.line)
-        report.errors.extend(row_errors)
-        del row_errors
-        _classify(cursor, report, ctx, patients)
+        duplicates = _Problems()
+        _duplicates(cursor, report, duplicates, patients)
+        # Row errors in line order, then the conflicts, as the in-memory planner.
+        _report_problems(report, row_errors, duplicates)
+        conflicts = _Problems()
+        _classify(cursor, report, ctx, patients, conflicts)
+        if conflicts:
+            _report_problems(report, conflicts)
         if report.errors:
             return None
         _flag_tenfold_jumps(cursor)
@@ -242,7 +289,9 @@ def _duplicates(
     )
 
 
-def _classify(cursor: Any, report: im.ImportReport, ctx: im._Context, patients: dict[str, Patient]) -> None:
+def _classify(
+    cursor: Any, report: im.ImportReport, ctx: im._Context, patients: dict[str, Patient], conflicts: _Problems
+) -> None:
     """Join the staged rows to the stored ones: skip, conflict, correction or creation."""
     lab = _lab_table()
     fn = report.filename
@@ -296,7 +345,7 @@ def _classify(cursor: Any, report: im.ImportReport, ctx: im._Context, patients: 
         while batch := cursor.fetchmany(CHUNK):
             for line, entered_value, analyte, patient_id, when_text, value, comparator in batch:
                 shown = f"{comparator}{units.format_decimal(_decimal(value))}"
-                report.errors.append(
+                conflicts.append(
                     im.RowError(
                         fn,
                         line,
@@ -340,7 +389,8 @@ def _flag_tenfold_jumps(cursor: Any) -> None:
         part = dict(jumps[start : start + CHUNK])
         marks = ", ".join(["%s"] * len(part))
         cursor.execute(
-            f"SELECT line, analyte, entered_value, entered_unit FROM {STAGE} WHERE line IN ({marks})", list(part)
+            f"SELECT line, analyte, entered_value, entered_unit FROM {STAGE} WHERE line IN ({marks})",
+            list(part),
         )
         updates = []
         for line, analyte, entered_value, entered_unit in cursor.fetchall():
@@ -373,7 +423,8 @@ def _notes(cursor: Any, report: im.ImportReport) -> None:
             if unit_note:
                 # A lab system sends its units deliberately: said, never asked (SPEC 8.5).
                 texts.append(
-                    _("%(file)s, line %(line)d: stored: %(note)s") % {"file": fn, "line": line, "note": unit_note}
+                    _("%(file)s, line %(line)d: stored: %(note)s")
+                    % {"file": fn, "line": line, "note": unit_note}
                 )
             for text in texts:
                 if shown < NOTES_SHOWN:
@@ -383,7 +434,8 @@ def _notes(cursor: Any, report: im.ImportReport) -> None:
                     hidden += 1
     if hidden:
         report.notes.append(
-            _("%(file)s: %(count)d more note(s) on stored values are not shown.") % {"file": fn, "count": hidden}
+            _("%(file)s: %(count)d more note(s) on stored values are not shown.")
+            % {"file": fn, "count": hidden}
         )
 
 

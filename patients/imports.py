@@ -29,6 +29,7 @@ from django.db.models import Max, QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
 from patients import services
@@ -150,6 +151,10 @@ class ImportReport:
     scoped: bool = False  # limited to the user's care teams (the web)
     unknown_mrns: set[str] = field(default_factory=set)  # not found (in scope): refused accesses
     transfer_id: int | None = None  # the DataTransfer row that records this attempt
+    # A big file's report is bounded (patients/bulk.py): the problems after the first ones
+    # are only counted, per column ("" for a whole row), with the lines they are on.
+    hidden_errors: dict[str, int] = field(default_factory=dict)
+    hidden_lines: int = 0
 
     @property
     def ok(self) -> bool:
@@ -157,12 +162,35 @@ class ImportReport:
 
     @property
     def refused_rows(self) -> int:
-        return len({e.line for e in self.errors})
+        return len({e.line for e in self.errors}) + self.hidden_lines
+
+    @property
+    def error_count(self) -> int:
+        return len(self.errors) + sum(self.hidden_errors.values())
+
+    def hidden_error_lines(self) -> list[str]:
+        """One line per column of the problems not listed in full."""
+        out = []
+        for column, count in sorted(self.hidden_errors.items()):
+            if column:
+                text = ngettext(
+                    "%(file)s: %(count)d more problem in column %(column)s is not listed.",
+                    "%(file)s: %(count)d more problems in column %(column)s are not listed.",
+                    count,
+                )
+            else:
+                text = ngettext(
+                    "%(file)s: %(count)d more problem with a whole row is not listed.",
+                    "%(file)s: %(count)d more problems with whole rows are not listed.",
+                    count,
+                )
+            out.append(text % {"file": self.filename, "count": count, "column": column})
+        return out
 
     def lines(self) -> list[str]:
         """The report as text lines, for stderr or a page."""
         if self.errors:
-            out = [str(e) for e in self.errors]
+            out = [str(e) for e in self.errors] + self.hidden_error_lines()
             rows = (
                 _("%(refused)d of %(rows)d row(s) have errors")
                 % {"refused": self.refused_rows, "rows": self.rows}
@@ -171,7 +199,7 @@ class ImportReport:
             )
             out.append(
                 _("%(file)s: refused, nothing was imported: %(rows)s (%(errors)d error(s)).")
-                % {"file": self.filename, "rows": rows, "errors": len(self.errors)}
+                % {"file": self.filename, "rows": rows, "errors": self.error_count}
             )
             return out
         out = list(self.notes)
