@@ -14,7 +14,6 @@ previous values stay in the history.
 from __future__ import annotations
 
 import csv
-import io
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -103,6 +102,7 @@ ENTERED_UNIT_MAX_LENGTH: int = LabResult._meta.get_field("entered_unit").max_len
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$")
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")  # the line endings io.StringIO(newline="") splits at
 _PLAIN_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")  # a number is never quoted as text
 
 
@@ -296,7 +296,8 @@ def iter_rows(
     """
     expected = COLUMNS[kind]
     optional = OPTIONAL_COLUMNS.get(kind, frozenset())
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    # Lines sliced from the text one at a time: a copy of the whole text (io.StringIO) is not made.
+    reader = csv.reader((m.group() for m in _LINE.finditer(text)), strict=True)
     accepted_header = ",".join(expected)
     try:
         header = next(reader, None)
