@@ -224,6 +224,8 @@ def plan_labs(text: str, report: im.ImportReport, ctx: im._Context) -> Callable[
             if len(chunk) >= CHUNK:
                 _flush(cursor, chunk)
         _flush(cursor, chunk)
+        if connection.vendor == "postgresql":
+            cursor.execute(f"ANALYZE {STAGE}")  # a temporary table has no statistics otherwise
         if read_errors:
             _report_problems(report, read_errors)
             return None
@@ -377,7 +379,7 @@ def _flag_tenfold_jumps(cursor: Any) -> None:
         f"UNION ALL SELECT NULL, l.patient_id, l.analyte, l.collected_at, l.value FROM {lab} l "
         f"WHERE l.voided_at IS NULL AND l.comparator = '' "
         f"AND l.patient_id IN (SELECT patient_id FROM {STAGE}) "
-        f"AND NOT EXISTS (SELECT 1 FROM {STAGE} s WHERE s.lab_id = l.id)) u) w "
+        f"AND l.id NOT IN (SELECT s.lab_id FROM {STAGE} s WHERE s.lab_id IS NOT NULL)) u) w "
         f"WHERE w.line IS NOT NULL AND w.prev IS NOT NULL"
     )
     jumps: list[tuple[int, Decimal]] = []
