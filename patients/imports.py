@@ -1,7 +1,8 @@
 """CSV imports of SPEC 8.2: patients, labs, observations and events.
 
 Each import reads the whole file, validates every row in memory against the
-stored data (a constant number of queries), and then either refuses the file,
+stored data (a constant number of queries; labs.csv is streamed and validated
+set-based instead, in patients/bulk.py), and then either refuses the file,
 listing every bad row, or writes it all in one transaction: rows and their
 change history in bulk, then one recompute of each affected patient.
 
