@@ -1,7 +1,8 @@
 """CSV imports of SPEC 8.2: patients, labs, observations and events.
 
 Each import reads the whole file, validates every row in memory against the
-stored data (a constant number of queries), and then either refuses the file,
+stored data (a constant number of queries; labs.csv is streamed and validated
+set-based instead, in patients/bulk.py), and then either refuses the file,
 listing every bad row, or writes it all in one transaction: rows and their
 change history in bulk, then one recompute of each affected patient.
 
@@ -14,10 +15,9 @@ previous values stay in the history.
 from __future__ import annotations
 
 import csv
-import io
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -29,6 +29,7 @@ from django.db.models import Max, QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
 from patients import services
@@ -102,7 +103,8 @@ ENTERED_UNIT_MAX_LENGTH: int = LabResult._meta.get_field("entered_unit").max_len
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$")
-_PLAIN_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")  # a number: never quoted
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")  # the line endings io.StringIO(newline="") splits at
+_PLAIN_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")  # a number is never quoted as text
 
 
 # --- report ------------------------------------------------------------------------------
@@ -150,6 +152,10 @@ class ImportReport:
     scoped: bool = False  # limited to the user's care teams (the web)
     unknown_mrns: set[str] = field(default_factory=set)  # not found (in scope): refused accesses
     transfer_id: int | None = None  # the DataTransfer row that records this attempt
+    # A big file's report is bounded (patients/bulk.py): the problems after the first ones
+    # are only counted, per column ("" for a whole row), with the lines they are on.
+    hidden_errors: dict[str, int] = field(default_factory=dict)
+    hidden_lines: int = 0
 
     @property
     def ok(self) -> bool:
@@ -157,12 +163,35 @@ class ImportReport:
 
     @property
     def refused_rows(self) -> int:
-        return len({e.line for e in self.errors})
+        return len({e.line for e in self.errors}) + self.hidden_lines
+
+    @property
+    def error_count(self) -> int:
+        return len(self.errors) + sum(self.hidden_errors.values())
+
+    def hidden_error_lines(self) -> list[str]:
+        """One line per column of the problems not listed in full."""
+        out = []
+        for column, count in sorted(self.hidden_errors.items()):
+            if column:
+                text = ngettext(
+                    "%(file)s: %(count)d more problem in column %(column)s is not listed.",
+                    "%(file)s: %(count)d more problems in column %(column)s are not listed.",
+                    count,
+                )
+            else:
+                text = ngettext(
+                    "%(file)s: %(count)d more problem with a whole row is not listed.",
+                    "%(file)s: %(count)d more problems with whole rows are not listed.",
+                    count,
+                )
+            out.append(text % {"file": self.filename, "count": count, "column": column})
+        return out
 
     def lines(self) -> list[str]:
         """The report as text lines, for stderr or a page."""
         if self.errors:
-            out = [str(e) for e in self.errors]
+            out = [str(e) for e in self.errors] + self.hidden_error_lines()
             rows = (
                 _("%(refused)d of %(rows)d row(s) have errors")
                 % {"refused": self.refused_rows, "rows": self.rows}
@@ -171,7 +200,7 @@ class ImportReport:
             )
             out.append(
                 _("%(file)s: refused, nothing was imported: %(rows)s (%(errors)d error(s)).")
-                % {"file": self.filename, "rows": rows, "errors": len(self.errors)}
+                % {"file": self.filename, "rows": rows, "errors": self.error_count}
             )
             return out
         out = list(self.notes)
@@ -209,10 +238,6 @@ class _Rollback(Exception):  # noqa: N818  # control flow, not an error
 # text itself too, so that reading back is unambiguous. Numbers are never quoted.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _QUOTED_STARTS = (*FORMULA_TRIGGERS, "'")
-
-
-# A number such as -1.5 is a value, not a formula: it is written as it is.
-_PLAIN_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 
 
 def quote_text_cell(text: str) -> str:
@@ -258,48 +283,56 @@ def decode(data: bytes | str, filename: str) -> tuple[str, list[RowError]]:
 def read_rows(text: str, *, kind: str, filename: str) -> tuple[list[_Row], list[RowError], set[str]]:
     """Split CSV text into rows keyed by column; check the header of SPEC 8.2."""
     errors: list[RowError] = []
+    rows, seen = iter_rows(text, kind=kind, filename=filename, errors=errors)
+    return list(rows), errors, seen
+
+
+def iter_rows(
+    text: str, *, kind: str, filename: str, errors: list[RowError]
+) -> tuple[Iterator[_Row], set[str]]:
+    """The rows of CSV text, one at a time, and the header's columns; errors go to ``errors``.
+
+    The header is checked at once (no rows when it is wrong); the rows' own errors are
+    added as the rows are read.
+    """
     expected = COLUMNS[kind]
     optional = OPTIONAL_COLUMNS.get(kind, frozenset())
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    # Lines sliced from the text one at a time: a copy of the whole text (io.StringIO) is not made.
+    reader = csv.reader((m.group() for m in _LINE.finditer(text)), strict=True)
     accepted_header = ",".join(expected)
     try:
         header = next(reader, None)
     except csv.Error as exc:
         reason = _("the header row cannot be read as CSV: %(error)s") % {"error": exc}
-        return [], [RowError(filename, 1, "", "", reason)], set()
+        errors.append(RowError(filename, 1, "", "", reason))
+        return iter(()), set()
     if header is None or not any(h.strip() for h in header):
-        return (
-            [],
-            [
-                RowError(
-                    filename,
-                    1,
-                    "",
-                    "",
-                    _("the file is empty; the header row must be %(header)s") % {"header": accepted_header},
-                )
-            ],
-            set(),
+        errors.append(
+            RowError(
+                filename,
+                1,
+                "",
+                "",
+                _("the file is empty; the header row must be %(header)s") % {"header": accepted_header},
+            )
         )
+        return iter(()), set()
     names = [h.strip() for h in header]
     if len(names) == 1 and (";" in names[0] or "\t" in names[0]):
-        return (
-            [],
-            [
-                RowError(
-                    filename,
-                    1,
-                    "",
-                    names[0],
-                    _(
-                        "columns must be separated by commas, not semicolons or tabs; the header row must be "
-                        "%(header)s"
-                    )
-                    % {"header": accepted_header},
+        errors.append(
+            RowError(
+                filename,
+                1,
+                "",
+                names[0],
+                _(
+                    "columns must be separated by commas, not semicolons or tabs; the header row must be "
+                    "%(header)s"
                 )
-            ],
-            set(),
+                % {"header": accepted_header},
+            )
         )
+        return iter(()), set()
     seen: set[str] = set()
     for name in names:
         if name not in expected:
@@ -329,8 +362,11 @@ def read_rows(text: str, *, kind: str, filename: str) -> tuple[list[_Row], list[
                 )
             )
     if errors:
-        return [], errors, seen
-    rows: list[_Row] = []
+        return iter(()), seen
+    return _records(reader, names, filename, errors), seen
+
+
+def _records(reader: Any, names: list[str], filename: str, errors: list[RowError]) -> Iterator[_Row]:
     line = reader.line_num + 1
     try:
         for record in reader:
@@ -353,11 +389,10 @@ def read_rows(text: str, *, kind: str, filename: str) -> tuple[list[_Row], list[
                 )
                 continue
             cells = {n: unquote_text_cell(v.strip()) for n, v in zip(names, record, strict=True)}
-            rows.append(_Row(start, cells))
+            yield _Row(start, cells)
     except csv.Error as exc:
         reason = _("this row cannot be read as CSV: %(error)s") % {"error": exc}
         errors.append(RowError(filename, reader.line_num, "", "", reason))
-    return rows, errors, seen
 
 
 class _Cells:
@@ -694,23 +729,34 @@ def run_import(
     try:
         with transaction.atomic():
             if not report.errors:
-                rows, errors, header = read_rows(text, kind=kind, filename=filename)
-                report.rows = len(rows)
-                report.errors.extend(errors)
-                if not report.errors:
-                    write = _PLANNERS[kind](rows, header, report, ctx)
-                    if not report.errors and not dry_run and write is not None:
-                        ids = write()
-                        if recompute:
-                            report.patients_recomputed = recompute_patients(ids) if ids else 0
-                        elif affected is not None:
-                            affected |= ids
-                        _audit(report, ctx)
+                write = _plan(kind, text, report, ctx)
+                if not report.errors and not dry_run and write is not None:
+                    ids = write()
+                    if recompute:
+                        report.patients_recomputed = recompute_patients(ids) if ids else 0
+                    elif affected is not None:
+                        affected |= ids
+                    _audit(report, ctx)
             if report.errors or dry_run:
                 raise _Rollback
     except _Rollback:
         _audit(report, ctx)
     return report
+
+
+def _plan(kind: str, text: str, report: ImportReport, ctx: _Context) -> Callable[[], set[int]] | None:
+    """Read and validate the file; the writer of its rows, or None when refused."""
+    if kind == LABS:
+        # Streamed and set-based, whatever the file's size (patients/bulk.py).
+        from patients import bulk
+
+        return bulk.plan_labs(text, report, ctx)
+    rows, errors, header = read_rows(text, kind=kind, filename=report.filename)
+    report.rows = len(rows)
+    report.errors.extend(errors)
+    if report.errors:
+        return None
+    return _PLANNERS[kind](rows, header, report, ctx)
 
 
 def _audit(report: ImportReport, ctx: _Context) -> None:

@@ -1,0 +1,85 @@
+"""The streamed, set-based labs.csv import (patients/bulk.py): chunks, joins, a bounded report."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from patients import bulk, imports
+from patients.models import LabResult, Patient
+from tests.invariants import assert_stored_equals_scratch
+
+pytestmark = pytest.mark.django_db
+PATIENTS_HEADER = (
+    "mrn,name,sex,birth_date,care_team,diagnosis,product,infusion_date,baseline_mrd_pct,post_ld_mrd_pct,"
+    "lymphodepletion_start\n"
+)
+LABS_HEADER = "mrn,collected_at,analyte,value,unit,note\n"
+
+
+def load(kind: str, data: str, **kwargs) -> imports.ImportReport:
+    return imports.run_import(kind, data, filename=f"{kind}.csv", **kwargs)
+
+
+@pytest.fixture
+def two_patients() -> None:
+    report = load(
+        "patients", PATIENTS_HEADER + "B1,B 1,F,,,,,2025-03-01,5,1,\nB2,B 2,M,,,,,2025-03-01,5,1,\n"
+    )
+    assert report.ok, report.lines()
+
+
+def _crp_rows(mrn: str, days: int) -> list[str]:
+    return [f"{mrn},2025-03-{2 + d:02d}T06:00Z,crp,{40 + d},mg/L,\n" for d in range(days)]
+
+
+def test_rows_across_many_chunks_go_in_once_with_one_history_row_each(two_patients, monkeypatch):
+    monkeypatch.setattr(bulk, "CHUNK", 7)
+    rows = _crp_rows("B1", 20) + _crp_rows("B2", 20)
+    # The same row twice in the file is one row (skipped), in another chunk than its first.
+    report = load("labs", LABS_HEADER + "".join(rows) + rows[3])
+    assert report.ok, report.lines()
+    assert (report.rows, report.created, report.skipped, report.patients_recomputed) == (41, 40, 1, 2)
+    assert LabResult.objects.count() == 40
+    history = LabResult.history.all()
+    assert history.count() == 40 and {h.history_type for h in history} == {"+"}
+    assert {h.history_change_reason for h in history} == {"imported"}
+    for patient in Patient.objects.all():
+        assert_stored_equals_scratch(patient)
+    again = load("labs", LABS_HEADER + "".join(rows))
+    assert again.ok and (again.created, again.skipped) == (0, 40)
+    assert LabResult.history.count() == 40
+
+
+def test_a_tenfold_jump_from_a_stored_value_is_flagged_and_reported(two_patients):
+    assert load("labs", LABS_HEADER + "B1,2025-03-02T06:00Z,crp,10,mg/L,\n").ok
+    report = load(
+        "labs", LABS_HEADER + "B1,2025-03-03T06:00Z,crp,150,mg/L,\nB1,2025-03-04T06:00Z,crp,160,mg/L,\n"
+    )
+    assert report.ok, report.lines()
+    jump = LabResult.objects.get(collected_at=datetime(2025, 3, 3, 6, tzinfo=UTC))
+    steady = LabResult.objects.get(collected_at=datetime(2025, 3, 4, 6, tzinfo=UTC))
+    assert jump.flags and not steady.flags
+    assert [n for n in report.notes if "line 2: stored and flagged" in n]
+    assert not [n for n in report.notes if "line 3" in n]
+
+
+def test_a_refused_file_lists_the_first_1000_problems_then_counts_per_column(two_patients):
+    bad = [f"NOPE{i},2025-03-02T06:00Z,crp,40,mg/L,\n" for i in range(1003)]
+    bad.append("B1,2025-03-02T06:00Z,crp,forty,mg/L,\n")
+    bad.append("B1,2025-03-02T06:00Z,crp,\n")
+    report = load("labs", LABS_HEADER + "".join(bad))
+    assert not report.ok
+    # A row that cannot be read refuses the file as that alone, as before.
+    assert [(e.line, e.column) for e in report.errors] == [(len(bad) + 1, "")]
+    report = load("labs", LABS_HEADER + "".join(bad[:-1]))
+    assert len(report.errors) == bulk.ERRORS_SHOWN
+    assert [e.line for e in report.errors] == list(range(2, 1002))
+    assert report.hidden_errors == {"mrn": 3, "value": 1}
+    assert report.refused_rows == 1004 and report.error_count == 1004
+    lines = report.lines()
+    assert "labs.csv: 3 more problems in column mrn are not listed." in lines
+    assert "labs.csv: 1 more problem in column value is not listed." in lines
+    assert "1004 of 1004 row(s) have errors" in lines[-1] and "(1004 error(s))" in lines[-1]
+    assert LabResult.objects.count() == 0
