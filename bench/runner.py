@@ -170,6 +170,7 @@ class Ward:
         from django.contrib.auth.models import Group, User
 
         from crsrisk.accounts.models import Profile
+        from crsrisk.accounts.services import clinical_grant_bootstrap
         from patients.models import CareTeam
 
         self.team = CareTeam.objects.create(name="Bench ward")
@@ -179,6 +180,9 @@ class Ward:
         self.hematologist = User.objects.create_user(username="bench-hematologist", password=None)
         self.hematologist.groups.add(Group.objects.get_or_create(name="hematologist")[0])
         Profile.objects.create(user=self.hematologist).care_teams.set([self.team])
+        # Clinical access needs an approved grant (issue 9); the bench's accounts stand approved.
+        for user in (self.user, self.hematologist):
+            clinical_grant_bootstrap(user=user, note="bench")
         self.today = timezone.localdate()
 
     def add_patients(self, prefix: str, start: int, count: int, *, infusion_date: date) -> list[int]:
