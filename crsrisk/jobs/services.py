@@ -227,6 +227,8 @@ def run_model_activation(job: Job, progress: Progress, note: Callable[[str], Non
             "model": model,
             "user": _user(job),
             "expected_revision": job.params.get("revision"),
+            # Delivered again: a worker killed mid-way left its mark and some chunks; start over.
+            "resume": job.attempts > 1,
         }
         # The chunked activation reports its progress (done, total); an older one does not.
         if "on_progress" in inspect.signature(score_model_activate).parameters:
