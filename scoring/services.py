@@ -314,6 +314,24 @@ def recompute_all(*, model: ScoreModel | None = None) -> int:
     return recompute_patients(ids, model=model)
 
 
+def recompute_all_in_chunks(on_progress: Callable[[int, int], None] | None = None) -> int:
+    """Recompute every patient after a site parameter change, a chunk of patients at a time.
+
+    Each chunk locks its patients as a write does and commits on its own, as an activation's
+    chunks do: an entry on these patients waits for the chunk, or the chunk reads its
+    committed rows; an entry after the chunk is computed under the new parameters already.
+    """
+    ids = list(Patient.objects.order_by("pk").values_list("pk", flat=True))
+    total, done = len(ids), 0
+    for chunk in _chunks(ids, ACTIVATION_CHUNK):
+        with transaction.atomic():
+            list(Patient.objects.select_for_update().filter(pk__in=chunk).values_list("pk"))
+            done += recompute_patients(chunk)
+        if on_progress is not None:
+            on_progress(done, total)
+    return done
+
+
 def _shallow(obj: Any) -> dict[str, Any]:
     """A dataclass's fields, without ``asdict``'s deep copy of the factor lists."""
     return {f.name: getattr(obj, f.name) for f in fields(obj)}
@@ -498,6 +516,13 @@ def _activation_start(
     if locked.status == ModelStatus.ACTIVE:
         raise ValidationError(
             _("%(name)s is already the active model.") % {"name": locked.name}, code="active"
+        )
+    from crsrisk.jobs.models import Job
+
+    if Job.objects.filter(kind=Job.Kind.SITE_PARAMETERS, status=Job.Status.RUNNING).exists():
+        raise ValidationError(
+            _("The site parameters are being changed: activate the model when that has finished."),
+            code="site_parameters_running",
         )
     now = timezone.now()
     running_qs = ScoreModel.objects.select_for_update().being_activated(now)
