@@ -54,10 +54,10 @@ from patients.models import (
     validate_display_text,
 )
 from scoring.i18n import error_text, localize
-from scoring.models import Alert
+from scoring.models import Alert, ScoreModel
 from scoring.rules import units
 from scoring.rules.days import MAX_DAY, MIN_DAY, day_of, day_of_date
-from scoring.services import recompute_all, request_recompute
+from scoring.services import recompute_all_in_chunks, request_recompute
 
 # --- helpers ------------------------------------------------------------------------------
 
@@ -1230,14 +1230,29 @@ def _validate_usual_units(value: Any) -> dict[str, str]:
     return out
 
 
-@transaction.atomic
 def site_parameters_update(
     *, user: Any, expected_version: int | None, reason: str, **changes: Any
 ) -> SiteParameters:
     """Change the clinical site parameters and recompute every patient (SPEC 8.5).
 
-    A change of the usual units alone recomputes nothing.
+    The change is one audited transaction; the recompute then runs in chunks of patients,
+    each locked as a write locks them and committed on its own, so an entry made meanwhile
+    waits for its chunk or is computed under the new parameters, never overwritten.
+    Refused while a score model activation runs. A change of the usual units alone
+    recomputes nothing.
     """
+    params, recompute = _site_parameters_change(
+        user=user, expected_version=expected_version, reason=reason, **changes
+    )
+    if recompute:
+        recompute_all_in_chunks()
+    return params
+
+
+@transaction.atomic
+def _site_parameters_change(
+    *, user: Any, expected_version: int | None, reason: str, **changes: Any
+) -> tuple[SiteParameters, bool]:
     reason = _require_reason(reason, _("change the site parameters"))
     unknown = set(changes) - set(SITE_FIELDS)
     if unknown:
@@ -1262,8 +1277,12 @@ def site_parameters_update(
     changed = {f for f, v in changes.items() if getattr(params, f) != v}
     for f, v in changes.items():
         setattr(params, f, v)
+    recompute = bool(changed - SITE_FIELDS_WITHOUT_RECOMPUTE)
+    if recompute and ScoreModel.objects.being_activated().exists():
+        raise ValidationError(
+            _("A score model is being activated: change the site parameters when it has finished."),
+            code="activation_running",
+        )
     params.version += 1
     _save(params, user=user, reason=reason)
-    if changed - SITE_FIELDS_WITHOUT_RECOMPUTE:
-        recompute_all()
-    return params
+    return params, recompute

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
@@ -33,9 +36,18 @@ class Band(models.TextChoices):
     HIGH = "high", _("high")
 
 
+# An activation marked longer ago than this was interrupted (its worker killed): ignored.
+ACTIVATION_STALE_AFTER = timedelta(hours=6)
+
+
 class ScoreModelQuerySet(models.QuerySet):
     def active(self) -> ScoreModel:
         return self.get(status=ModelStatus.ACTIVE)
+
+    def being_activated(self, now: datetime | None = None) -> ScoreModelQuerySet:
+        """Versions whose activation runs: marked, and not so long ago that it was interrupted."""
+        since = (now or timezone.now()) - ACTIVATION_STALE_AFTER
+        return self.filter(activation_started_at__gte=since)
 
 
 class ScoreModel(models.Model):

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import fields
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from itertools import islice
 from typing import Any
@@ -223,7 +223,7 @@ def recompute_patients(
     ids = sorted(set(patient_ids))
     if model is None:
         model = ScoreModel.objects.active()
-        activating = ScoreModel.objects.filter(activation_started_at__isnull=False).exclude(pk=model.pk)
+        activating = ScoreModel.objects.being_activated().exclude(pk=model.pk)
         for other in activating:
             _recompute_under(ids, other, now or timezone.now(), since)
     return _recompute_under(ids, model, now or timezone.now(), since)
@@ -311,6 +311,24 @@ def recompute_all(*, model: ScoreModel | None = None) -> int:
     """Recompute every patient (site parameter change, model activation, ``recompute``)."""
     ids = list(Patient.objects.values_list("pk", flat=True))
     return recompute_patients(ids, model=model)
+
+
+def recompute_all_in_chunks(on_progress: Callable[[int, int], None] | None = None) -> int:
+    """Recompute every patient after a site parameter change, a chunk of patients at a time.
+
+    Each chunk locks its patients as a write does and commits on its own, as an activation's
+    chunks do: an entry on these patients waits for the chunk, or the chunk reads its
+    committed rows; an entry after the chunk is computed under the new parameters already.
+    """
+    ids = list(Patient.objects.order_by("pk").values_list("pk", flat=True))
+    total, done = len(ids), 0
+    for chunk in _chunks(ids, ACTIVATION_CHUNK):
+        with transaction.atomic():
+            list(Patient.objects.select_for_update().filter(pk__in=chunk).values_list("pk"))
+            done += recompute_patients(chunk)
+        if on_progress is not None:
+            on_progress(done, total)
+    return done
 
 
 def _shallow(obj: Any) -> dict[str, Any]:
@@ -431,7 +449,6 @@ def unresolved_alert_keys(patient: Patient) -> set[tuple[str, int]]:
 
 
 ACTIVATION_CHUNK = 200  # patients per committed chunk of an activation
-ACTIVATION_STALE_AFTER = timedelta(hours=6)  # an activation older than this was interrupted
 
 
 def score_model_activate(
@@ -440,6 +457,7 @@ def score_model_activate(
     user: Any = None,
     expected_revision: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    resume: bool = False,
 ) -> int:
     """Make ``model`` the one active version, with every patient's results computed under it.
 
@@ -454,8 +472,12 @@ def score_model_activate(
     transaction at the end, once every patient has results under the new one; the day-7
     alerts (not tied to a version) are swapped there too. A failure deletes the partial
     results and leaves the old version active. Returns the number of patients.
+
+    A worker killed mid-way leaves the mark and the committed chunks: ``resume`` (the job
+    delivered again) clears them and starts over, and a mark older than
+    ``ACTIVATION_STALE_AFTER`` is ignored, whatever the version.
     """
-    started = _activation_start(model, expected_revision)
+    started = _activation_start(model, expected_revision, resume=resume)
     try:
         ids = list(Patient.objects.filter(infusion__isnull=False).order_by("pk").values_list("pk", flat=True))
         total, done = len(ids), 0
@@ -479,8 +501,14 @@ def score_model_activate(
 
 
 @transaction.atomic
-def _activation_start(model: ScoreModel, expected_revision: int | None) -> ScoreModel:
-    """Check the version and mark it as being activated (refused while another runs)."""
+def _activation_start(
+    model: ScoreModel, expected_revision: int | None, *, resume: bool = False
+) -> ScoreModel:
+    """Check the version and mark it as being activated (refused while another runs).
+
+    A running activation is one marked less than ``ACTIVATION_STALE_AFTER`` ago; with
+    ``resume`` this version's own mark (its interrupted run) does not count.
+    """
     locked: ScoreModel = ScoreModel.objects.select_for_update().get(pk=model.pk)
     _check_revision(locked, expected_revision)
     score_model_spec_check(locked.spec, name=locked.name)
@@ -488,13 +516,18 @@ def _activation_start(model: ScoreModel, expected_revision: int | None) -> Score
         raise ValidationError(
             _("%(name)s is already the active model.") % {"name": locked.name}, code="active"
         )
+    from crsrisk.jobs.models import Job
+
+    if Job.objects.filter(kind=Job.Kind.SITE_PARAMETERS, status=Job.Status.RUNNING).exists():
+        raise ValidationError(
+            _("The site parameters are being changed: activate the model when that has finished."),
+            code="site_parameters_running",
+        )
     now = timezone.now()
-    running = (
-        ScoreModel.objects.select_for_update()
-        .filter(activation_started_at__isnull=False)
-        .exclude(pk=locked.pk, activation_started_at__lt=now - ACTIVATION_STALE_AFTER)
-        .first()
-    )
+    running_qs = ScoreModel.objects.select_for_update().being_activated(now)
+    if resume:
+        running_qs = running_qs.exclude(pk=locked.pk)
+    running = running_qs.first()
     if running is not None:
         raise ValidationError(
             _("%(name)s is being activated: wait until it finishes, then try again.")

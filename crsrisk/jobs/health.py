@@ -21,6 +21,9 @@ def health_report() -> dict[str, Any]:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
+        # django-q2's ORM broker enqueues with lock=now and, when a worker takes a task, moves
+        # its lock to now + Q_CLUSTER retry (> timeout): lock <= now is a task not taken (or
+        # one whose worker died, due again), never one being run.
         oldest = OrmQ.objects.filter(lock__lte=now).aggregate(oldest=Min("lock"))["oldest"]
         beats = list(WorkerBeat.objects.order_by("-seen_at").values("seen_at"))
     except DatabaseError:

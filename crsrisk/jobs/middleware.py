@@ -16,13 +16,36 @@ RETRY_AFTER_SECONDS = 5
 DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 
+# PostgreSQL: connection exceptions (class 08), admin/crash shutdown, cannot connect now.
+UNAVAILABLE_SQLSTATES = ("57P01", "57P02", "57P03")
+# No SQLSTATE (the server went away mid-query, or a refused connection): the driver's words.
+CONNECTION_LOST_WORDS = ("connection", "could not connect", "server closed", "database is locked")
+
+
 def is_database_unavailable(exc: BaseException | None) -> bool:
-    """The database could not be reached or dropped the connection (not a bad query)."""
+    """The database could not be reached, dropped the connection or is locked (not a bad query).
+
+    A bad query (on SQLite "no such table", say: an OperationalError too) is a bug: False,
+    so that it is a 500 with its traceback logged, not a "retry".
+    """
     while exc is not None:
         if isinstance(exc, DATABASE_ERRORS):
-            return True
+            return _is_connection_error(exc)
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    if isinstance(exc, InterfaceError):  # the connection is closed already
+        return True
+    cause = exc.__cause__ or exc
+    sqlstate = getattr(getattr(cause, "diag", None), "sqlstate", None) or getattr(cause, "sqlstate", None)
+    if sqlstate:  # PostgreSQL said why
+        return sqlstate.startswith("08") or sqlstate in UNAVAILABLE_SQLSTATES
+    if any(not conn.is_usable() for conn in connections.all(initialized_only=True)):
+        return True
+    message = str(cause).lower()
+    return any(word in message for word in CONNECTION_LOST_WORDS)
 
 
 def database_unavailable_response(request: HttpRequest) -> HttpResponse:

@@ -227,6 +227,8 @@ def run_model_activation(job: Job, progress: Progress, note: Callable[[str], Non
             "model": model,
             "user": _user(job),
             "expected_revision": job.params.get("revision"),
+            # Delivered again: a worker killed mid-way left its mark and some chunks; start over.
+            "resume": job.attempts > 1,
         }
         # The chunked activation reports its progress (done, total); an older one does not.
         if "on_progress" in inspect.signature(score_model_activate).parameters:
@@ -273,7 +275,7 @@ def run_model_fit(job: Job, progress: Progress, note: Callable[[str], None]) -> 
 
 
 def run_site_parameters(job: Job, progress: Progress, note: Callable[[str], None]) -> dict[str, Any]:
-    """Change the site parameters and recompute every patient, in one transaction."""
+    """Change the site parameters (one transaction), then recompute every patient in chunks."""
     from patients import services as patient_services
     from patients.models import CareTeam, Patient
 
@@ -283,11 +285,20 @@ def run_site_parameters(job: Job, progress: Progress, note: Callable[[str], None
         data["default_care_team"] = CareTeam.objects.filter(pk=data["default_care_team"]).first()
     if "bcell_threshold" in data:
         data["bcell_threshold"] = Decimal(data["bcell_threshold"])
+    from patients.models import SiteParameters
+    from scoring.services import recompute_all_in_chunks
+
     total = Patient.objects.count()
     progress(0, total)
-    params = patient_services.site_parameters_update(
-        user=_user(job), expected_version=version, reason=reason, **data
-    )
+    params = SiteParameters.load()
+    if job.attempts > 1 and version is not None and params.version > version:
+        # Delivered again after the change committed (the worker died in the recompute):
+        # the change stands; the recompute, chunk by chunk, runs again from the start.
+        recompute_all_in_chunks()
+    else:
+        params = patient_services.site_parameters_update(
+            user=_user(job), expected_version=version, reason=reason, **data
+        )
     progress(total, total)
     return {"version": params.version, "patients": total}
 

@@ -86,3 +86,22 @@ def test_health_reports_the_queue_and_the_workers(hematologist):
     report = client.get("/health/").json()
     assert report["status"] == "ok" and report["workers"]["machines"] == 1
     assert report["queue"]["waiting"] == 1 and report["queue"]["oldest_waiting_seconds"] >= 0
+
+
+def test_a_bad_query_is_a_logged_500_not_a_retry(clinician, caplog):
+    """A missed migration ("no such table" is an OperationalError on SQLite) is a bug, not an outage."""
+
+    def missing_table(execute, sql, params, many, context):  # noqa: ANN001  # Django's wrapper signature
+        if "patients_patient" in sql:
+            return execute("SELECT * FROM crsrisk_no_such_table", None, False, context)
+        return execute(sql, params, many, context)
+
+    client = Client(raise_request_exception=False)
+    client.force_login(clinician)
+    with connection.execute_wrapper(missing_table):
+        response = client.get("/patients/")
+    assert response.status_code == 500 and "Retry-After" not in response
+    assert b"Traceback" not in response.content and b"crsrisk_no_such_table" not in response.content
+    logged = [r for r in caplog.records if r.exc_info and "crsrisk_no_such_table" in str(r.exc_info[1])]
+    assert logged and logged[0].levelname == "ERROR"
+    assert client.get("/patients/").status_code == 200

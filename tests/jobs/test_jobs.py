@@ -190,3 +190,32 @@ def test_job_pages_are_for_hematologists(client, clinician, hematologist):
     client.force_login(hematologist)
     html = client.get(reverse("jobs:list")).content.decode()
     assert job.get_absolute_url() in html and "site parameter change" in html
+
+
+def test_an_activation_killed_mid_way_resumes_when_the_job_is_delivered_again(
+    hematologist, ward_patient, monkeypatch
+):
+    """The worker died after the mark and some chunks committed, so the cleanup never ran."""
+    draft = _draft()
+    job = job_services.job_start(
+        kind=Job.Kind.MODEL_ACTIVATION,
+        user=hematologist,
+        params={"model_id": draft.pk, "revision": draft.revision},
+    )
+    real = job_services.RUNNERS[Job.Kind.MODEL_ACTIVATION]
+
+    def killed_first(job, progress, note):
+        if job.attempts == 1:
+            started = scoring_services._activation_start(draft, draft.revision)
+            scoring_services.recompute_patients([ward_patient.pk], model=started)  # a committed chunk
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(job, progress, note)
+
+    monkeypatch.setitem(job_services.RUNNERS, Job.Kind.MODEL_ACTIVATION, killed_first)
+    monkeypatch.setattr(job_services, "_wait_for_database", lambda seconds: None)
+    run_queued_jobs()
+    job.refresh_from_db()
+    draft.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED and job.attempts == 2, job.errors
+    assert draft.status == ModelStatus.ACTIVE and draft.activation_started_at is None
+    assert_stored_equals_scratch(ward_patient)

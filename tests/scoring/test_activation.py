@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from patients import services as patient_services
 from patients.models import Patient
 from scoring import services
-from scoring.models import Alert, DailyAssessment, ModelStatus, PatientSummary, ScoreModel
+from scoring.models import (
+    ACTIVATION_STALE_AFTER,
+    Alert,
+    DailyAssessment,
+    ModelStatus,
+    PatientSummary,
+    ScoreModel,
+)
 from tests.invariants import assert_stored_equals_scratch
 
 pytestmark = pytest.mark.django_db
@@ -157,3 +165,38 @@ def test_the_draft_is_frozen_and_no_second_activation_starts_while_one_runs(hema
     assert "being activated" in refusals[1]
     other.refresh_from_db()
     assert other.status == ModelStatus.DRAFT
+
+
+def test_a_stale_activation_of_another_version_blocks_nothing(hematologist, ward, draft):
+    """A mark older than the stale limit was left by a killed worker: ignored, whatever the model."""
+    source = ScoreModel.objects.active()
+    other = services.score_model_create_draft(
+        user=hematologist, source=source, name="site-v2", provenance="edited", spec=source.spec
+    )
+    stale = timezone.now() - ACTIVATION_STALE_AFTER - timedelta(minutes=1)
+    ScoreModel.objects.filter(pk=other.pk).update(activation_started_at=stale)
+    # A write does not recompute under the stale version ...
+    patient_services.lab_panel_record(
+        user=hematologist,
+        patient=ward[0],
+        collected_at=datetime(2025, 3, 9, 8, tzinfo=UTC),
+        entries=[patient_services.LabEntry("crp", "20")],
+        confirmed=True,
+    )
+    assert not PatientSummary.objects.filter(model=other).exists()
+    # ... and the activation of another version goes ahead.
+    services.score_model_activate(model=draft, user=hematologist)
+    draft.refresh_from_db()
+    assert draft.status == ModelStatus.ACTIVE
+    for p in ward:
+        assert_stored_equals_scratch(p)
+
+
+def test_a_fresh_activation_of_the_same_version_is_refused_unless_resumed(hematologist, ward, draft):
+    services._activation_start(draft, None)
+    with pytest.raises(ValidationError) as exc:
+        services.score_model_activate(model=draft, user=hematologist)
+    assert exc.value.code == "activation_running"
+    services.score_model_activate(model=draft, user=hematologist, resume=True)
+    draft.refresh_from_db()
+    assert draft.status == ModelStatus.ACTIVE and draft.activation_started_at is None
