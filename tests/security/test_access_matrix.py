@@ -173,11 +173,10 @@ ADMIN_MODELS = (
     "patients.careteam",
     "patients.siteparameters",
     "scoring.scoremodel",
-    # django-q2's queue pages, for the superuser who operates the workers (docs/deploy.md).
-    "django_q.schedule",
+    # django-q2's result pages, for the superuser who operates the workers (docs/deploy.md).
+    # Schedule and OrmQ are not registered: they would let an admin queue any callable (f2).
     "django_q.success",
     "django_q.failure",
-    "django_q.ormq",
 )
 
 EXPECTED.update(_admin_site_entries())
