@@ -50,3 +50,12 @@ for model in (User, Group, TokenProxy):
         admin.site.unregister(model)
 admin.site.register(User, ViewOnlyUserAdmin)
 admin.site.register(Group, ViewOnlyGroupAdmin)
+
+
+# django-q2's Schedule admin lets a superuser queue any callable (for example one returning a
+# clinical user's API token) and read its result: no admin path to a clinical credential (f2).
+from django_q.models import OrmQ, Schedule  # noqa: E402
+
+for _model in (Schedule, OrmQ):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)

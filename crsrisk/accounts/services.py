@@ -242,7 +242,11 @@ def grant_decision_refusal(*, approver: Any, grant: ClinicalGrant) -> str | None
         return _("Only a hematologist with clinical access decides on clinical access.")
     if approver.pk in (grant.user_id, grant.requested_by_id):
         return _("A second person decides: not the account itself, and not whoever asked for it.")
-    if grant.all_care_teams or sees_all_teams(approver):
+    if grant.all_care_teams:
+        if sees_all_teams(approver):
+            return None
+        return _("Only a hematologist who sees all care teams decides on access to all care teams.")
+    if sees_all_teams(approver):
         return None
     mine = set(care_teams_of(approver))
     missing = [t.name for t in grant_teams_to_vouch_for(grant) if t not in mine]
@@ -397,8 +401,9 @@ def _end_sessions(user: User) -> int:
 
 @transaction.atomic
 def user_password_reset(*, actor: Any, user: User, password: str, ip_address: str | None = None) -> bool:
-    """An admin sets a new password: the sessions end, the API token goes, the next sign-in asks
-    for a new password. Returns whether an API token was revoked."""
+    """An admin sets a new password: the sessions end, the API token goes, the approved clinical
+    access is withdrawn and asked for again, the next sign-in asks for a new password. Returns
+    whether an API token was revoked."""
     try:
         password_validation.validate_password(password, user)
     except ValidationError as exc:
@@ -408,6 +413,7 @@ def user_password_reset(*, actor: Any, user: User, password: str, ip_address: st
     _end_sessions(user)
     revoked = _revoke_tokens(user)
     Profile.objects.update_or_create(user=user, defaults={"must_change_password": True})
+    _withdraw_in_force(actor, user, ip_address)
     security_event_record(
         kind=SecurityEvent.Kind.PASSWORD_RESET,
         username=user.username,
@@ -432,6 +438,33 @@ def password_changed_record(*, user: User, ip_address: str | None = None) -> boo
         detail="API token revoked" if revoked else "",
     )
     return revoked
+
+
+def _withdraw_in_force(actor: Any, user: User, ip: str | None) -> None:
+    """After an admin's reset the admin knows the password: the approved clinical access ends,
+    and is asked for again, so that a hematologist (never the admin) approves it anew.
+
+    A pending request already covers what is in force (narrowing applies at once), so it stays
+    and is the request again; otherwise the grant in force is requested as it was.
+    """
+    profile = Profile.objects.select_related("clinical_grant").filter(user=user).first()
+    grant = profile.clinical_grant if profile is not None else None
+    if profile is None or grant is None:
+        return
+    profile.clinical_grant = None
+    profile.save(update_fields=["clinical_grant"])
+    grant.status = ClinicalGrant.Status.WITHDRAWN
+    grant.note = "password reset by an admin"
+    grant.save(update_fields=["status", "note"])
+    security_event_record(
+        kind=SecurityEvent.Kind.GRANT_WITHDRAWN,
+        username=user.username,
+        actor=actor,
+        ip_address=ip,
+        detail=f"grant {grant.pk}: password reset by an admin",
+    )
+    if not ClinicalGrant.objects.filter(user=user, status=ClinicalGrant.Status.PENDING).exists():
+        _grant_request(actor, user, grant.role, list(grant.care_teams.all()), grant.all_care_teams, ip)
 
 
 def _revoke_tokens(user: User) -> bool:

@@ -182,6 +182,8 @@ def user_password(request: HttpRequest, pk: int) -> HttpResponse:
     user = get_object_or_404(User, pk=pk)
     form = PasswordSetForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        # An approved clinical access is withdrawn by the reset and waits for approval again.
+        had_access = is_clinical(User.objects.get(pk=user.pk))
         try:
             revoked = services.user_password_reset(
                 actor=request.user,
@@ -204,6 +206,15 @@ def user_password(request: HttpRequest, pk: int) -> HttpResponse:
                 )
             )
             messages.success(request, done % {"name": user.username})
+            if had_access:
+                messages.warning(
+                    request,
+                    _(
+                        "The clinical access of %(name)s is withdrawn: a hematologist of their care "
+                        "team approves it again before they see clinical data."
+                    )
+                    % {"name": user.username},
+                )
             return redirect("accounts:user-edit", pk=user.pk)
     return render(request, "accounts/user_password.html", {"form": form, "subject": user})
 

@@ -121,6 +121,17 @@ class ClinicalView(APIView):
 
     def handle_exception(self, exc: Exception) -> HttpResponseBase:
         if isinstance(exc, idempotency.IdempotencyAnswer):
+            # The stored answer may hold clinical values: a replay is a read of the patient,
+            # checked and logged again (a user no longer in the team gets 404).
+            mrn = self.kwargs.get("mrn")
+            if mrn is not None:
+                page = self.request.resolver_match.view_name if self.request.resolver_match else "api"
+                try:
+                    get_patient_or_404(self.request, mrn, page, log=True)
+                except Http404:
+                    return super().handle_exception(
+                        NotFound(f"No patient with MRN {mrn} in your care teams.")
+                    )
             return exc.response  # a replay is a plain HttpResponse
         return super().handle_exception(exc)
 

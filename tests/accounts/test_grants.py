@@ -254,3 +254,73 @@ def test_issue_token_command_is_audited_as_such(clinician: User) -> None:
     call_command("issue_token", "clin", stdout=io.StringIO())
     event = SecurityEvent.objects.get(kind="token_issued", username="clin")
     assert event.actor is None and "manage.py issue_token" in event.detail
+
+
+# --- a password reset by an admin (security review f2) -------------------------------------------
+
+
+def test_an_admin_reset_withdraws_the_grant_in_force_until_a_hematologist_approves_again(
+    site_admin: User, team: CareTeam, other_team: CareTeam, hematologist: User, patient: Patient
+) -> None:
+    """The admin knows the new password: signing in as the user must not open clinical data."""
+    nurse = _create(site_admin, "nurse7", "clinician", (team,))
+    services.grant_approve(actor=hematologist, grant=nurse.clinical_grants.get())
+    old = nurse.clinical_grants.get()
+    services.user_password_reset(actor=site_admin, user=nurse, password="amber-lantern-orchard-77")
+    assert role_of(_fresh(nurse)) is None and not visible_patients(_fresh(nurse)).exists()
+    assert ClinicalGrant.objects.get(pk=old.pk).status == "withdrawn"
+    again = nurse.clinical_grants.get(status="pending")
+    assert again.role == "clinician" and list(again.care_teams.all()) == [team]
+    assert again.requested_by == site_admin
+    assert SecurityEvent.objects.filter(kind="grant_withdrawn", username="nurse7", actor=site_admin).exists()
+    # The admin cannot approve it; a hematologist of the team can.
+    with pytest.raises(ValidationError):
+        services.grant_approve(actor=site_admin, grant=again)
+    services.grant_approve(actor=hematologist, grant=again)
+    assert list(visible_patients(_fresh(nurse))) == [patient]
+
+
+def test_an_admin_reset_keeps_a_pending_request_and_asks_nothing_new(
+    site_admin: User, clinician: User, team: CareTeam, other_team: CareTeam
+) -> None:
+    services.user_update(actor=site_admin, user=clinician, role="clinician", care_teams=[team, other_team])
+    services.user_password_reset(actor=site_admin, user=clinician, password="amber-lantern-orchard-77")
+    assert role_of(_fresh(clinician)) is None
+    pending = clinician.clinical_grants.get(status="pending")
+    assert set(pending.care_teams.all()) == {team, other_team}
+
+
+def test_the_reset_page_says_that_clinical_access_waits_for_approval(
+    client: Client, site_admin: User, clinician: User
+) -> None:
+    client.force_login(site_admin)
+    new = "amber-lantern-orchard-77"
+    response = client.post(
+        reverse("accounts:user-password", args=[clinician.pk]),
+        {"password": new, "password_confirm": new},
+        follow=True,
+    )
+    html = response.content.decode()
+    assert "The clinical access of clin is withdrawn" in html
+    assert role_of(_fresh(clinician)) is None
+
+
+# --- "all care teams" needs an approver who sees all teams (security review f2) -----------------
+
+
+def test_a_single_team_hematologist_cannot_approve_all_care_teams(
+    site_admin: User, team: CareTeam, hematologist: User
+) -> None:
+    hema = _create(site_admin, "hema2", "hematologist", (team,), all_teams=True)
+    with pytest.raises(ValidationError, match="all care teams"):
+        services.grant_approve(actor=hematologist, grant=hema.clinical_grants.get())
+    assert role_of(_fresh(hema)) is None
+    senior = make_user("senior", "hematologist", all_teams=True)
+    services.grant_approve(actor=senior, grant=hema.clinical_grants.get())
+    assert role_of(_fresh(hema)) == "hematologist"
+
+
+def test_approve_grant_command_still_approves_all_care_teams(site_admin: User) -> None:
+    first = _create(site_admin, "h1", "hematologist", all_teams=True)
+    call_command("approve_grant", "h1")
+    assert role_of(_fresh(first)) == "hematologist"

@@ -97,7 +97,8 @@ def test_all_care_teams_hematologist_sees_every_patient_once_approved(
         actor=site_admin, username="h2", password=GOOD_PASSWORD, role="hematologist", all_care_teams=True
     )
     assert list(visible_patients(User.objects.get(pk=hema.pk))) == []
-    services.grant_approve(actor=hematologist, grant=hema.clinical_grants.get())
+    senior = make_user("senior", "hematologist", all_teams=True)  # one who sees all teams approves
+    services.grant_approve(actor=senior, grant=hema.clinical_grants.get())
     assert list(visible_patients(User.objects.get(pk=hema.pk))) == [patient]
 
 

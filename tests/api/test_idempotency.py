@@ -172,3 +172,19 @@ def test_keys_are_kept_a_day_and_purged_after(clin_api, patient, clinician):
     IdempotencyKey.objects.exclude(key="recent").update(created_at=now - timedelta(days=2))
     call_command("purge_idempotency_keys")
     assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["recent"]
+
+
+def test_a_replay_checks_the_patient_again_and_is_logged(clin_api, patient, clinician, site_admin):
+    """Security review f2: the stored answer holds clinical values; a replay is a read."""
+    from crsrisk.accounts import services as account_services
+    from crsrisk.accounts.models import AccessLog
+
+    body = {"analyte": "crp", "value": "12", "unit": "mg/L", "collected_at": at(2)}
+    assert post(clin_api, LABS, body, "k-r").status_code == 201
+    before = AccessLog.objects.filter(mrn="P001", username="clin", granted=True).count()
+    assert post(clin_api, LABS, body, "k-r").status_code == 201
+    assert AccessLog.objects.filter(mrn="P001", username="clin", granted=True).count() == before + 1
+    account_services.user_update(actor=site_admin, user=clinician, role="clinician", care_teams=[])
+    gone = post(clin_api, LABS, body, "k-r")
+    assert gone.status_code == 404 and "12" not in gone.content.decode()
+    assert AccessLog.objects.filter(mrn="P001", username="clin", granted=False).exists()

@@ -173,11 +173,10 @@ ADMIN_MODELS = (
     "patients.careteam",
     "patients.siteparameters",
     "scoring.scoremodel",
-    # django-q2's queue pages, for the superuser who operates the workers (docs/deploy.md).
-    "django_q.schedule",
+    # django-q2's result pages, for the superuser who operates the workers (docs/deploy.md).
+    # Schedule and OrmQ are not registered: they would let an admin queue any callable (f2).
     "django_q.success",
     "django_q.failure",
-    "django_q.ormq",
 )
 
 EXPECTED.update(_admin_site_entries())
@@ -349,3 +348,24 @@ def test_other_teams_patient_is_logged_as_refused(matrix_world: dict[str, Any]) 
     client.force_login(matrix_world["users"]["other_clinician"])
     client.get(f"/patients/{matrix_world['patient'].mrn}/")
     assert AccessLog.objects.filter(username="clin9", granted=False, mrn="P001").exists()
+
+
+def test_after_an_admin_reset_the_account_answers_as_an_unapproved_one(matrix_world: dict[str, Any]) -> None:
+    """The admin knows the new password: past the forced change, nothing clinical opens (f2)."""
+    users = matrix_world["users"]
+    clinician = users["team_clinician"]
+    account_services.user_password_reset(
+        actor=users["admin"], user=clinician, password="amber-lantern-orchard-77"
+    )
+    account_services.password_changed_record(user=clinician)  # the admin did the forced change
+    unapproved = ROLES.index("unapproved")
+    mismatches = []
+    for route in walk():
+        if route.key not in EXPECTED:
+            continue
+        method, want = EXPECTED[route.key]
+        path = build_path(route.route, url_values(route, matrix_world["values"]))
+        got = request_as(matrix_world, "team_clinician", method, path)
+        if got != want[unapproved]:
+            mismatches.append(f"{route.key}: expected {want[unapproved]}, got {got}")
+    assert not mismatches, "\n".join(mismatches)
