@@ -41,6 +41,7 @@ from patients.models import (
     ClinicalEvent,
     DataTransfer,
     EventKind,
+    GradeOverride,
     Hypotension,
     Infusion,
     LabResult,
@@ -1510,6 +1511,13 @@ def _check_event_order(
         .annotate(last=Max("collected_at"))
         .values_list("patient_id", "last")
     )
+    last_override = dict(
+        GradeOverride.objects.active()
+        .filter(patient_id__in=dead)
+        .values("patient_id")
+        .annotate(last=Max("date"))
+        .values_list("patient_id", "last")
+    )
     tz = site_zone()
     for key, _patient in sorted(creates, key=lambda c: parsed[c[0]][1]):
         pid, kind, day_date, detail = key
@@ -1519,7 +1527,13 @@ def _check_event_order(
         conflict = services.event_conflict(recorded.get(pid, []), kind=kind, on=day_date, detail=detail)
         if conflict is None and kind == EventKind.DEATH:
             later = [
-                d for d in (last_obs.get(pid), last_lab.get(pid) and last_lab[pid].astimezone(tz).date()) if d
+                d
+                for d in (
+                    last_obs.get(pid),
+                    last_override.get(pid),
+                    last_lab.get(pid) and last_lab[pid].astimezone(tz).date(),
+                )
+                if d
             ]
             if later and max(later) > day_date:
                 conflict = _("a death on %(date)s would come before data recorded on %(other)s") % {

@@ -182,3 +182,13 @@ def test_a_death_dated_before_a_recorded_grade_override_is_refused(hematologist,
     with pytest.raises(ValidationError) as exc:
         _event(hematologist, patient, "death", 5, "other")
     assert _day(patient, 6).isoformat() in _refusal(exc)
+
+
+def test_a_csv_death_dated_before_a_recorded_grade_override_is_refused(hematologist, patient):
+    services.grade_override_set(
+        user=hematologist, patient=patient, date=_day(patient, 6), grade=1, reason="documented"
+    )
+    csv = f"mrn,date,event,detail\n{patient.mrn},{_day(patient, 5)},death,other\n"
+    report = imports.run_import(imports.EVENTS, csv.encode(), filename="events.csv", user=hematologist)
+    assert report.errors and _day(patient, 6).isoformat() in report.errors[0].reason
+    assert not ClinicalEvent.objects.filter(kind="death").exists()
