@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import re
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -56,7 +55,7 @@ from patients.models import (
 from scoring.i18n import error_text
 from scoring.i18n import localize as localize_message
 from scoring.rules import units
-from scoring.rules.days import MAX_DAY, MIN_DAY, day_of, day_of_date, format_day, localize
+from scoring.rules.days import MAX_DAY, MIN_DAY, day_of_date, format_day, localize
 from scoring.services import recompute_patients, site_zone
 
 PATIENTS, LABS, OBSERVATIONS, EVENTS = "patients", "labs", "observations", "events"
@@ -1096,240 +1095,8 @@ def _plan_patients(
 # --- labs.csv ------------------------------------------------------------------------------
 
 
-@dataclass
-class _LabRow:
-    line: int
-    patient: Patient
-    collected_at: datetime
-    lab: services.ValidatedLab
-    note: str
-
-    @property
-    def key(self) -> tuple[int, str, datetime]:
-        return (self.patient.pk, self.lab.analyte, self.collected_at)
-
-    @property
-    def measured(self) -> tuple[Decimal, str]:
-        return (self.lab.value, self.lab.comparator)
-
-
 def _lab_field_to_column(key: str) -> str:
     return key if key in ("analyte", "value", "unit") else "value"
-
-
-def _plan_labs(
-    rows: list[_Row], header: set[str], report: ImportReport, ctx: _Context
-) -> Callable[[], set[int]] | None:
-    fn = report.filename
-    patients = _patients_by_mrn((r.cells["mrn"] for r in rows), lock=not report.dry_run, scope=ctx.scope)
-    tz = site_zone()
-    deaths = _death_dates(patients)
-    usual = services.usual_units()
-    parsed: dict[tuple[int, str, datetime], _LabRow] = {}
-    for row in rows:
-        c = _Cells(row, fn, report.errors)
-        patient = _unknown_mrn(c, patients, report)
-        when = parse_collected_at(c.raw("collected_at"))
-        if isinstance(when, str):
-            c.error("collected_at", when)
-        elif patient is not None:
-            day = day_of(when, tz, patient.infusion.infusion_date)
-            if not MIN_DAY <= day <= MAX_DAY:
-                c.error("collected_at", _day_error(day, _("this sample")))
-            else:
-                _refuse_future(c, "collected_at", services.check_not_future_time, when)
-                death = deaths.get(patient.pk)
-                if death is not None and when.astimezone(tz).date() > death[0]:
-                    c.error("collected_at", services.after_death_text(*death, when.astimezone(tz).date()))
-        try:
-            lab = services.validate_lab(
-                analyte=c.raw("analyte"),
-                value_text=c.raw("value"),
-                unit=c.raw("unit"),
-                usual_units=usual,
-                allow_exponent=True,  # lab systems and analysis tools write 1.107e+04 (issue 12)
-            )
-        except ValidationError as exc:
-            for field_key, messages in exc.message_dict.items():
-                col = _lab_field_to_column(field_key)
-                for message in messages:
-                    c.error(col, message)
-            continue
-        if len(lab.entered_value) > ENTERED_VALUE_MAX_LENGTH:
-            c.error("value", _("at most %(max)d characters are accepted") % {"max": ENTERED_VALUE_MAX_LENGTH})
-        if len(lab.entered_unit) > ENTERED_UNIT_MAX_LENGTH:
-            c.error("unit", _("at most %(max)d characters are accepted") % {"max": ENTERED_UNIT_MAX_LENGTH})
-        if c.bad or patient is None or isinstance(when, str):
-            continue
-        item = _LabRow(row.line, patient, when, lab, c.raw("note"))
-        first = parsed.get(item.key)
-        if first is not None:
-            if first.measured != item.measured:
-                c.error(
-                    "value",
-                    _(
-                        "%(analyte)s of %(mrn)s at %(when)s appears again with another value "
-                        "(first on line %(line)d)"
-                    )
-                    % {
-                        "analyte": lab.analyte,
-                        "mrn": patient.mrn,
-                        "when": when.isoformat(),
-                        "line": first.line,
-                    },
-                )
-            else:
-                report.skipped += 1
-            continue
-        parsed[item.key] = item
-    # Conflicts of the good rows are reported too, beside the bad rows: one report lists all.
-
-    stored: dict[tuple[int, str, datetime], LabResult] = {}
-    voided: dict[tuple[int, str, datetime, Decimal, str], LabResult] = {}
-    for lab in LabResult.objects.filter(patient__in=list(patients.values())):
-        if lab.voided_at is None:
-            stored[(lab.patient_id, lab.analyte, lab.collected_at)] = lab
-        else:
-            key = (lab.patient_id, lab.analyte, lab.collected_at, Decimal(lab.value), lab.comparator)
-            voided[key] = lab
-    creates: list[_LabRow] = []
-    updates: list[tuple[LabResult, _LabRow]] = []
-    for key, item in parsed.items():
-        current = stored.get(key)
-        was_voided = voided.get((*key, *item.measured))
-        if current is None and was_voided is not None:
-            # Re-importing a file must not bring back a value someone voided (SPEC 8.2).
-            report.skipped += 1
-            report.notes.append(
-                _(
-                    "%(file)s, line %(line)d: skipped, this value was voided on %(date)s (%(reason)s); "
-                    "enter it again to restore it."
-                )
-                % {
-                    "file": fn,
-                    "line": item.line,
-                    "date": f"{was_voided.voided_at:%Y-%m-%d}",
-                    "reason": was_voided.void_reason,
-                }
-            )
-            continue
-        if current is None:
-            creates.append(item)
-        elif (Decimal(current.value), current.comparator) == item.measured:
-            report.skipped += 1
-        elif ctx.correct:
-            updates.append((current, item))
-        else:
-            shown = f"{current.comparator}{units.format_decimal(Decimal(current.value))}"
-            report.errors.append(
-                RowError(
-                    fn,
-                    item.line,
-                    "value",
-                    item.lab.entered_value,
-                    _(
-                        "conflict: %(analyte)s of %(mrn)s at %(when)s is stored as %(stored)s %(unit)s; "
-                        "to change it, %(how)s"
-                    )
-                    % {
-                        "analyte": item.lab.analyte,
-                        "mrn": item.patient.mrn,
-                        "when": item.collected_at.isoformat(),
-                        "stored": shown,
-                        "unit": units.ANALYTES[item.lab.analyte].canonical_unit,
-                        "how": ctx.correct_hint,
-                    },
-                )
-            )
-    report.created, report.updated = len(creates), len(updates)
-    if report.errors:
-        return None
-    _flag_tenfold_jumps(stored.values(), [*creates, *(item for _lab, item in updates)])
-    # Stored, but flagged (SPEC 2.2): the report says which values need a second look.
-    for item in sorted([*creates, *(i for _lab, i in updates)], key=lambda i: i.line):
-        for warning in item.lab.warning_texts:
-            report.notes.append(
-                _("%(file)s, line %(line)d: stored and flagged: %(warning)s")
-                % {"file": fn, "line": item.line, "warning": warning}
-            )
-        if item.lab.rounding_note_text:
-            report.notes.append(
-                _("%(file)s, line %(line)d: stored: %(note)s")
-                % {"file": fn, "line": item.line, "note": item.lab.rounding_note_text}
-            )
-        if item.lab.unit_note_text:
-            # A lab system sends its units deliberately: said, never asked (SPEC 8.5).
-            report.notes.append(
-                _("%(file)s, line %(line)d: stored: %(note)s")
-                % {"file": fn, "line": item.line, "note": item.lab.unit_note_text}
-            )
-
-    def write() -> set[int]:
-        objs = [
-            LabResult(
-                patient=item.patient,
-                analyte=item.lab.analyte,
-                value=item.lab.value,
-                comparator=item.lab.comparator,
-                collected_at=item.collected_at,
-                entered_value=item.lab.entered_value,
-                entered_unit=item.lab.entered_unit,
-                loinc=item.lab.loinc,
-                note=item.note,
-                flags=item.lab.warnings,
-                source=ctx.source,
-                entered_by=ctx.entered_by,
-                entered_at=ctx.now,
-            )
-            for item in creates
-        ]
-        bulk_create_with_history(
-            objs, LabResult, default_user=ctx.history_user, default_change_reason="imported"
-        )
-        changed = []
-        for lab, item in updates:
-            lab.value, lab.comparator = item.lab.value, item.lab.comparator
-            lab.entered_value, lab.entered_unit = item.lab.entered_value, item.lab.entered_unit
-            lab.loinc, lab.flags, lab.note = item.lab.loinc, item.lab.warnings, item.note
-            lab.version += 1
-            changed.append(lab)
-        bulk_update_with_history(
-            changed,
-            LabResult,
-            ["value", "comparator", "entered_value", "entered_unit", "loinc", "flags", "note", "version"],
-            default_user=ctx.history_user,
-            default_change_reason=ctx.correction_reason,
-        )
-        return {item.patient.pk for item in creates} | {lab.patient_id for lab in changed}
-
-    return write
-
-
-def _flag_tenfold_jumps(stored: Iterable[LabResult], incoming: Sequence[_LabRow]) -> None:
-    """Add the ×10 jump warning of SPEC 2.2 to incoming rows, in time order with stored rows."""
-    incoming_keys = {item.key for item in incoming}
-    timeline: dict[tuple[int, str], list[tuple[datetime, Decimal, _LabRow | None]]] = defaultdict(list)
-    for lab in stored:
-        if not lab.comparator and (lab.patient_id, lab.analyte, lab.collected_at) not in incoming_keys:
-            timeline[(lab.patient_id, lab.analyte)].append((lab.collected_at, Decimal(lab.value), None))
-    for item in incoming:
-        if not item.lab.comparator:
-            timeline[(item.patient.pk, item.lab.analyte)].append((item.collected_at, item.lab.value, item))
-    for series in timeline.values():
-        series.sort(key=lambda entry: entry[0])
-        previous: Decimal | None = None
-        for _when, value, incoming_row in series:
-            if incoming_row is not None and units.is_tenfold_jump(previous, value):
-                # Re-validate with the previous value to get the same message as the entry form.
-                again = services.validate_lab(
-                    analyte=incoming_row.lab.analyte,
-                    value_text=incoming_row.lab.entered_value,
-                    unit=incoming_row.lab.entered_unit,
-                    previous=previous,
-                    allow_exponent=True,  # only re-reads a value that was accepted already
-                )
-                incoming_row.lab.warnings = again.warnings
-            previous = value
 
 
 # --- observations.csv ----------------------------------------------------------------------
@@ -1623,7 +1390,6 @@ def _plan_events(
 
 _PLANNERS: dict[str, Planner] = {
     PATIENTS: _plan_patients,
-    LABS: _plan_labs,
     OBSERVATIONS: _plan_observations,
     EVENTS: _plan_events,
 }
