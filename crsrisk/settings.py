@@ -145,6 +145,9 @@ JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
 Q_CLUSTER = {
     "name": "crsrisk",
     "orm": "default",
+    # The ORM broker, whose pusher waits out a database outage and reads the queue again
+    # within a poll of the database's return, instead of django-q2's fixed 10 s pause.
+    "broker_class": "crsrisk.jobs.broker.DatabaseTolerantORM",
     "workers": env.int("JOB_WORKERS", default=2),
     "timeout": JOB_TIMEOUT_SECONDS,
     "retry": JOB_TIMEOUT_SECONDS + env.int("JOB_RETRY_MARGIN_SECONDS", default=60),
