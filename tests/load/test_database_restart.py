@@ -135,6 +135,7 @@ def test_postgresql_restarted_mid_activation_leaves_no_half_state(qcluster_facto
     assert job.status in (Job.Status.SUCCEEDED, Job.Status.FAILED)
     if job.status == Job.Status.SUCCEEDED:
         # Finished after the restart: the new version is active with every patient's results.
+        assert job.attempts >= 2, "the restart did not interrupt the job: make it longer"
         assert job.result == {"model": "local-v1", "patients": PATIENTS}
         assert draft.status == ModelStatus.ACTIVE and draft.activation_started_at is None
         assert ScoreModel.objects.active().pk == draft.pk
