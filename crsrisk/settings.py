@@ -145,12 +145,19 @@ JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
 Q_CLUSTER = {
     "name": "crsrisk",
     "orm": "default",
+    # The ORM broker, whose pusher waits out a database outage and reads the queue again
+    # within a poll of the database's return, instead of django-q2's fixed 10 s pause.
+    "broker_class": "crsrisk.jobs.broker.DatabaseTolerantORM",
     "workers": env.int("JOB_WORKERS", default=2),
     "timeout": JOB_TIMEOUT_SECONDS,
     "retry": JOB_TIMEOUT_SECONDS + env.int("JOB_RETRY_MARGIN_SECONDS", default=60),
     # Redelivery is counted by the Job row (JOB_MAX_ATTEMPTS), not by django-q.
     "max_attempts": 0,
-    "ack_failures": True,
+    # A task that failed was stopped before job_run could record the outcome (the job's
+    # timeout; the database away for longer than the job waits): leave it unacknowledged, so
+    # it is delivered again after ``retry`` and job_run finishes it or marks it failed, rather
+    # than leaving the Job row RUNNING for ever. job_run itself returns normally otherwise.
+    "ack_failures": False,
     "catch_up": False,
     "save_limit": 200,
     "poll": env.float("JOB_POLL_SECONDS", default=1.0),

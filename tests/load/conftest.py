@@ -87,6 +87,49 @@ def qcluster_factory(tmp_path: Path) -> Iterator:
         stop(p)
 
 
+def postgresql(action: str) -> None:
+    """``pg_ctlcluster`` on the local cluster (``restart``, ``start``): it waits until done."""
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+
+
+def postgresql_running() -> bool:
+    return subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-q"], check=False).returncode == 0
+
+
+def postgresql_restart() -> float:
+    """Restart PostgreSQL; return the moment (``time.monotonic``) it accepted connections again.
+
+    Whatever happens, PostgreSQL is started again before this returns, so a failure never
+    leaves the database down for the other tests (or other engineers' runs).
+    """
+    try:
+        postgresql("restart")
+    finally:
+        if not wait_until(postgresql_running, timeout=30, interval=0.02):
+            postgresql("start")
+            wait_until(postgresql_running, timeout=60, interval=0.5)
+    return time.monotonic()
+
+
+def postgresql_outage(seconds: float) -> float:
+    """Stop PostgreSQL for ``seconds``, then start it; return the moment it accepted
+    connections again. A restart can be shorter than a worker's poll interval, so a worker
+    might never notice it: an outage of several polls makes sure that every one does."""
+    try:
+        postgresql("stop")
+        time.sleep(seconds)
+    finally:
+        postgresql("start")
+        wait_until(postgresql_running, timeout=60, interval=0.02)
+    return time.monotonic()
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:  # noqa: ANN001
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

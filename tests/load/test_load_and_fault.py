@@ -17,7 +17,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -34,7 +33,16 @@ from patients import services
 from patients.models import CareTeam, LabResult, Observation, Patient
 from tests.conftest import make_user
 from tests.invariants import assert_stored_equals_scratch
-from tests.load.conftest import BIN, free_port, process_env, start, stop, wait_until
+from tests.load.conftest import (
+    BIN,
+    free_port,
+    postgresql,
+    postgresql_running,
+    process_env,
+    start,
+    stop,
+    wait_until,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -237,20 +245,6 @@ def _health(port: int) -> str:
         return ""
 
 
-def _postgresql(action: str) -> None:
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
-        check=True,
-        timeout=120,
-        capture_output=True,
-    )
-
-
-def _postgresql_running() -> bool:
-    return subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-q"], check=False).returncode == 0
-
-
 def test_load_with_postgresql_restarted_mid_run(site, capsys):
     port, tokens, mrns, log = site
 
@@ -258,12 +252,12 @@ def test_load_with_postgresql_restarted_mid_run(site, capsys):
         """Restart PostgreSQL; return how long the application took to serve again after it."""
         time.sleep(SECONDS / 3)
         try:
-            _postgresql("restart")
+            postgresql("restart")
         finally:
             # Never leave the database down for the rest of CI.
-            if not wait_until(_postgresql_running, timeout=30, interval=0.5):
-                _postgresql("start")
-                wait_until(_postgresql_running, timeout=60, interval=0.5)
+            if not wait_until(postgresql_running, timeout=30, interval=0.5):
+                postgresql("start")
+                wait_until(postgresql_running, timeout=60, interval=0.5)
         back = time.monotonic()
         wait_until(lambda: _health(port) == "ok", timeout=60, interval=0.1)
         return time.monotonic() - back
@@ -271,9 +265,9 @@ def test_load_with_postgresql_restarted_mid_run(site, capsys):
     try:
         ledger = _run(port, tokens, mrns, max(SECONDS, 10), fault=restart)
     finally:
-        if not _postgresql_running():
-            _postgresql("start")
-            wait_until(_postgresql_running, timeout=60, interval=0.5)
+        if not postgresql_running():
+            postgresql("start")
+            wait_until(postgresql_running, timeout=60, interval=0.5)
     recovered = ledger.fault  # type: ignore[attr-defined]
     with capsys.disabled():
         print("\n" + _report("load with a PostgreSQL restart", ledger, max(SECONDS, 10)))

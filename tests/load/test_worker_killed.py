@@ -13,7 +13,7 @@ from crsrisk.jobs.models import Job
 from crsrisk.jobs.services import job_start
 from patients.demo import seed_demo
 from patients.models import Patient
-from scoring.models import ModelStatus, ScoreModel
+from scoring.models import ModelStatus, PatientSummary, ScoreModel
 from scoring.rules.score import PROVISIONAL_V0, model_spec_to_dict
 from tests.invariants import assert_stored_equals_scratch
 from tests.load.conftest import stop, wait_until
@@ -73,5 +73,38 @@ def test_a_killed_worker_leaves_no_half_state_and_the_job_finishes_when_delivere
     assert job.result == {"model": "local-v1", "patients": PATIENTS}
     # The redelivered job resumed its own interrupted activation: mark cleared, started over.
     assert draft.status == ModelStatus.ACTIVE and draft.activation_started_at is None
+    for patient in Patient.objects.all():
+        assert_stored_equals_scratch(patient)
+
+
+def test_a_job_stopped_at_its_timeout_is_delivered_again_and_then_marked_failed(qcluster_factory, tmp_path):
+    """django-q2 stops a job at its timeout as a failed task; the Job row must not stay RUNNING."""
+    seed_demo(today=date(2026, 1, 15), password="demo-password-2025!", n_patients=PATIENTS)
+    hematologist = User.objects.get(username="demo-hematologist")
+    draft = ScoreModel.objects.create(
+        name="local-v1",
+        provenance="edited",
+        status=ModelStatus.DRAFT,
+        spec={**model_spec_to_dict(PROVISIONAL_V0), "name": "local-v1"},
+    )
+    job = job_start(
+        kind=Job.Kind.MODEL_ACTIVATION,
+        user=hematologist,
+        params={"model_id": draft.pk, "revision": draft.revision},
+    )
+    # One attempt allowed, stopped after 1 s (shorter than the activation), delivered again 2 s later.
+    qcluster_factory(
+        JOB_TIMEOUT_SECONDS="1", JOB_RETRY_MARGIN_SECONDS="1", JOB_MAX_ATTEMPTS="1", JOB_POLL_SECONDS="0.2"
+    )
+    log = tmp_path / "qcluster.log"
+    assert wait_until(lambda: _job(job.pk).finished, timeout=60, interval=0.5), log.read_text()[-3000:]
+    job.refresh_from_db()
+    draft.refresh_from_db()
+    assert "exceeded maximum timeout" in log.read_text(), "the job was not stopped: make it longer"
+    assert job.status == Job.Status.FAILED and job.attempts == 2, (job.status, job.attempts, job.errors)
+    assert job.errors
+    assert draft.status == ModelStatus.DRAFT and draft.activation_started_at is None
+    assert ScoreModel.objects.active().name == "provisional-v0"
+    assert not PatientSummary.objects.filter(model=draft).exists()
     for patient in Patient.objects.all():
         assert_stored_equals_scratch(patient)
