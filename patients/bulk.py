@@ -141,11 +141,12 @@ def _decimal(value: Any) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def plan_labs(text: str, report: im.ImportReport, ctx: im._Context) -> Callable[[], set[int]] | None:
+def plan_labs(text: im.CsvSource, report: im.ImportReport, ctx: im._Context) -> Callable[[], set[int]] | None:
     """Validate labs.csv streamed into a staging table; the writer, or None when refused."""
     fn = report.filename
     # First pass: the file's MRNs only, to load (and lock) its patients once.
     mrns: set[str] = set()
+    # A file that cannot be read is reported by the second pass.
     rows, _header = im.iter_rows(text, kind=im.LABS, filename=fn, errors=[])
     for row in rows:
         mrns.add(row.cells.get("mrn", ""))
