@@ -423,28 +423,30 @@ def parse_decimal(text: str, *, allow_exponent: bool) -> Decimal | str:
     return number
 
 
-def parse_collected_at(text: str) -> datetime | str:
-    """ISO 8601 in site time when naive; a bare date means 12:00 site time. Else the reason."""
-    accepted = _(
+def _accepted_times() -> str:
+    return _(
         "accepted: ISO 8601 such as 2025-03-08T06:30, 2025-03-08 06:30:00+08:00 or 2025-03-08T06:30Z "
         "(site time when no offset is given), or a bare date 2025-03-08 meaning 12:00 site time"
     )
+
+
+def parse_collected_at(text: str) -> datetime | str:
+    """ISO 8601 in site time when naive; a bare date means 12:00 site time. Else the reason."""
     if not text:
-        return _("collected_at is required; %(accepted)s") % {"accepted": accepted}
-    tz = site_zone()
+        return _("collected_at is required; %(accepted)s") % {"accepted": _accepted_times()}
     try:
         if _ISO_DATE.match(text):
             parsed = datetime.combine(date.fromisoformat(text), time(BARE_DATE_HOUR))
         elif _ISO_DATETIME.match(text):
             parsed = datetime.fromisoformat(text)
         else:
-            return _("not a valid date and time; %(accepted)s") % {"accepted": accepted}
+            return _("not a valid date and time; %(accepted)s") % {"accepted": _accepted_times()}
     except ValueError:
-        return _("not a valid date and time; %(accepted)s") % {"accepted": accepted}
+        return _("not a valid date and time; %(accepted)s") % {"accepted": _accepted_times()}
     if timezone.is_aware(parsed):
         # In UTC, so that the same instant compares equal whatever offset it was written with.
         return parsed.astimezone(UTC)
     try:
-        return localize(parsed, tz)
+        return localize(parsed, site_zone())
     except ValueError as exc:  # a daylight-saving gap or fold
         return error_text(exc)

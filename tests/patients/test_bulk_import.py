@@ -123,3 +123,30 @@ def test_other_files_are_accepted_as_an_open_binary_file(tmp_path):
     with path.open("rb") as fh:
         report = imports.run_import("patients", fh, filename="patients.csv")
     assert report.ok and report.created == 1, report.lines()
+
+
+def test_a_value_checked_once_is_refused_or_accepted_on_every_line_it_appears(two_patients, monkeypatch):
+    monkeypatch.setattr(bulk, "CHECKS_KEPT", 2)  # the kept answers are dropped as the file goes on
+    rows = [
+        "B1,2025-03-02T06:00Z,crp,abc,mg/L,\n",
+        "B1,2025-03-03T06:00Z,crp,12,mg/L,\n",
+        "B2,2025-03-02T06:00Z,crp,abc,mg/L,\n",
+        "B2,2025-03-03T06:00Z,crp,12,mg/L,\n",
+        "B2,2025-03-04T06:00Z,ldh,250,U/L,\n",
+        "B1,2025-03-04T06:00Z,crp,abc,mg/L,\n",
+    ]
+    report = load("labs", LABS_HEADER + "".join(rows))
+    assert not report.ok
+    assert [(e.line, e.column, e.value) for e in report.errors] == [
+        (2, "value", "abc"),
+        (4, "value", "abc"),
+        (7, "value", "abc"),
+    ]
+    assert len({e.reason for e in report.errors}) == 1
+    assert LabResult.objects.count() == 0
+    fixed = load("labs", LABS_HEADER + "".join(r for r in rows if ",abc," not in r))
+    assert fixed.ok and fixed.created == 3
+    assert {(lab.patient.mrn, str(lab.value)) for lab in LabResult.objects.filter(analyte="crp")} == {
+        ("B1", "12.000000"),
+        ("B2", "12.000000"),
+    }
