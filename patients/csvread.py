@@ -19,11 +19,11 @@ from typing import IO, Any
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from crsrisk.writes import site_zone
 from scoring.i18n import error_text
 from scoring.i18n import localize as localize_message
 from scoring.rules import units
 from scoring.rules.days import localize
-from scoring.services import site_zone
 
 PATIENTS, LABS, OBSERVATIONS, EVENTS = "patients", "labs", "observations", "events"
 
