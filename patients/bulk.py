@@ -314,16 +314,19 @@ def _duplicates(
 ) -> None:
     """A key twice in the file: skipped when the same value, refused otherwise."""
     mrn_of = _mrn_of(patients)
+    found = 0
     for batch in _batches(
-        f"SELECT s.line, s.raw_value, s.analyte, s.patient_id, s.when_text, f.line, "
-        f"CASE WHEN s.value = f.value AND s.comparator = f.comparator THEN 1 ELSE 0 END "
-        f"FROM {STAGE} s JOIN {STAGE} f ON f.patient_id = s.patient_id AND f.analyte = s.analyte "
-        f"AND f.collected_at = s.collected_at AND f.line = ("
-        f"SELECT MIN(m.line) FROM {STAGE} m WHERE m.patient_id = s.patient_id AND m.analyte = s.analyte "
-        f"AND m.collected_at = s.collected_at) "
-        f"WHERE s.line <> f.line ORDER BY s.line"
+        # A window over the key, not a correlated MIN(line) per row.
+        f"SELECT line, raw_value, analyte, patient_id, when_text, first_line, "
+        f"CASE WHEN value = first_val AND comparator = first_cmp THEN 1 ELSE 0 END FROM ("
+        f"SELECT line, raw_value, analyte, patient_id, when_text, value, comparator, "
+        f"FIRST_VALUE(line) OVER w AS first_line, FIRST_VALUE(value) OVER w AS first_val, "
+        f"FIRST_VALUE(comparator) OVER w AS first_cmp FROM {STAGE} "
+        f"WINDOW w AS (PARTITION BY patient_id, analyte, collected_at ORDER BY line)) d "
+        f"WHERE line <> first_line ORDER BY line"
     ):
         for line, raw_value, analyte, patient_id, when_text, first_line, same in batch:
+            found += 1
             if same:
                 report.skipped += 1
                 continue
@@ -340,11 +343,11 @@ def _duplicates(
                     % {"analyte": analyte, "mrn": mrn_of[patient_id], "when": when_text, "line": first_line},
                 )
             )
-    cursor.execute(
-        f"DELETE FROM {STAGE} WHERE line > (SELECT MIN(m.line) FROM {STAGE} m WHERE "
-        f"m.patient_id = {STAGE}.patient_id AND m.analyte = {STAGE}.analyte "
-        f"AND m.collected_at = {STAGE}.collected_at)"
-    )
+    if found:
+        cursor.execute(
+            f"DELETE FROM {STAGE} WHERE line IN (SELECT line FROM (SELECT line, ROW_NUMBER() OVER ("
+            f"PARTITION BY patient_id, analyte, collected_at ORDER BY line) AS n FROM {STAGE}) d WHERE n > 1)"
+        )
 
 
 def _classify(

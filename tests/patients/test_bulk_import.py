@@ -150,3 +150,23 @@ def test_a_value_checked_once_is_refused_or_accepted_on_every_line_it_appears(tw
         ("B1", "12.000000"),
         ("B2", "12.000000"),
     }
+
+
+def test_a_key_again_in_the_file_is_skipped_when_the_same_and_refused_with_its_first_line_otherwise(
+    two_patients,
+):
+    rows = [
+        "B1,2025-03-02T06:00Z,crp,40,mg/L,\n",  # line 2
+        "B2,2025-03-02T06:00Z,crp,40,mg/L,\n",
+        "B1,2025-03-02T06:00Z,crp,40,mg/L,\n",  # line 4: the same, skipped
+        "B1,2025-03-02T06:00Z,crp,41,mg/L,\n",  # line 5: another value, refused
+    ]
+    report = load("labs", LABS_HEADER + "".join(rows))
+    assert not report.ok
+    [error] = report.errors
+    assert (error.line, error.column, error.value) == (5, "value", "41")
+    assert "first on line 2" in error.reason and "B1" in error.reason
+    assert LabResult.objects.count() == 0
+    report = load("labs", LABS_HEADER + "".join(rows[:3]))
+    assert report.ok and (report.created, report.skipped) == (2, 1)
+    assert LabResult.objects.count() == 2
