@@ -18,7 +18,7 @@ reason are those of the in-memory planner it replaced.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -36,6 +36,7 @@ from scoring.services import site_zone
 
 STAGE = "import_lab_stage"
 CHUNK = 5000
+CHECKS_KEPT = 10_000  # the checked (analyte, value, unit) answers kept while a file is read
 NOTES_SHOWN = 1000  # the first notes of a big file in full, then their count
 
 _STAGE_COLUMNS = (
@@ -137,15 +138,81 @@ def _flush(cursor: Any, chunk: list[tuple[Any, ...]]) -> None:
     chunk.clear()
 
 
+def _batches(sql: str, params: Sequence[Any] = ()) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of a query, a chunk at a time, never all of them at once.
+
+    On PostgreSQL through a server-side cursor (psycopg fetches a plain cursor's whole
+    result into memory); SQLite's cursor already steps through the result.
+    """
+    if connection.vendor == "postgresql":
+        with connection.connection.cursor(name=f"{STAGE}_read") as cursor:  # inside the import's transaction
+            cursor.execute(sql, params)
+            while batch := cursor.fetchmany(CHUNK):
+                yield batch
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        while batch := cursor.fetchmany(CHUNK):
+            yield batch
+
+
+def _check_lab(
+    analyte: str, value: str, unit: str, usual: dict[str, str], ops: Any
+) -> list[tuple[str, str]] | tuple[Any, ...]:
+    """One value checked as the entry form does: its staged cells, or its problems (column, reason).
+
+    The same analyte, value and unit always give the same answer, so a file's repeats
+    are checked once (``plan_labs`` keeps the answers, a bounded number).
+    """
+    try:
+        lab = services.validate_lab(
+            analyte=analyte,
+            value_text=value,
+            unit=unit,
+            usual_units=usual,
+            allow_exponent=True,  # lab systems and analysis tools write 1.107e+04 (issue 12)
+        )
+    except ValidationError as exc:
+        return [
+            (im._lab_field_to_column(field_key), message)
+            for field_key, messages in exc.message_dict.items()
+            for message in messages
+        ]
+    problems = []
+    if len(lab.entered_value) > im.ENTERED_VALUE_MAX_LENGTH:
+        problems.append(
+            ("value", _("at most %(max)d characters are accepted") % {"max": im.ENTERED_VALUE_MAX_LENGTH})
+        )
+    if len(lab.entered_unit) > im.ENTERED_UNIT_MAX_LENGTH:
+        problems.append(
+            ("unit", _("at most %(max)d characters are accepted") % {"max": im.ENTERED_UNIT_MAX_LENGTH})
+        )
+    if problems:
+        return problems
+    return (
+        lab.analyte,
+        ops.adapt_decimalfield_value(lab.value, 18, 6),
+        lab.comparator,
+        lab.entered_value,
+        lab.entered_unit,
+        lab.loinc,
+        json.dumps(lab.warnings),
+        _SEP.join(lab.warning_texts),
+        # Said, never asked: a value rounded to the stored decimals, another unit.
+        _SEP.join(t for t in (lab.rounding_note_text, lab.unit_note_text) if t),
+    )
+
+
 def _decimal(value: Any) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def plan_labs(text: str, report: im.ImportReport, ctx: im._Context) -> Callable[[], set[int]] | None:
+def plan_labs(text: im.CsvSource, report: im.ImportReport, ctx: im._Context) -> Callable[[], set[int]] | None:
     """Validate labs.csv streamed into a staging table; the writer, or None when refused."""
     fn = report.filename
     # First pass: the file's MRNs only, to load (and lock) its patients once.
     mrns: set[str] = set()
+    # A file that cannot be read is reported by the second pass.
     rows, _header = im.iter_rows(text, kind=im.LABS, filename=fn, errors=[])
     for row in rows:
         mrns.add(row.cells.get("mrn", ""))
@@ -159,6 +226,7 @@ def plan_labs(text: str, report: im.ImportReport, ctx: im._Context) -> Callable[
     row_errors = _Problems()
     rows, _header = im.iter_rows(text, kind=im.LABS, filename=fn, errors=read_errors)
     chunk: list[tuple[Any, ...]] = []
+    checks: dict[tuple[str, str, str], list[tuple[str, str]] | tuple[Any, ...]] = {}
     with connection.cursor() as cursor:
         _create_stage(cursor)
         for row in rows:
@@ -177,47 +245,35 @@ def plan_labs(text: str, report: im.ImportReport, ctx: im._Context) -> Callable[
                     death = deaths.get(patient.pk)
                     if death is not None and when.astimezone(tz).date() > death[0]:
                         c.error("collected_at", services.after_death_text(*death, when.astimezone(tz).date()))
-            try:
-                lab = services.validate_lab(
-                    analyte=c.raw("analyte"),
-                    value_text=c.raw("value"),
-                    unit=c.raw("unit"),
-                    usual_units=usual,
-                    allow_exponent=True,  # lab systems and analysis tools write 1.107e+04 (issue 12)
-                )
-            except ValidationError as exc:
-                for field_key, messages in exc.message_dict.items():
-                    col = im._lab_field_to_column(field_key)
-                    for message in messages:
-                        c.error(col, message)
+            key = (c.raw("analyte"), c.raw("value"), c.raw("unit"))
+            checked = checks.get(key)
+            if checked is None:
+                checked = _check_lab(*key, usual, ops)
+                if len(checks) >= CHECKS_KEPT:
+                    checks.clear()  # bounded whatever the file
+                checks[key] = checked
+            if isinstance(checked, list):
+                for col, message in checked:
+                    c.error(col, message)
                 continue
-            if len(lab.entered_value) > im.ENTERED_VALUE_MAX_LENGTH:
-                c.error(
-                    "value",
-                    _("at most %(max)d characters are accepted") % {"max": im.ENTERED_VALUE_MAX_LENGTH},
-                )
-            if len(lab.entered_unit) > im.ENTERED_UNIT_MAX_LENGTH:
-                c.error(
-                    "unit", _("at most %(max)d characters are accepted") % {"max": im.ENTERED_UNIT_MAX_LENGTH}
-                )
             if c.bad or patient is None or isinstance(when, str):
                 continue
+            analyte, value, comparator, entered_value, entered_unit, loinc, flags, warnings, notes = checked
             chunk.append(
                 (
                     row.line,
                     patient.pk,
-                    lab.analyte,
+                    analyte,
                     ops.adapt_datetimefield_value(when),
-                    ops.adapt_decimalfield_value(lab.value, 18, 6),
-                    lab.comparator,
-                    lab.entered_value,
-                    lab.entered_unit,
-                    lab.loinc,
+                    value,
+                    comparator,
+                    entered_value,
+                    entered_unit,
+                    loinc,
                     c.raw("note"),
-                    json.dumps(lab.warnings),
-                    _SEP.join(lab.warning_texts),
-                    # Said, never asked: a value rounded to the stored decimals, another unit.
-                    _SEP.join(t for t in (lab.rounding_note_text, lab.unit_note_text) if t),
+                    flags,
+                    warnings,
+                    notes,
                     c.raw("value"),
                     when.isoformat(),
                 )
@@ -258,17 +314,19 @@ def _duplicates(
 ) -> None:
     """A key twice in the file: skipped when the same value, refused otherwise."""
     mrn_of = _mrn_of(patients)
-    cursor.execute(
-        f"SELECT s.line, s.raw_value, s.analyte, s.patient_id, s.when_text, f.line, "
-        f"CASE WHEN s.value = f.value AND s.comparator = f.comparator THEN 1 ELSE 0 END "
-        f"FROM {STAGE} s JOIN {STAGE} f ON f.patient_id = s.patient_id AND f.analyte = s.analyte "
-        f"AND f.collected_at = s.collected_at AND f.line = ("
-        f"SELECT MIN(m.line) FROM {STAGE} m WHERE m.patient_id = s.patient_id AND m.analyte = s.analyte "
-        f"AND m.collected_at = s.collected_at) "
-        f"WHERE s.line <> f.line ORDER BY s.line"
-    )
-    while batch := cursor.fetchmany(CHUNK):
+    found = 0
+    for batch in _batches(
+        # A window over the key, not a correlated MIN(line) per row.
+        f"SELECT line, raw_value, analyte, patient_id, when_text, first_line, "
+        f"CASE WHEN value = first_val AND comparator = first_cmp THEN 1 ELSE 0 END FROM ("
+        f"SELECT line, raw_value, analyte, patient_id, when_text, value, comparator, "
+        f"FIRST_VALUE(line) OVER w AS first_line, FIRST_VALUE(value) OVER w AS first_val, "
+        f"FIRST_VALUE(comparator) OVER w AS first_cmp FROM {STAGE} "
+        f"WINDOW w AS (PARTITION BY patient_id, analyte, collected_at ORDER BY line)) d "
+        f"WHERE line <> first_line ORDER BY line"
+    ):
         for line, raw_value, analyte, patient_id, when_text, first_line, same in batch:
+            found += 1
             if same:
                 report.skipped += 1
                 continue
@@ -285,11 +343,11 @@ def _duplicates(
                     % {"analyte": analyte, "mrn": mrn_of[patient_id], "when": when_text, "line": first_line},
                 )
             )
-    cursor.execute(
-        f"DELETE FROM {STAGE} WHERE line > (SELECT MIN(m.line) FROM {STAGE} m WHERE "
-        f"m.patient_id = {STAGE}.patient_id AND m.analyte = {STAGE}.analyte "
-        f"AND m.collected_at = {STAGE}.collected_at)"
-    )
+    if found:
+        cursor.execute(
+            f"DELETE FROM {STAGE} WHERE line IN (SELECT line FROM (SELECT line, ROW_NUMBER() OVER ("
+            f"PARTITION BY patient_id, analyte, collected_at ORDER BY line) AS n FROM {STAGE}) d WHERE n > 1)"
+        )
 
 
 def _classify(
@@ -309,16 +367,17 @@ def _classify(
     )
     report.skipped += cursor.rowcount
     # Re-importing a file must not bring back a value someone voided (SPEC 8.2).
-    cursor.execute(
+    voided_lines = 0
+    for batch in _batches(
         f"SELECT s.line, l.voided_at, l.void_reason FROM {STAGE} s JOIN {lab} l ON l.id = ("
         f"SELECT MAX(v.id) FROM {lab} v WHERE v.patient_id = s.patient_id AND v.analyte = s.analyte "
         f"AND v.collected_at = s.collected_at AND v.value = s.value AND v.comparator = s.comparator "
         f"AND v.voided_at IS NOT NULL) WHERE s.lab_id IS NULL ORDER BY s.line"
-    )
-    voided_lines = 0
-    while batch := cursor.fetchmany(CHUNK):
+    ):
         for line, voided_at, void_reason in batch:
             voided_lines += 1
+            if voided_lines > NOTES_SHOWN:
+                continue  # counted below
             when = voided_at if isinstance(voided_at, datetime) else datetime.fromisoformat(str(voided_at))
             report.notes.append(
                 _(
@@ -327,6 +386,11 @@ def _classify(
                 )
                 % {"file": fn, "line": line, "date": f"{when:%Y-%m-%d}", "reason": void_reason}
             )
+    if voided_lines > NOTES_SHOWN:
+        report.notes.append(
+            _("%(file)s: %(count)d more note(s) on stored values are not shown.")
+            % {"file": fn, "count": voided_lines - NOTES_SHOWN}
+        )
     if voided_lines:
         cursor.execute(
             f"DELETE FROM {STAGE} WHERE lab_id IS NULL AND EXISTS (SELECT 1 FROM {lab} v "
@@ -341,11 +405,10 @@ def _classify(
     if stored and not ctx.correct:
         report.updated = 0
         mrn_of = _mrn_of(patients)
-        cursor.execute(
+        for batch in _batches(
             f"SELECT s.line, s.entered_value, s.analyte, s.patient_id, s.when_text, l.value, l.comparator "
             f"FROM {STAGE} s JOIN {lab} l ON l.id = s.lab_id ORDER BY s.line"
-        )
-        while batch := cursor.fetchmany(CHUNK):
+        ):
             for line, entered_value, analyte, patient_id, when_text, value, comparator in batch:
                 shown = f"{comparator}{units.format_decimal(_decimal(value))}"
                 conflicts.append(
@@ -373,7 +436,11 @@ def _classify(
 def _flag_tenfold_jumps(cursor: Any) -> None:
     """The ×10 jump warning of SPEC 2.2, against the previous value in time (stored or staged)."""
     lab = _lab_table()
-    cursor.execute(
+    # Only the candidates come back: a jump is tested here in SQL, loosely (SQLite's
+    # decimals are floating point), and exactly by the rules below.
+    ratio = units.TENFOLD_JUMP_RATIO * Decimal("0.999")
+    jumps: list[tuple[int, Decimal]] = []
+    for batch in _batches(
         f"SELECT w.line, w.value, w.prev FROM (SELECT u.line, u.value, LAG(u.value) OVER ("
         f"PARTITION BY u.patient_id, u.analyte ORDER BY u.collected_at) AS prev FROM ("
         f"SELECT line, patient_id, analyte, collected_at, value FROM {STAGE} WHERE comparator = '' "
@@ -381,10 +448,10 @@ def _flag_tenfold_jumps(cursor: Any) -> None:
         f"WHERE l.voided_at IS NULL AND l.comparator = '' "
         f"AND l.patient_id IN (SELECT patient_id FROM {STAGE}) "
         f"AND l.id NOT IN (SELECT s.lab_id FROM {STAGE} s WHERE s.lab_id IS NOT NULL)) u) w "
-        f"WHERE w.line IS NOT NULL AND w.prev IS NOT NULL"
-    )
-    jumps: list[tuple[int, Decimal]] = []
-    while batch := cursor.fetchmany(CHUNK):
+        f"WHERE w.line IS NOT NULL AND w.prev > 0 "
+        f"AND (w.value <= 0 OR w.value >= w.prev * %s OR w.prev >= w.value * %s)",
+        [ratio, ratio],
+    ):
         for line, value, prev in batch:
             if units.is_tenfold_jump(_decimal(prev), _decimal(value)):
                 jumps.append((line, _decimal(prev)))
@@ -412,11 +479,10 @@ def _flag_tenfold_jumps(cursor: Any) -> None:
 def _notes(cursor: Any, report: im.ImportReport) -> None:
     """Stored, but flagged (SPEC 2.2), and values converted from another unit (SPEC 8.5)."""
     fn = report.filename
-    cursor.execute(
-        f"SELECT line, warnings, unit_note FROM {STAGE} WHERE warnings <> '' OR unit_note <> '' ORDER BY line"
-    )
     shown = hidden = 0
-    while batch := cursor.fetchmany(CHUNK):
+    for batch in _batches(
+        f"SELECT line, warnings, unit_note FROM {STAGE} WHERE warnings <> '' OR unit_note <> '' ORDER BY line"
+    ):
         for line, warnings, unit_note in batch:
             texts = [
                 _("%(file)s, line %(line)d: stored and flagged: %(warning)s")

@@ -45,3 +45,14 @@ def test_old_names_stay_importable_from_patients_services() -> None:
     assert services.site_today is writes.site_today
     assert services.check_not_future_date is writes.check_not_future_date
     assert services.check_not_future_time is writes.check_not_future_time
+
+
+def test_csv_reading_sits_beneath_the_services_and_the_imports() -> None:
+    imports = imported_modules("patients/csvread.py")
+    assert not {name for name in imports if name.startswith(("patients.", "scoring.services"))}
+    from patients import csvread
+    from patients import imports as orchestration
+
+    # The imports only orchestrate: the reading is csvread's, under the names tests use.
+    assert orchestration.iter_rows is csvread.iter_rows and orchestration._Cells is csvread._Cells
+    assert orchestration.parse_collected_at is csvread.parse_collected_at

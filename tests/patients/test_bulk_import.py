@@ -83,3 +83,90 @@ def test_a_refused_file_lists_the_first_1000_problems_then_counts_per_column(two
     assert "labs.csv: 1 more problem in column value is not listed." in lines
     assert "1004 of 1004 row(s) have errors" in lines[-1] and "(1004 error(s))" in lines[-1]
     assert LabResult.objects.count() == 0
+
+
+def test_labs_are_read_from_an_open_binary_file_a_line_at_a_time(two_patients, tmp_path):
+    # CRLF, an old Mac CR and a byte-order mark: the same rows as the text gives.
+    rows = _crp_rows("B1", 3) + _crp_rows("B2", 2)
+    body = "\ufeff" + LABS_HEADER.replace("\n", "\r\n") + rows[0].replace("\n", "\r") + "".join(rows[1:])
+    path = tmp_path / "labs.csv"
+    path.write_bytes(body.encode("utf-8"))
+    with path.open("rb") as fh:
+        report = imports.run_import("labs", fh, filename="labs.csv")
+    assert report.ok, report.lines()
+    assert (report.rows, report.created) == (5, 5)
+    assert LabResult.objects.count() == 5 and LabResult.history.count() == 5
+    # import_file (manage.py import_labs) reads the open file: the same file again changes nothing.
+    again = imports.import_file("labs", str(path))
+    assert again.ok and (again.created, again.skipped) == (0, 5)
+
+
+def test_a_byte_that_is_not_utf8_in_an_open_file_is_refused_with_its_line_and_byte(two_patients, tmp_path):
+    head = (LABS_HEADER + _crp_rows("B1", 1)[0]).encode("utf-8")
+    path = tmp_path / "labs.csv"
+    path.write_bytes(head + b"B2,2025-03-02T06:00Z,crp,4\xff,mg/L,\n")
+    with path.open("rb") as fh:
+        report = imports.run_import("labs", fh, filename="labs.csv")
+    assert not report.ok
+    [error] = report.errors
+    assert "UTF-8" in error.reason and error.line == 3
+    assert f"byte {len(head) + len('B2,2025-03-02T06:00Z,crp,4') + 1}" in error.reason
+    assert LabResult.objects.count() == 0
+    # The same bytes given whole are refused with the same place.
+    whole = imports.run_import("labs", path.read_bytes(), filename="labs.csv")
+    assert [str(e) for e in whole.errors] == [str(error)]
+
+
+def test_other_files_are_accepted_as_an_open_binary_file(tmp_path):
+    path = tmp_path / "patients.csv"
+    path.write_bytes((PATIENTS_HEADER + "B9,B 9,F,,,,,2025-03-01,5,1,\n").encode("utf-8"))
+    with path.open("rb") as fh:
+        report = imports.run_import("patients", fh, filename="patients.csv")
+    assert report.ok and report.created == 1, report.lines()
+
+
+def test_a_value_checked_once_is_refused_or_accepted_on_every_line_it_appears(two_patients, monkeypatch):
+    monkeypatch.setattr(bulk, "CHECKS_KEPT", 2)  # the kept answers are dropped as the file goes on
+    rows = [
+        "B1,2025-03-02T06:00Z,crp,abc,mg/L,\n",
+        "B1,2025-03-03T06:00Z,crp,12,mg/L,\n",
+        "B2,2025-03-02T06:00Z,crp,abc,mg/L,\n",
+        "B2,2025-03-03T06:00Z,crp,12,mg/L,\n",
+        "B2,2025-03-04T06:00Z,ldh,250,U/L,\n",
+        "B1,2025-03-04T06:00Z,crp,abc,mg/L,\n",
+    ]
+    report = load("labs", LABS_HEADER + "".join(rows))
+    assert not report.ok
+    assert [(e.line, e.column, e.value) for e in report.errors] == [
+        (2, "value", "abc"),
+        (4, "value", "abc"),
+        (7, "value", "abc"),
+    ]
+    assert len({e.reason for e in report.errors}) == 1
+    assert LabResult.objects.count() == 0
+    fixed = load("labs", LABS_HEADER + "".join(r for r in rows if ",abc," not in r))
+    assert fixed.ok and fixed.created == 3
+    assert {(lab.patient.mrn, str(lab.value)) for lab in LabResult.objects.filter(analyte="crp")} == {
+        ("B1", "12.000000"),
+        ("B2", "12.000000"),
+    }
+
+
+def test_a_key_again_in_the_file_is_skipped_when_the_same_and_refused_with_its_first_line_otherwise(
+    two_patients,
+):
+    rows = [
+        "B1,2025-03-02T06:00Z,crp,40,mg/L,\n",  # line 2
+        "B2,2025-03-02T06:00Z,crp,40,mg/L,\n",
+        "B1,2025-03-02T06:00Z,crp,40,mg/L,\n",  # line 4: the same, skipped
+        "B1,2025-03-02T06:00Z,crp,41,mg/L,\n",  # line 5: another value, refused
+    ]
+    report = load("labs", LABS_HEADER + "".join(rows))
+    assert not report.ok
+    [error] = report.errors
+    assert (error.line, error.column, error.value) == (5, "value", "41")
+    assert "first on line 2" in error.reason and "B1" in error.reason
+    assert LabResult.objects.count() == 0
+    report = load("labs", LABS_HEADER + "".join(rows[:3]))
+    assert report.ok and (report.created, report.skipped) == (2, 1)
+    assert LabResult.objects.count() == 2
