@@ -303,8 +303,22 @@ def run_site_parameters(job: Job, progress: Progress, note: Callable[[str], None
     return {"version": params.version, "patients": total}
 
 
+def run_import_check(job: Job, progress: Progress, note: Callable[[str], None]) -> dict[str, Any]:
+    from patients.uploads import run_import_check as run
+
+    return run(job, progress, note)
+
+
+def run_import_file(job: Job, progress: Progress, note: Callable[[str], None]) -> dict[str, Any]:
+    from patients.uploads import run_import_file as run
+
+    return run(job, progress, note)
+
+
 RUNNERS: dict[str, Runner] = {
     Job.Kind.MODEL_ACTIVATION: run_model_activation,
     Job.Kind.MODEL_FIT: run_model_fit,
     Job.Kind.SITE_PARAMETERS: run_site_parameters,
+    Job.Kind.IMPORT_CHECK: run_import_check,
+    Job.Kind.IMPORT_RUN: run_import_file,
 }
