@@ -644,7 +644,10 @@ class LargeImportForm(ImportForm):
         limit = settings.IMPORT_UPLOAD_MAX_BYTES
         if upload.size > limit:
             raise ValidationError(
-                _("The file is %(size)s MB; at most %(limit)d MB are accepted. Split it, or use the command line."),
+                _(
+                    "The file is %(size)s MB; at most %(limit)d MB are accepted. "
+                    "Split it, or use the command line."
+                ),
                 params={"size": f"{upload.size / 1024 / 1024:.1f}", "limit": limit // (1024 * 1024)},
             )
         return upload

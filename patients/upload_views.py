@@ -45,7 +45,9 @@ def upload(request: HttpRequest) -> HttpResponse:
 
 
 def _own_upload(request: HttpRequest, pk: int) -> ImportUpload:
-    return get_object_or_404(ImportUpload.objects.select_related("check_job"), pk=pk, uploaded_by=request.user)
+    return get_object_or_404(
+        ImportUpload.objects.select_related("check_job"), pk=pk, uploaded_by=request.user
+    )
 
 
 @hematologist_required
@@ -53,7 +55,11 @@ def preview(request: HttpRequest, pk: int) -> HttpResponse:
     """The check's progress, then its report: the bad rows, or what the import would do."""
     stored = _own_upload(request, pk)
     job = stored.check_job
-    refresh = REFRESH_SECONDS if stored.status == ImportUpload.Status.CHECKING and job and not job.finished else None
+    refresh = (
+        REFRESH_SECONDS
+        if stored.status == ImportUpload.Status.CHECKING and job and not job.finished
+        else None
+    )
     context = {"upload": stored, "job": job, "report": stored.report, "refresh": refresh}
     return render(request, "patients/upload_preview.html", context)
 
@@ -64,7 +70,9 @@ def confirm(request: HttpRequest, pk: int) -> HttpResponse:
     """Queue the import of the checked file (once); its page shows the progress and the outcome."""
     stored = _own_upload(request, pk)
     if stored.status != ImportUpload.Status.CHECKED:
-        messages.error(request, _("This file cannot be imported: it was refused, or is already being imported."))
+        messages.error(
+            request, _("This file cannot be imported: it was refused, or is already being imported.")
+        )
         return redirect("patients:upload-preview", pk=pk)
     try:
         job = job_start(kind=Job.Kind.IMPORT_RUN, user=request.user, params={"upload": stored.pk})

@@ -29,7 +29,9 @@ from patients import imports
 IMPORT_PAGE = "csv import (web)"
 
 
-def upload_store(*, user: Any, kind: str, filename: str, file: Any, correct: bool, reason: str) -> ImportUpload:
+def upload_store(
+    *, user: Any, kind: str, filename: str, file: Any, correct: bool, reason: str
+) -> ImportUpload:
     """Store an uploaded file chunk by chunk (one transaction) and queue its check job."""
     from crsrisk.jobs.services import job_start
 
@@ -49,7 +51,7 @@ def upload_store(*, user: Any, kind: str, filename: str, file: Any, correct: boo
             index += 1
         upload.size, upload.sha256 = size, digest.hexdigest()
         upload.save(update_fields=["size", "sha256"])
-        job = job_start(kind=Job.Kind.IMPORT_CHECK, user=user, params={"upload": upload.pk})
+        job = job_start(kind=Job.Kind.IMPORT_CHECK, user=user, params={"upload": upload.pk}, exclusive=False)
         upload.check_job = job
         upload.save(update_fields=["check_job"])
     return upload
@@ -64,7 +66,11 @@ class UploadReader(io.RawIOBase):
 
     @staticmethod
     def _iter(upload_id: int) -> Iterator[bytes]:
-        ids = ImportUploadChunk.objects.filter(upload_id=upload_id).order_by("index").values_list("pk", flat=True)
+        ids = (
+            ImportUploadChunk.objects.filter(upload_id=upload_id)
+            .order_by("index")
+            .values_list("pk", flat=True)
+        )
         for pk in list(ids):
             yield bytes(ImportUploadChunk.objects.values_list("data", flat=True).get(pk=pk))
 
@@ -105,7 +111,9 @@ def _scope(user: Any) -> dict[str, Any]:
 def _log_refused(user: Any, report: imports.ImportReport) -> None:
     """An MRN outside the user's teams is a refused access, as in the API (SPEC 7)."""
     for mrn in sorted(report.unknown_mrns):
-        AccessLog.objects.create(user=user, username=user.get_username(), mrn=mrn[:32], page=IMPORT_PAGE, granted=False)
+        AccessLog.objects.create(
+            user=user, username=user.get_username(), mrn=mrn[:32], page=IMPORT_PAGE, granted=False
+        )
 
 
 def _report_data(report: imports.ImportReport) -> dict[str, Any]:
@@ -117,7 +125,8 @@ def _report_data(report: imports.ImportReport) -> dict[str, Any]:
         "skipped": report.skipped,
         "notes": list(report.notes),
         "errors": [
-            {"line": e.line, "column": e.column, "value": e.value, "reason": str(e.reason)} for e in report.errors
+            {"line": e.line, "column": e.column, "value": e.value, "reason": str(e.reason)}
+            for e in report.errors
         ],
         "error_count": report.error_count,
         "hidden_error_lines": report.hidden_error_lines(),
@@ -141,7 +150,9 @@ def _run(upload: ImportUpload, *, dry_run: bool) -> imports.ImportReport:
     return report
 
 
-def run_import_check(job: Job, progress: Callable[[int, int], None], note: Callable[[str], None]) -> dict[str, Any]:
+def run_import_check(
+    job: Job, progress: Callable[[int, int], None], note: Callable[[str], None]
+) -> dict[str, Any]:
     """The check job: a dry run whose report is stored on the upload; a refused file's bytes go."""
     upload = ImportUpload.objects.filter(pk=job.params["upload"]).first()
     if upload is None:
@@ -158,7 +169,9 @@ def run_import_check(job: Job, progress: Callable[[int, int], None], note: Calla
     return {"ok": report.ok, "rows": report.rows, "errors": report.error_count}
 
 
-def run_import_file(job: Job, progress: Callable[[int, int], None], note: Callable[[str], None]) -> dict[str, Any]:
+def run_import_file(
+    job: Job, progress: Callable[[int, int], None], note: Callable[[str], None]
+) -> dict[str, Any]:
     """The import job: all-or-nothing as the commands; the upload is purged whatever the outcome."""
     upload = ImportUpload.objects.filter(pk=job.params["upload"]).first()
     if upload is None:
@@ -169,7 +182,12 @@ def run_import_file(job: Job, progress: Callable[[int, int], None], note: Callab
     finally:
         ImportUpload.objects.filter(pk=upload.pk).delete()
     progress(1, 1)
-    return {"ok": report.ok, "rows": report.rows, "transfer": report.transfer_id, "errors": report.error_count}
+    return {
+        "ok": report.ok,
+        "rows": report.rows,
+        "transfer": report.transfer_id,
+        "errors": report.error_count,
+    }
 
 
 def upload_purge_stale(now: Any = None) -> int:

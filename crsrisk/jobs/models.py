@@ -123,3 +123,6 @@ class ImportUploadChunk(models.Model):
     class Meta:
         ordering = ["upload", "index"]
         constraints = [models.UniqueConstraint(fields=["upload", "index"], name="import_chunk_order")]
+
+    def __str__(self) -> str:
+        return f"upload {self.upload_id} chunk {self.index}"

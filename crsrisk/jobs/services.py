@@ -49,11 +49,13 @@ class JobAlreadyRunning(ValidationError):
     """The same action is already queued or running."""
 
 
-def job_start(*, kind: str, user: Any, params: dict[str, Any]) -> Job:
-    """Record a job and queue it in one transaction; refuse a second job of the same kind meanwhile."""
+def job_start(*, kind: str, user: Any, params: dict[str, Any], exclusive: bool = True) -> Job:
+    """Record a job and queue it in one transaction; refuse a second job of the same kind meanwhile
+    (unless ``exclusive`` is false: checks of different uploads run side by side)."""
     with transaction.atomic():
         if (
-            Job.objects.select_for_update()
+            exclusive
+            and Job.objects.select_for_update()
             .filter(kind=kind, status__in=(Job.Status.QUEUED, Job.Status.RUNNING))
             .exists()
         ):

@@ -8,7 +8,7 @@ from patients.uploads import upload_purge_stale
 
 
 class Command(BaseCommand):
-    help = "Delete uploaded import files that were never confirmed and are older than IMPORT_UPLOAD_MAX_AGE_HOURS."
+    help = "Delete uploaded import files never confirmed within IMPORT_UPLOAD_MAX_AGE_HOURS."
 
     def handle(self, *args: Any, **options: Any) -> None:
         count = upload_purge_stale()
