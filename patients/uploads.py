@@ -193,7 +193,15 @@ def run_import_file(
 def upload_purge_stale(now: Any = None) -> int:
     """Delete uploads nobody confirmed within IMPORT_UPLOAD_MAX_AGE_HOURS; returns how many."""
     cutoff = (now or timezone.now()) - timedelta(hours=settings.IMPORT_UPLOAD_MAX_AGE_HOURS)
-    stale = ImportUpload.objects.filter(created_at__lt=cutoff).exclude(status=ImportUpload.Status.IMPORTING)
+    # An upload whose import job is still queued or running stays; one whose import job died
+    # for good (failed before it could delete the upload) goes like any other.
+    importing = [
+        params.get("upload")
+        for params in Job.objects.filter(
+            kind=Job.Kind.IMPORT_RUN, status__in=(Job.Status.QUEUED, Job.Status.RUNNING)
+        ).values_list("params", flat=True)
+    ]
+    stale = ImportUpload.objects.filter(created_at__lt=cutoff).exclude(pk__in=importing)
     count = stale.count()
     stale.delete()
     return count

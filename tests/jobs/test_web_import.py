@@ -84,6 +84,8 @@ def test_upload_check_preview_confirm_imports_and_purges(hema_client, hematologi
     result = hema_client.get(reverse("patients:upload-job", args=[job.pk]))
     assert result["Location"] == reverse("patients:import-result", args=[record.pk])
     assert "labs.csv was imported" in hema_client.get(result["Location"]).content.decode()
+    # The job page, open to every hematologist, says what happened without the file's rows.
+    assert "The file of 2 rows was accepted." in hema_client.get(job.get_absolute_url()).content.decode()
     assert_stored_equals_scratch(Patient.objects.get())
 
 
@@ -138,10 +140,15 @@ def test_a_stale_unconfirmed_upload_is_purged_by_the_command_and_by_the_next_upl
     call_command("purge_import_uploads", stdout=out)
     assert "purged 1 unconfirmed upload(s)" in out.getvalue()
     assert list(ImportUpload.objects.values_list("pk", flat=True)) == [fresh.pk]
+    # An old upload whose import job is still queued is kept until that job ends.
+    hema_client.post(reverse("patients:upload-confirm", args=[fresh.pk]))
+    ImportUpload.objects.filter(pk=fresh.pk).update(created_at=timezone.now() - timedelta(hours=25))
+    call_command("purge_import_uploads", stdout=StringIO())
+    assert ImportUpload.objects.filter(pk=fresh.pk).exists()
+    Job.objects.filter(kind=Job.Kind.IMPORT_RUN).update(status=Job.Status.FAILED)
     assert not ImportUploadChunk.objects.filter(upload_id=old.pk).exists()
     assert ImportUploadChunk.objects.filter(upload_id=fresh.pk).exists()
-    # Any new upload purges the stale ones too.
-    ImportUpload.objects.filter(pk=fresh.pk).update(created_at=timezone.now() - timedelta(hours=25))
+    # Any new upload purges the stale ones too (here: one whose import job died for good).
     upload(hema_client, GOOD)
     assert not ImportUpload.objects.filter(pk=fresh.pk).exists() and ImportUpload.objects.count() == 1
 
