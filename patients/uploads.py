@@ -32,28 +32,33 @@ IMPORT_PAGE = "csv import (web)"
 def upload_store(
     *, user: Any, kind: str, filename: str, file: Any, correct: bool, reason: str
 ) -> ImportUpload:
-    """Store an uploaded file chunk by chunk (one transaction) and queue its check job."""
+    """Store an uploaded file chunk by chunk, then queue its check job.
+
+    Each chunk commits on its own, so a 100 MB file never holds SQLite's write lock for long
+    (a bedside entry meanwhile is not timed out). A request that dies mid-way leaves an upload
+    with no check job, which nobody can confirm and the stale purge deletes.
+    """
     from crsrisk.jobs.services import job_start
 
     upload_purge_stale()
     digest = hashlib.sha256()
     size = 0
+    upload = ImportUpload.objects.create(
+        uploaded_by=user, kind=kind, filename=filename, correct=correct, reason=reason, sha256=""
+    )
+    file.seek(0)
+    index = 0
+    while block := file.read(settings.IMPORT_UPLOAD_CHUNK_BYTES):
+        digest.update(block)
+        size += len(block)
+        ImportUploadChunk.objects.create(upload=upload, index=index, data=block)
+        index += 1
     with transaction.atomic():
-        upload = ImportUpload.objects.create(
-            uploaded_by=user, kind=kind, filename=filename, correct=correct, reason=reason, sha256=""
-        )
-        file.seek(0)
-        index = 0
-        while block := file.read(settings.IMPORT_UPLOAD_CHUNK_BYTES):
-            digest.update(block)
-            size += len(block)
-            ImportUploadChunk.objects.create(upload=upload, index=index, data=block)
-            index += 1
         upload.size, upload.sha256 = size, digest.hexdigest()
-        upload.save(update_fields=["size", "sha256"])
-        job = job_start(kind=Job.Kind.IMPORT_CHECK, user=user, params={"upload": upload.pk}, exclusive=False)
-        upload.check_job = job
-        upload.save(update_fields=["check_job"])
+        upload.check_job = job_start(
+            kind=Job.Kind.IMPORT_CHECK, user=user, params={"upload": upload.pk}, exclusive=False
+        )
+        upload.save(update_fields=["size", "sha256", "check_job"])
     return upload
 
 
