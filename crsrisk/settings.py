@@ -325,3 +325,13 @@ LOGGING = {
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }
+
+# Web imports (issue 11): a CSV file up to IMPORT_UPLOAD_MAX_BYTES is stored in the database in
+# chunks and checked and imported by background jobs; an upload nobody confirmed is purged after
+# IMPORT_UPLOAD_MAX_AGE_HOURS (manage.py purge_import_uploads, and at every new upload).
+IMPORT_UPLOAD_MAX_BYTES = env.int("IMPORT_UPLOAD_MAX_BYTES", default=100 * 1024 * 1024)
+IMPORT_UPLOAD_CHUNK_BYTES = 1024 * 1024
+IMPORT_UPLOAD_MAX_AGE_HOURS = env.int("IMPORT_UPLOAD_MAX_AGE_HOURS", default=24)
+# An uploaded file larger than this streams to a temporary file instead of memory (Django's
+# default); form fields other than files stay under DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB).
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440

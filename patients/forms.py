@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -626,3 +627,27 @@ class ImportConfirmForm(forms.Form):
     """Confirms the previewed file: the digest names the very content that was shown."""
 
     digest = forms.CharField(widget=forms.HiddenInput, max_length=64)
+
+
+class LargeImportForm(ImportForm):
+    """The same file and options, up to IMPORT_UPLOAD_MAX_BYTES, checked and imported in the background."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["file"].help_text = _(
+            "UTF-8, comma-separated, with the header row of the chosen file type "
+            "(the same columns as the export); at most %(mb)d MB."
+        ) % {"mb": settings.IMPORT_UPLOAD_MAX_BYTES // (1024 * 1024)}
+
+    def clean_file(self) -> Any:  # type: ignore[override]
+        upload = self.cleaned_data["file"]
+        limit = settings.IMPORT_UPLOAD_MAX_BYTES
+        if upload.size > limit:
+            raise ValidationError(
+                _(
+                    "The file is %(size)s MB; at most %(limit)d MB are accepted. "
+                    "Split it, or use the command line."
+                ),
+                params={"size": f"{upload.size / 1024 / 1024:.1f}", "limit": limit // (1024 * 1024)},
+            )
+        return upload

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from patients import transfer_views, views
+from patients import transfer_views, upload_views, views
 
 app_name = "patients"
 
@@ -14,6 +14,10 @@ urlpatterns = [
     path("files/import/preview/", transfer_views.import_preview, name="import-preview"),
     path("files/import/confirm/", transfer_views.import_confirm, name="import-confirm"),
     path("files/import/<int:transfer>/", transfer_views.import_result, name="import-result"),
+    path("files/import/large/", upload_views.upload, name="upload"),
+    path("files/import/large/<int:pk>/", upload_views.preview, name="upload-preview"),
+    path("files/import/large/<int:pk>/confirm/", upload_views.confirm, name="upload-confirm"),
+    path("files/import/job/<int:job>/", upload_views.import_job, name="upload-job"),
     path("files/export/", transfer_views.export, name="export"),
     path("<str:mrn>/", views.detail, name="detail"),
     path("<str:mrn>/edit/", views.edit, name="edit"),

@@ -19,6 +19,8 @@ class Job(models.Model):
         MODEL_ACTIVATION = "model_activation", _("model activation")
         MODEL_FIT = "model_fit", _("local fitting")
         SITE_PARAMETERS = "site_parameters", _("site parameter change")
+        IMPORT_CHECK = "import_check", _("import check")
+        IMPORT_RUN = "import_run", _("import")
 
     class Status(models.TextChoices):
         QUEUED = "queued", _("queued")
@@ -78,3 +80,49 @@ class WorkerBeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host} {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ImportUpload(models.Model):
+    """A CSV file uploaded on the import page, kept in the database until its import job ends.
+
+    The content lives in ordered ``ImportUploadChunk`` rows of about 1 MB, so neither the web
+    process nor a worker holds a 100 MB file at once, and any worker on any machine reads it.
+    ``report`` is the check (dry run) a background job stores; the chunks are purged once the
+    import job ends, and an unconfirmed upload after ``IMPORT_UPLOAD_MAX_AGE_HOURS``.
+    """
+
+    class Status(models.TextChoices):
+        CHECKING = "checking", _("checking")
+        CHECKED = "checked", _("checked")
+        REFUSED = "refused", _("refused")
+        IMPORTING = "importing", _("importing")
+
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16)
+    filename = models.CharField(max_length=255)
+    size = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64)
+    correct = models.BooleanField(default=False)
+    reason = models.CharField(max_length=1000, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CHECKING)
+    report = models.JSONField(default=dict, blank=True)
+    check_job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"upload {self.pk} {self.filename} {self.status}"
+
+
+class ImportUploadChunk(models.Model):
+    """One ordered piece of an upload's bytes."""
+
+    upload = models.ForeignKey(ImportUpload, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        ordering = ["upload", "index"]
+        constraints = [models.UniqueConstraint(fields=["upload", "index"], name="import_chunk_order")]
+
+    def __str__(self) -> str:
+        return f"upload {self.upload_id} chunk {self.index}"

@@ -49,11 +49,13 @@ class JobAlreadyRunning(ValidationError):
     """The same action is already queued or running."""
 
 
-def job_start(*, kind: str, user: Any, params: dict[str, Any]) -> Job:
-    """Record a job and queue it in one transaction; refuse a second job of the same kind meanwhile."""
+def job_start(*, kind: str, user: Any, params: dict[str, Any], exclusive: bool = True) -> Job:
+    """Record a job and queue it in one transaction; refuse a second job of the same kind meanwhile
+    (unless ``exclusive`` is false: checks of different uploads run side by side)."""
     with transaction.atomic():
         if (
-            Job.objects.select_for_update()
+            exclusive
+            and Job.objects.select_for_update()
             .filter(kind=kind, status__in=(Job.Status.QUEUED, Job.Status.RUNNING))
             .exists()
         ):
@@ -303,8 +305,22 @@ def run_site_parameters(job: Job, progress: Progress, note: Callable[[str], None
     return {"version": params.version, "patients": total}
 
 
+def run_import_check(job: Job, progress: Progress, note: Callable[[str], None]) -> dict[str, Any]:
+    from patients.uploads import run_import_check as run
+
+    return run(job, progress, note)
+
+
+def run_import_file(job: Job, progress: Progress, note: Callable[[str], None]) -> dict[str, Any]:
+    from patients.uploads import run_import_file as run
+
+    return run(job, progress, note)
+
+
 RUNNERS: dict[str, Runner] = {
     Job.Kind.MODEL_ACTIVATION: run_model_activation,
     Job.Kind.MODEL_FIT: run_model_fit,
     Job.Kind.SITE_PARAMETERS: run_site_parameters,
+    Job.Kind.IMPORT_CHECK: run_import_check,
+    Job.Kind.IMPORT_RUN: run_import_file,
 }

@@ -25,7 +25,7 @@ from django.test import Client
 from django.utils import timezone
 
 from crsrisk.accounts import services as account_services
-from crsrisk.jobs.models import Job
+from crsrisk.jobs.models import ImportUpload, Job
 from patients import services
 from patients.imports import record_transfer
 from patients.models import CareTeam, Patient
@@ -105,6 +105,11 @@ EXPECTED: dict[str, tuple[str, tuple[Any, ...]]] = {  # keyed by URL name
     "patients:import-confirm": (POST, HEMATOLOGIST_PAGE),  # no valid digest: refused, redirected
     "patients:import-result": (GET, HEMATOLOGIST_PAGE),  # one's own imports only (else 404)
     "patients:export": (GET, HEMATOLOGIST_PAGE),
+    # large imports in the background (patients/upload_views.py): one's own upload and job only
+    "patients:upload": (GET, HEMATOLOGIST_PAGE),
+    "patients:upload-preview": (GET, HEMATOLOGIST_PAGE),  # the hematologist's own upload
+    "patients:upload-confirm": (POST, HEMATOLOGIST_PAGE),  # still being checked: back to its page
+    "patients:upload-job": (GET, (LOGIN, 403, 403, 404, 403, 403)),  # not an import job of one's own
     # --- score models and site parameters (scoring/urls.py) ---------------------------------
     "scoring:model-list": (GET, HEMATOLOGIST_PAGE),
     "scoring:model-detail": (GET, HEMATOLOGIST_PAGE),
@@ -238,6 +243,7 @@ def matrix_world(db: None) -> dict[str, Any]:
         raised_at=timezone.now(),
     )
     job = Job.objects.create(kind=Job.Kind.SITE_PARAMETERS, started_by=hema, status=Job.Status.SUCCEEDED)
+    upload = ImportUpload.objects.create(uploaded_by=hema, kind="labs", filename="labs.csv", sha256="0" * 64)
     return {
         "users": users,
         "patient": patient,
@@ -251,6 +257,7 @@ def matrix_world(db: None) -> dict[str, Any]:
             "transfer": transfer.pk,
             "team": team.pk,
             "job": job.pk,
+            "upload": upload.pk,
             "grant": unapproved.clinical_grants.get().pk,
             "user": subject.pk,
             "day": observation.date.isoformat(),
@@ -270,7 +277,7 @@ def url_values(route: Route, values: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for param in route.params:
         if param == "pk":
-            kinds = ("lab", "observation", "event", "override", "alert", "team", "job", "grant")
+            kinds = ("lab", "observation", "event", "override", "alert", "team", "job", "grant", "upload")
             kind = next((k for k in kinds if k in route.key), "user")
             out[param] = values[kind]
         else:

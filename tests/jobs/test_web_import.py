@@ -1,0 +1,181 @@
+"""Large imports from the web page (issue 11): upload to the database, background check,
+preview, confirmation, background import, purge; access to one's own upload only."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from crsrisk.accounts.models import AccessLog
+from crsrisk.jobs.models import ImportUpload, ImportUploadChunk, Job
+from patients.models import DataTransfer, LabResult, Patient
+from patients.uploads import UploadReader
+from tests.conftest import make_user, run_queued_jobs
+from tests.invariants import assert_stored_equals_scratch
+
+pytestmark = pytest.mark.django_db
+
+HEADER = "mrn,collected_at,analyte,value,unit,note\n"
+CRP_ROW = "P001,2025-03-08T06:30:00+00:00,crp,25,mg/dL,\n"
+GOOD = HEADER + CRP_ROW + "P001,2025-03-08T06:30:00+00:00,anc,0.2,10^9/L,\n"
+BAD = HEADER + CRP_ROW + 'P001,2025-03-08T06:30:00+00:00,anc,"0,2",10^9/L,\n'
+
+
+def upload(client: Client, text: str | bytes, kind: str = "labs", name: str = "labs.csv", **extra: str):
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    payload = {"kind": kind, "file": SimpleUploadedFile(name, data, content_type="text/csv"), **extra}
+    return client.post(reverse("patients:upload"), payload)
+
+
+@pytest.fixture
+def hema_client(hematologist: User, patient: Patient) -> Client:
+    client = Client()
+    client.force_login(hematologist)
+    return client
+
+
+def test_upload_check_preview_confirm_imports_and_purges(hema_client, hematologist, settings):
+    settings.IMPORT_UPLOAD_CHUNK_BYTES = 64  # several chunks, in order
+    response = upload(hema_client, GOOD)
+    stored = ImportUpload.objects.get()
+    assert response["Location"] == reverse("patients:upload-preview", args=[stored.pk])
+    assert stored.uploaded_by == hematologist and stored.size == len(GOOD) and len(stored.sha256) == 64
+    assert stored.chunks.count() == -(-len(GOOD) // 64)
+    assert UploadReader(stored).read() == GOOD.encode()  # the chunks read back in order
+    assert "pending_import" not in hema_client.session
+    # While the check job waits, the page says so and refreshes itself; nothing is imported.
+    page = hema_client.get(response["Location"]).content.decode()
+    assert "being checked in the background" in page and 'http-equiv="refresh"' in page
+    check = Job.objects.get(kind=Job.Kind.IMPORT_CHECK)
+    assert check.started_by == hematologist and check.params == {"upload": stored.pk}
+
+    run_queued_jobs()
+    check.refresh_from_db()
+    assert check.status == Job.Status.SUCCEEDED
+    assert not LabResult.objects.exists()
+    page = hema_client.get(response["Location"]).content.decode()
+    assert "every row is valid" in page and "Confirm the import" in page
+    assert 'http-equiv="refresh"' not in page
+    assert DataTransfer.objects.filter(dry_run=True, accepted=True).count() == 1
+
+    response = hema_client.post(reverse("patients:upload-confirm", args=[stored.pk]))
+    job = Job.objects.get(kind=Job.Kind.IMPORT_RUN)
+    assert response["Location"] == reverse("patients:upload-job", args=[job.pk])
+    assert "being imported in the background" in hema_client.get(response["Location"]).content.decode()
+    # A second confirmation of the same file queues nothing more.
+    hema_client.post(reverse("patients:upload-confirm", args=[stored.pk]))
+    assert Job.objects.filter(kind=Job.Kind.IMPORT_RUN).count() == 1
+
+    run_queued_jobs()
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    assert LabResult.objects.count() == 2
+    assert not ImportUpload.objects.exists() and not ImportUploadChunk.objects.exists()
+    record = DataTransfer.objects.get(dry_run=False)
+    assert record.accepted and record.rows_created == 2 and record.user == hematologist
+    result = hema_client.get(reverse("patients:upload-job", args=[job.pk]))
+    assert result["Location"] == reverse("patients:import-result", args=[record.pk])
+    assert "labs.csv was imported" in hema_client.get(result["Location"]).content.decode()
+    # The job page, open to every hematologist, says what happened without the file's rows.
+    assert "The file of 2 rows was accepted." in hema_client.get(job.get_absolute_url()).content.decode()
+    assert_stored_equals_scratch(Patient.objects.get())
+
+
+def test_a_refused_file_shows_its_rows_and_stores_nothing(hema_client):
+    upload(hema_client, BAD)
+    run_queued_jobs()
+    stored = ImportUpload.objects.get()
+    assert stored.status == ImportUpload.Status.REFUSED and not stored.chunks.exists()
+    page = hema_client.get(reverse("patients:upload-preview", args=[stored.pk])).content.decode()
+    assert "labs.csv was refused: nothing was imported (1 error(s))" in page
+    assert "<code>0,2</code>" in page and "Confirm the import" not in page
+    response = hema_client.post(reverse("patients:upload-confirm", args=[stored.pk]))
+    assert response.status_code == 302
+    assert not Job.objects.filter(kind=Job.Kind.IMPORT_RUN).exists()
+    assert not LabResult.objects.exists()
+
+
+def test_a_file_over_the_limit_is_refused_with_its_size_and_nothing_is_stored(hema_client, settings):
+    settings.IMPORT_UPLOAD_MAX_BYTES = 1024 * 1024
+    response = upload(hema_client, HEADER + "x" * (1024 * 1024 + 1))
+    assert response.status_code == 400
+    assert "at most 1 MB are accepted" in response.content.decode()
+    assert not ImportUpload.objects.exists() and not Job.objects.exists()
+
+
+def test_the_upload_is_purged_when_the_import_fails(hema_client, hematologist):
+    upload(hema_client, GOOD)
+    run_queued_jobs()
+    stored = ImportUpload.objects.get()
+    hema_client.post(reverse("patients:upload-confirm", args=[stored.pk]))
+    # The stored file is changed behind the check (as if the data changed): refused, nothing kept.
+    ImportUploadChunk.objects.filter(upload=stored).update(data=BAD.encode()[:64])
+    ImportUploadChunk.objects.filter(upload=stored, index__gt=0).delete()
+    run_queued_jobs()
+    job = Job.objects.get(kind=Job.Kind.IMPORT_RUN)
+    assert job.status == Job.Status.SUCCEEDED and job.result["ok"] is False
+    assert not ImportUpload.objects.exists() and not ImportUploadChunk.objects.exists()
+    assert not LabResult.objects.exists()
+    record = DataTransfer.objects.get(dry_run=False)
+    assert not record.accepted
+    page = hema_client.get(reverse("patients:import-result", args=[record.pk])).content.decode()
+    assert "nothing was imported" in page
+
+
+def test_a_stale_unconfirmed_upload_is_purged_by_the_command_and_by_the_next_upload(hema_client):
+    upload(hema_client, GOOD)
+    upload(hema_client, GOOD)
+    run_queued_jobs()
+    old, fresh = ImportUpload.objects.order_by("pk")
+    ImportUpload.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(hours=25))
+    out = StringIO()
+    call_command("purge_import_uploads", stdout=out)
+    assert "purged 1 unconfirmed upload(s)" in out.getvalue()
+    assert list(ImportUpload.objects.values_list("pk", flat=True)) == [fresh.pk]
+    # An old upload whose import job is still queued is kept until that job ends.
+    hema_client.post(reverse("patients:upload-confirm", args=[fresh.pk]))
+    ImportUpload.objects.filter(pk=fresh.pk).update(created_at=timezone.now() - timedelta(hours=25))
+    call_command("purge_import_uploads", stdout=StringIO())
+    assert ImportUpload.objects.filter(pk=fresh.pk).exists()
+    Job.objects.filter(kind=Job.Kind.IMPORT_RUN).update(status=Job.Status.FAILED)
+    assert not ImportUploadChunk.objects.filter(upload_id=old.pk).exists()
+    assert ImportUploadChunk.objects.filter(upload_id=fresh.pk).exists()
+    # Any new upload purges the stale ones too (here: one whose import job died for good).
+    upload(hema_client, GOOD)
+    assert not ImportUpload.objects.filter(pk=fresh.pk).exists() and ImportUpload.objects.count() == 1
+
+
+def test_only_the_uploader_sees_the_upload_its_preview_and_its_import(hema_client, team, other_team):
+    upload(hema_client, GOOD)
+    run_queued_jobs()
+    stored = ImportUpload.objects.get()
+    preview = reverse("patients:upload-preview", args=[stored.pk])
+    colleague = make_user("dr.other", "hematologist", (other_team,))
+    same_team = make_user("dr.same", "hematologist", (team,))
+    for user in (colleague, same_team):
+        client = Client()
+        client.force_login(user)
+        assert client.get(preview).status_code == 404
+        assert client.post(reverse("patients:upload-confirm", args=[stored.pk])).status_code == 404
+    for role, teams in (("clinician", (other_team,)), ("admin", ())):
+        client = Client()
+        client.force_login(make_user(f"u-{role}", role, teams))
+        assert client.get(preview).status_code in (302, 403)
+        assert client.get(reverse("patients:upload")).status_code in (302, 403)
+    assert not Job.objects.filter(kind=Job.Kind.IMPORT_RUN).exists()
+
+
+def test_an_mrn_outside_the_users_teams_is_refused_and_logged(hema_client, other_team, hematologist):
+    upload(hema_client, GOOD.replace("P001", "Q999"))
+    run_queued_jobs()
+    stored = ImportUpload.objects.get()
+    assert stored.status == ImportUpload.Status.REFUSED
+    assert AccessLog.objects.filter(user=hematologist, mrn="Q999", granted=False).exists()
