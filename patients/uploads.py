@@ -66,8 +66,10 @@ class UploadReader(io.RawIOBase):
     """A read-only binary file over an upload's chunks, fetched one at a time."""
 
     def __init__(self, upload: ImportUpload) -> None:
+        self._upload_id = upload.pk
         self._chunks = self._iter(upload.pk)
         self._buffer = b""
+        self._position = 0
 
     @staticmethod
     def _iter(upload_id: int) -> Iterator[bytes]:
@@ -82,6 +84,20 @@ class UploadReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def seekable(self) -> bool:
+        return True  # to the start only: the labs import reads a file twice (its MRNs, then its rows)
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_CUR and offset == 0:
+            return self._position
+        if (offset, whence) != (0, io.SEEK_SET):
+            raise io.UnsupportedOperation("an upload can only be read again from its start")
+        self._chunks, self._buffer, self._position = self._iter(self._upload_id), b"", 0
+        return 0
+
     def readinto(self, buffer: Any) -> int:
         while not self._buffer:
             block = next(self._chunks, None)
@@ -91,17 +107,13 @@ class UploadReader(io.RawIOBase):
         n = min(len(buffer), len(self._buffer))
         buffer[:n] = self._buffer[:n]
         self._buffer = self._buffer[n:]
+        self._position += n
         return n
 
 
-def _upload_data(upload: ImportUpload) -> bytes:
-    """The upload's content for ``run_import``.
-
-    Until run_import streams from a file object, it takes the whole content: this is the one
-    place that reads the chunks into memory; pass ``UploadReader(upload)`` instead then.
-    """
-    with io.BufferedReader(UploadReader(upload)) as reader:
-        return reader.read()
+def open_upload(upload: ImportUpload) -> io.BufferedReader:
+    """The upload as an open binary file for ``run_import``, read a chunk at a time."""
+    return io.BufferedReader(UploadReader(upload), buffer_size=1 << 20)
 
 
 def _scope(user: Any) -> dict[str, Any]:
@@ -141,16 +153,17 @@ def _report_data(report: imports.ImportReport) -> dict[str, Any]:
 
 def _run(upload: ImportUpload, *, dry_run: bool) -> imports.ImportReport:
     user = get_user_model().objects.get(pk=upload.uploaded_by_id)
-    report = imports.run_import(
-        upload.kind,
-        _upload_data(upload),
-        filename=upload.filename,
-        user=user,
-        dry_run=dry_run,
-        correct=upload.correct,
-        reason=upload.reason,
-        **_scope(user),
-    )
+    with open_upload(upload) as data:
+        report = imports.run_import(
+            upload.kind,
+            data,
+            filename=upload.filename,
+            user=user,
+            dry_run=dry_run,
+            correct=upload.correct,
+            reason=upload.reason,
+            **_scope(user),
+        )
     _log_refused(user, report)
     return report
 
