@@ -10,8 +10,11 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from simple_history.utils import bulk_create_with_history
 
 from crsrisk.writes import NeedsConfirmation, check_not_future_time, site_zone
 from crsrisk.writes import check_version as _check_version
@@ -181,6 +184,25 @@ def previous_lab_value(patient: Patient, analyte: str, before: datetime) -> Deci
     return None if row is None else Decimal(row)
 
 
+def previous_lab_values(patient: Patient, analytes: Sequence[str], before: datetime) -> dict[str, Decimal]:
+    """The patient's latest live, uncensored value of each of ``analytes`` before ``before``.
+
+    One query for a whole panel (a window over each analyte's values), not one per analyte.
+    """
+    latest = (
+        LabResult.objects.active()
+        .filter(patient=patient, analyte__in=analytes, collected_at__lt=before, comparator="")
+        .annotate(
+            rank=Window(
+                RowNumber(), partition_by=[F("analyte")], order_by=[F("collected_at").desc(), F("pk").desc()]
+            )
+        )
+        .filter(rank=1)
+        .values_list("analyte", "value")
+    )
+    return {analyte: Decimal(value) for analyte, value in latest}
+
+
 def check_collected_at(patient: Patient, collected_at: datetime, field_name: str = "collected_at") -> int:
     """Return the day of ``collected_at``; refuse naive times and days out of range."""
     if collected_at is None or timezone.is_naive(collected_at):
@@ -220,28 +242,42 @@ def lab_panel_record(
     entries = [e for e in entries if (e.value or "").strip()]
     if not entries and not errors:
         raise ValidationError({"__all__": _("Enter at least one value.")})
+    codes: dict[str, str] = {}  # entry.analyte as typed -> its code
+    for entry in entries:
+        try:
+            codes[entry.analyte] = units.resolve_analyte(entry.analyte).code
+        except units.AnalyteError as exc:
+            errors.setdefault(entry.analyte, []).append(error_text(exc))
+    # The panel's checks against stored values, in one query each (not one per analyte).
+    previous = {} if errors else previous_lab_values(patient, list(codes.values()), collected_at)
+    recorded = (
+        set()
+        if errors
+        else set(
+            LabResult.objects.active()
+            .filter(patient=patient, analyte__in=codes.values(), collected_at=collected_at)
+            .values_list("analyte", flat=True)
+        )
+    )
     validated: list[tuple[LabEntry, ValidatedLab]] = []
     warnings: dict[str, list[str]] = {}
     seen: set[str] = set()
     for entry in entries:
-        try:
-            spec = units.resolve_analyte(entry.analyte)
-        except units.AnalyteError as exc:
-            errors.setdefault(entry.analyte, []).append(error_text(exc))
+        if entry.analyte not in codes:
             continue
+        spec = units.ANALYTES[codes[entry.analyte]]
         if spec.code in seen:
             errors.setdefault(spec.code, []).append(
                 _("%(analyte)s is entered twice in this panel.") % {"analyte": localize(spec.label)}
             )
             continue
         seen.add(spec.code)
-        previous = None if errors else previous_lab_value(patient, spec.code, collected_at)
         try:
             v = validate_lab(
                 analyte=entry.analyte,
                 value_text=entry.value,
                 unit=entry.unit,
-                previous=previous,
+                previous=previous.get(spec.code),
                 field_name=spec.code,
                 usual_units=usual,
                 allow_exponent=allow_exponent,
@@ -250,12 +286,7 @@ def lab_panel_record(
             for k, msgs in exc.message_dict.items():
                 errors.setdefault(k, []).extend(msgs)
             continue
-        if (
-            not errors
-            and LabResult.objects.active()
-            .filter(patient=patient, analyte=v.analyte, collected_at=collected_at)
-            .exists()
-        ):
+        if v.analyte in recorded:
             errors.setdefault(spec.code, []).append(
                 _("%(analyte)s is already recorded at this collection time: correct that entry instead.")
                 % {"analyte": localize(spec.label)}
@@ -271,9 +302,9 @@ def lab_panel_record(
     if warnings and not confirmed:
         raise NeedsConfirmation(warnings)
     now = timezone.now()
-    rows = []
-    for entry, v in validated:
-        lab = LabResult(
+    entered_by = user if getattr(user, "is_authenticated", False) else None
+    rows = [
+        LabResult(
             patient=patient,
             analyte=v.analyte,
             value=v.value,
@@ -285,11 +316,14 @@ def lab_panel_record(
             note=entry.note,
             flags=v.warnings,
             source=source,
-            entered_by=user if getattr(user, "is_authenticated", False) else None,
+            entered_by=entered_by,
             entered_at=now,
         )
-        _save(lab, user=user, reason="entered")
-        rows.append(lab)
+        for entry, v in validated
+    ]
+    # The rows and their history rows ("+", "entered") in two INSERTs, as save_with_history
+    # would store them one by one.
+    rows = bulk_create_with_history(rows, LabResult, default_user=entered_by, default_change_reason="entered")
     recompute_patient(patient, since=collected_at)
     return rows
 
