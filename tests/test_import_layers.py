@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,37 @@ def test_csv_reading_sits_beneath_the_services_and_the_imports() -> None:
     # The imports only orchestrate: the reading is csvread's, under the names tests use.
     assert orchestration.iter_rows is csvread.iter_rows and orchestration._Cells is csvread._Cells
     assert orchestration.parse_collected_at is csvread.parse_collected_at
+
+
+_BUILDS_LAB = re.compile(r"(?<!class )\bLabResult\(")
+NOUN_MODULES = ("patients", "labs", "observations", "events", "grades", "alerts", "site")
+
+
+def test_clinical_services_are_a_package_with_one_module_per_noun() -> None:
+    assert not (ROOT / "patients/services.py").exists()
+    for noun in NOUN_MODULES:
+        imports = imported_modules(f"patients/services/{noun}.py")
+        # Beneath the entry points: a writer never imports the import, the API or a form.
+        assert not {
+            name
+            for name in imports
+            if name.startswith(("patients.imports", "patients.api", "patients.forms"))
+        }, noun
+        # A noun uses the shared helpers, and the death checks of events; no other noun's writer.
+        others = {
+            name.split(".")[2]
+            for name in imports
+            if name.startswith("patients.services.") and name.count(".") >= 2
+        }
+        assert others <= {"_common", "events", noun}, (noun, others)
+
+
+def test_one_place_builds_a_lab_result_row() -> None:
+    """Forms, the API and FHIR go through the labs writer; the CSV import writes by SQL."""
+    builders = [
+        path.relative_to(ROOT).as_posix()
+        for folder in ("patients", "scoring", "crsrisk")
+        for path in (ROOT / folder).rglob("*.py")
+        if "migrations" not in path.parts and _BUILDS_LAB.search(path.read_text(encoding="utf-8"))
+    ]
+    assert builders == ["patients/services/labs.py"]
