@@ -32,12 +32,15 @@ def _grant(user: AbstractBaseUser | AnonymousUser) -> _Grant | None:
     cached = getattr(user, "_crs_grant", "unset")
     if cached != "unset":
         return cached  # type: ignore[no-any-return,return-value,unused-ignore]  # set below
-    row = (
-        Profile.objects.filter(user_id=user.pk or 0, clinical_grant__isnull=False)
-        .values_list("clinical_grant_id", "clinical_grant__role", "clinical_grant__all_care_teams")
-        .first()
-    )
-    grant = _Grant(*row) if row else None
+    # The profile and its grant in one query; the profile is kept on the user, so the care-team
+    # checks of the same request (``sees_all_teams``, ``care_teams_of``) do not read it again.
+    profile = Profile.objects.select_related("clinical_grant").filter(user_id=user.pk or 0).first()
+    grant = None
+    if profile is not None:
+        user.profile = profile  # type: ignore[union-attr,attr-defined,unused-ignore]  # caches, saves nothing
+        if profile.clinical_grant is not None:
+            g = profile.clinical_grant
+            grant = _Grant(g.pk, g.role, g.all_care_teams)
     user._crs_grant = grant  # type: ignore[union-attr,attr-defined,unused-ignore]  # per-request cache
     return grant
 

@@ -152,6 +152,8 @@ def test_ward_query_count_is_the_same_for_3_and_30_patients(clin_client, clinici
     _add_patients(clinician, team, 3, 27)
     thirty = _ward_queries(clin_client)
     assert three == thirty, f"{three} queries for 3 patients, {thirty} for 30"
+    # Issue 10 asks for 15 at most; here the savepoints of the test transaction count too (14).
+    assert thirty <= 14, thirty
 
 
 def test_patient_page_query_count_does_not_grow_with_data(clin_client, clinician, team):
