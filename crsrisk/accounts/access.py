@@ -9,6 +9,7 @@ from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.db.models.functions import Lower
 from django.http import Http404, HttpRequest, HttpResponse
 
 from crsrisk.accounts.models import AccessLog
@@ -60,13 +61,24 @@ def log_list_access(request: HttpRequest, mrns: Iterable[str], page: str) -> Non
 
 
 def get_patient_or_404(request: HttpRequest, mrn: str, page: str, *, log: bool = True) -> Patient:
-    """The patient if the user's care teams include them; else 404, logged (SPEC 7)."""
-    patient = visible_patients(request.user).select_related("infusion", "care_team").filter(mrn=mrn).first()
+    """The patient if the user's care teams include them; else 404, logged (SPEC 7).
+
+    MRNs are unique whatever their case (a database constraint), so "ab-12" in a URL finds
+    "AB-12"; the access is logged under the stored MRN.
+    """
+    # Lower(mrn), as the unique constraint's index says, so the lookup uses that index.
+    patient = (
+        visible_patients(request.user)
+        .select_related("infusion", "care_team")
+        .alias(mrn_lower=Lower("mrn"))
+        .filter(mrn_lower=mrn.lower())
+        .first()
+    )
     if patient is None:
         log_access(request, mrn, page, granted=False)
         raise Http404("No such patient")
     if log:
-        log_access(request, mrn, page)
+        log_access(request, patient.mrn, page)
     return patient
 
 

@@ -161,3 +161,23 @@ def test_api_registration_of_an_existing_mrn_is_logged_as_refused(clinician, tea
     assert response.status_code == 400
     row = AccessLog.objects.get(granted=False)
     assert (row.username, row.mrn, row.page) == ("clin", "Q900", "api:patient-list")
+
+
+# --- MRN lookups in URLs, whatever the case ---------------------------------------------------
+
+
+def test_the_patient_page_finds_an_mrn_typed_in_another_case_and_logs_the_stored_one(client, clinician, team):
+    register("AB-12", care_team=team)
+    client.force_login(clinician)
+    response = client.get(reverse("patients:detail", args=["ab-12"]))
+    assert response.status_code == 200
+    assert "AB-12" in response.content.decode()
+    assert AccessLog.objects.filter(granted=True, mrn="AB-12").exists()
+
+
+def test_the_api_finds_an_mrn_in_another_case_but_not_another_teams_patient(clinician, team, other_patient):
+    register("AB-12", care_team=team)
+    api = token_client(clinician)
+    assert api.get(reverse("api:patient-detail", args=["ab-12"])).status_code == 200
+    assert api.get(reverse("api:patient-detail", args=["q900"])).status_code == 404
+    assert AccessLog.objects.filter(granted=False, mrn="q900").exists()
