@@ -119,4 +119,4 @@ def login(page: Any, base_url: str, username: str) -> None:
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]:has-text('Sign in')")
-    page.wait_for_url(f"{base_url}/patients/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base_url}/patients/", wait_until="load")

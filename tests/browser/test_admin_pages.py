@@ -32,10 +32,10 @@ def test_admin_creates_and_renames_a_team_then_picks_it_under_its_label(new_page
     _login_admin(page, base)
 
     page.click("nav >> text=Care teams")
-    page.wait_for_url(f"{base}/accounts/teams/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base}/accounts/teams/", wait_until="load")
     page.locator("#id_name").press_sequentially("Paediatric CAR-T")
     page.click("button:has-text('Create care team')")
-    page.wait_for_url(f"{base}/accounts/teams/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base}/accounts/teams/", wait_until="load")
     assert page.locator("text=Care team Paediatric CAR-T created.").is_visible()
     # The same name in other letters is another slip: refused, the input kept.
     page.locator("#id_name").press_sequentially("paediatric car-t")
@@ -48,13 +48,13 @@ def test_admin_creates_and_renames_a_team_then_picks_it_under_its_label(new_page
     page.fill("#id_name", "")
     page.locator("#id_name").press_sequentially("Paediatric CAR-T unit")
     page.click("button:has-text('Rename')")
-    page.wait_for_url(f"{base}/accounts/teams/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base}/accounts/teams/", wait_until="load")
     assert page.locator("text=Care team Paediatric CAR-T renamed to Paediatric CAR-T unit.").is_visible()
     assert set(CareTeam.objects.values_list("name", flat=True)) == {"Day hospital", "Paediatric CAR-T unit"}
     assert SecurityEvent.objects.filter(kind__in=["care_team_created", "care_team_renamed"]).count() == 2
 
     page.click("nav >> text=New account")
-    page.wait_for_url(f"{base}/accounts/users/new/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base}/accounts/users/new/", wait_until="load")
     assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
     legend = page.locator("fieldset.field-choices legend").bounding_box()
     assert page.locator("fieldset.field-choices legend").inner_text() == "Care teams"

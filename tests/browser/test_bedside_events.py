@@ -31,7 +31,7 @@ def _sign_in(page: Any, base: str, username: str) -> None:
     page.locator("#id_username").press_sequentially(username)
     page.locator("#id_password").press_sequentially(PASSWORD)
     page.click("button[type=submit]:has-text('Sign in')")
-    page.wait_for_url(f"{base}/patients/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base}/patients/", wait_until="load")
 
 
 def _record(page: Any, kind_label: str, on: str, note: str) -> None:
@@ -41,7 +41,7 @@ def _record(page: Any, kind_label: str, on: str, note: str) -> None:
     note_field.fill("")
     note_field.press_sequentially(note)
     page.click("button[type=submit]:has-text('Record event')")
-    page.wait_for_load_state("domcontentloaded")
+    page.wait_for_load_state("load")
 
 
 @pytest.mark.parametrize(
@@ -63,13 +63,13 @@ def test_an_event_saved_again_after_back_is_stored_once(tablet, live_server, kin
     _sign_in(page, base, "dr.wang")
     page.goto(f"{base}/patients/{p.mrn}/")
     page.click("a:has-text('Record event')")
-    page.wait_for_url(f"{base}/patients/{p.mrn}/events/new/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base}/patients/{p.mrn}/events/new/", wait_until="load")
     _record(page, label, on, "marrow MRD negative")
-    page.wait_for_url(f"{base}/patients/{p.mrn}/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base}/patients/{p.mrn}/", wait_until="load")
     assert page.locator("text=Event recorded.").is_visible()
 
     # Back to the form, as a person does after saving, and Save again with the same values.
-    page.go_back(wait_until="domcontentloaded")
+    page.go_back(wait_until="load")
     assert page.url == f"{base}/patients/{p.mrn}/events/new/"
     _record(page, label, on, "marrow MRD negative")
     assert page.url == f"{base}/patients/{p.mrn}/events/new/"  # refused: the form is shown again
@@ -103,10 +103,10 @@ def test_a_second_remission_without_relapse_is_refused_naming_the_first(tablet, 
     text = page.locator("#id_date_error").inner_text()
     assert f"complete remission on {first:%Y-%m-%d}" in text and "relapse" in text
     _record(page, "relapse", (p.infusion.infusion_date + timedelta(days=40)).isoformat(), "")
-    page.wait_for_url(f"{base}/patients/{p.mrn}/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base}/patients/{p.mrn}/", wait_until="load")
     page.goto(f"{base}/patients/{p.mrn}/events/new/")
     _record(page, "complete remission", second, "")
-    page.wait_for_url(f"{base}/patients/{p.mrn}/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base}/patients/{p.mrn}/", wait_until="load")
     assert ClinicalEvent.objects.filter(patient=p, kind="cr").count() == 2
 
 

@@ -105,7 +105,7 @@ def test_registration_slips_on_a_tablet(tablet, live_server, nurse):
     assert "104 years old at infusion" in page.inner_text(".banner-warn")
     assert not Patient.objects.exists()
     page.click("button:has-text('Confirm the dates and save')")
-    page.wait_for_url(f"{base}/patients/B-701/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base}/patients/B-701/", wait_until="load")
     patient = Patient.objects.select_related("infusion").get(mrn="B-701")
     assert patient.infusion.post_ld_mrd_pct == Decimal("0.5")
     assert patient.infusion.baseline_mrd_pct == Decimal("12")
@@ -147,7 +147,7 @@ def test_lab_and_observation_slips_on_a_tablet(tablet, live_server, nurse):
     assert "CRP 25 mg/dL is 250 mg/L: it was given in mg/dL, not in the usual mg/L" in warnings
     assert not LabResult.objects.exists()
     page.click("button:has-text('Confirm these values and save')")
-    page.wait_for_url(f"{base}/patients/{patient.mrn}/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base}/patients/{patient.mrn}/", wait_until="load")
     stored = {lab.analyte: lab for lab in LabResult.objects.filter(patient=patient)}
     assert (stored["crp"].value, stored["crp"].entered_unit) == (Decimal(250), "mg/dL")
     assert stored["ferritin"].value == Decimal(12000)
@@ -159,7 +159,7 @@ def test_lab_and_observation_slips_on_a_tablet(tablet, live_server, nurse):
     page.select_option("#id_ferritin_unit", "ng/mL")
     type_into(page, "#id_ferritin_value", "11000")
     page.click("button:has-text('Save panel')")
-    page.wait_for_url(f"{base}/patients/{patient.mrn}/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base}/patients/{patient.mrn}/", wait_until="load")
     assert LabResult.objects.filter(patient=patient, analyte="ferritin").count() == 2
 
     # The decimal comma in Tmax.
@@ -173,5 +173,5 @@ def test_lab_and_observation_slips_on_a_tablet(tablet, live_server, nurse):
     assert not Observation.objects.exists()
     type_into(page, "#id_tmax_c", "38.6")
     page.click("button:has-text('Save observation')")
-    page.wait_for_url(f"{base}/patients/{patient.mrn}/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base}/patients/{patient.mrn}/", wait_until="load")
     assert Observation.objects.get(patient=patient).tmax_c == Decimal("38.6")

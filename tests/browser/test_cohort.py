@@ -24,7 +24,7 @@ def test_hematologist_opens_cohort_analytics_and_sees_the_charts(new_page: Any, 
     base = live_server.url
     login(page, base, "dr.zhou")
     page.click("nav >> text=Cohort analytics")
-    page.wait_for_url(f"{base}/scoring/cohort/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base}/scoring/cohort/", wait_until="load")
     for chart_id in CHARTS:
         page.wait_for_selector(f"#{chart_id} .plot-container svg")
     # The KM chart has a step curve per group, and the ROC chart states the paper's AUC.

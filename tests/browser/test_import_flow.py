@@ -41,7 +41,7 @@ def test_hematologist_fixes_a_bad_row_previews_and_imports_labs(new_page, live_s
     base = live_server.url
     login(page, base, "dr.wang")
     page.click("nav >> text=Import")
-    page.wait_for_url(f"{base}/patients/files/import/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base}/patients/files/import/", wait_until="load")
 
     page.select_option("#id_kind", "labs")
     page.set_input_files("#id_file", files=[_csv('"0,2"')])
@@ -59,7 +59,7 @@ def test_hematologist_fixes_a_bad_row_previews_and_imports_labs(new_page, live_s
 
     page.set_input_files("#id_file", files=[_csv("0.2")])
     page.click("button:has-text('Check the file')")
-    page.wait_for_url(f"{base}/patients/files/import/preview/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base}/patients/files/import/preview/", wait_until="load")
     preview = page.locator("table.import-preview").inner_text()
     assert "Rows to create\t2" in preview
     assert not LabResult.objects.exists()
@@ -67,7 +67,7 @@ def test_hematologist_fixes_a_bad_row_previews_and_imports_labs(new_page, live_s
     page.screenshot(path=str(SCREENSHOTS / "import-preview.png"), full_page=True)
 
     page.click("button:has-text('Confirm the import')")
-    page.wait_for_url(f"{base}/patients/files/import/*/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base}/patients/files/import/*/", wait_until="load")
     assert page.locator("text=labs.csv was imported.").is_visible()
     summary = page.locator("table.import-summary").inner_text()
     assert "Rows created\t2" in summary and "Patients recomputed\t1" in summary

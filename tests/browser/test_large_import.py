@@ -53,12 +53,12 @@ def test_a_large_file_is_refused_then_checked_previewed_and_imported_in_the_back
     login(page, base, "dr.li")
     page.goto(f"{base}/patients/files/import/")
     page.click("text=import it in the background")
-    page.wait_for_url(f"{base}/patients/files/import/large/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base}/patients/files/import/large/", wait_until="load")
 
     page.select_option("#id_kind", "labs")
     page.set_input_files("#id_file", files=[_csv('"0,2"')])
     page.click("button:has-text('Upload and check the file')")
-    page.wait_for_url(f"{base}/patients/files/import/large/*/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base}/patients/files/import/large/*/", wait_until="load")
     assert "being checked in the background" in page.inner_text("main")
     run_queued_jobs()  # the worker; the page refreshes itself until the check ends
     page.wait_for_selector("#import-errors-title", timeout=10_000)
@@ -72,7 +72,7 @@ def test_a_large_file_is_refused_then_checked_previewed_and_imported_in_the_back
     page.select_option("#id_kind", "labs")
     page.set_input_files("#id_file", files=[_csv("0.2", extra_rows=200)])
     page.click("button:has-text('Upload and check the file')")
-    page.wait_for_url(f"{base}/patients/files/import/large/*/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base}/patients/files/import/large/*/", wait_until="load")
     assert ImportUpload.objects.filter(status=ImportUpload.Status.CHECKING).get().chunks.count() > 1
     run_queued_jobs()
     page.wait_for_selector("table.import-preview", timeout=10_000)
@@ -83,7 +83,7 @@ def test_a_large_file_is_refused_then_checked_previewed_and_imported_in_the_back
     page.screenshot(path=str(SCREENSHOTS / "large-import-preview.png"), full_page=True)
 
     page.click("button:has-text('Confirm the import')")
-    page.wait_for_url(f"{base}/patients/files/import/job/*/", wait_until="domcontentloaded")
+    page.wait_for_url(f"{base}/patients/files/import/job/*/", wait_until="load")
     assert "being imported in the background" in page.inner_text("main")
     run_queued_jobs()
     page.wait_for_selector("text=labs.csv was imported.", timeout=10_000)

@@ -107,7 +107,7 @@ def test_ward_list_fits_a_portrait_tablet_with_the_trend_in_words(new_page, live
     if language != "en":
         page.select_option("#language-select", language)
         page.click(".lang-switch button")
-        page.wait_for_load_state("domcontentloaded")
+        page.wait_for_load_state("load")
     page.goto(f"{base}/patients/")
     page.wait_for_selector("table.ward")
 
