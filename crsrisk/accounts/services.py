@@ -23,6 +23,7 @@ from rest_framework.authtoken.models import Token
 
 from crsrisk.accounts.models import ClinicalGrant, Profile, Role, SecurityEvent
 from crsrisk.accounts.roles import care_teams_of, is_clinical, is_hematologist, sees_all_teams
+from crsrisk.accounts.tokens import token_create
 from patients.models import CareTeam
 
 security_log = logging.getLogger("crsrisk.security")
@@ -500,7 +501,7 @@ def token_issue(*, user: User, actor: Any = None, ip_address: str | None = None)
     if actor is not None and not is_clinical(user):
         raise ValidationError(_("API tokens are for accounts with approved clinical access."))
     replaced = _revoke_tokens(user)
-    token = Token.objects.create(user=user)
+    key = token_create(user)
     Profile.objects.filter(user=user).update(token_last_used_at=None)
     source = "created by its owner" if actor is not None else "issued by manage.py issue_token"
     security_event_record(
@@ -510,7 +511,7 @@ def token_issue(*, user: User, actor: Any = None, ip_address: str | None = None)
         ip_address=ip_address,
         detail=source + ("; replaced the previous token" if replaced else ""),
     )
-    return str(token.key)
+    return key
 
 
 @transaction.atomic

@@ -14,6 +14,7 @@ from rest_framework.authtoken.models import Token
 from crsrisk.accounts import services
 from crsrisk.accounts.models import SecurityEvent
 from crsrisk.accounts.roles import assigned_role, role_of, visible_patients
+from crsrisk.accounts.tokens import token_digest
 from patients.models import CareTeam, Patient
 from tests.conftest import make_user
 
@@ -165,7 +166,7 @@ def test_token_issue_replaces_the_old_token_and_never_records_it(site_admin: Use
     first = services.token_issue(actor=clinician, user=clinician)
     second = services.token_issue(actor=clinician, user=clinician)
     assert first != second
-    assert Token.objects.get(user=clinician).key == second
+    assert Token.objects.get(user=clinician).key == token_digest(second)
     for event in SecurityEvent.objects.filter(kind="token_issued"):
         assert first not in event.detail and second not in event.detail
 
@@ -182,7 +183,7 @@ def test_token_revoke(site_admin: User, clinician: User) -> None:
 def test_issue_token_command_prints_the_token(clinician: User, capsys: pytest.CaptureFixture[str]) -> None:
     call_command("issue_token", "clin")
     out = capsys.readouterr().out.strip()
-    assert out == Token.objects.get(user=clinician).key
+    assert Token.objects.get(user=clinician).key == token_digest(out)
     assert SecurityEvent.objects.filter(kind="token_issued", username="clin", actor=None).exists()
 
 

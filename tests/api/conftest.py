@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from crsrisk.accounts.tokens import token_create
 from patients.models import CareTeam, Patient
 from tests.conftest import make_user
 
@@ -17,7 +17,7 @@ def token_client(user: User) -> APIClient:
     """A client that sends ``Authorization: Token …``, as a script would."""
     client = APIClient()
     client.default_format = "json"  # bodies are JSON, as every API client sends them
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_create(user)}")
     return client
 
 

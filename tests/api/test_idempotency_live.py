@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.db import OperationalError, connection, transaction
-from rest_framework.authtoken.models import Token
 
+from crsrisk.accounts.tokens import token_create
 from patients.models import IdempotencyKey, LabResult, Patient
 from tests.api.test_live_http import call
 from tests.invariants import assert_stored_equals_scratch
@@ -70,7 +70,7 @@ def keyed_call(url: str, token: str, key: str, body: object) -> tuple[int, bytes
 
 
 def test_a_retry_after_a_lost_response_gets_the_first_answer_and_stores_once(live_server, clinician, patient):
-    token = Token.objects.create(user=clinician).key
+    token = token_create(clinician)
     labs = f"{live_server.url}/api/v1/patients/P001/labs/"
     send_and_lose_the_response(labs, token, "batch-2025-03-08", PANEL)
     # The server finished the write although nobody read its answer.
@@ -105,7 +105,7 @@ def _waiting_on_locks() -> int:
 
 
 def test_two_concurrent_requests_with_one_key_store_once(live_server, clinician, patient):
-    token = Token.objects.create(user=clinician).key
+    token = token_create(clinician)
     labs = f"{live_server.url}/api/v1/patients/P001/labs/"
     answers: list[tuple[int, bytes, str | None]] = []
 

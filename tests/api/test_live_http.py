@@ -7,9 +7,9 @@ import urllib.error
 import urllib.request
 
 import pytest
-from rest_framework.authtoken.models import Token
 
 from crsrisk.accounts.models import AccessLog
+from crsrisk.accounts.tokens import token_create
 from patients.models import LabResult
 from tests.invariants import assert_stored_equals_scratch
 
@@ -29,7 +29,7 @@ def call(url: str, token: str, body: object | None = None) -> tuple[int, dict]:
 
 
 def test_token_client_over_real_http(live_server, clinician, patient):
-    token = Token.objects.create(user=clinician).key
+    token = token_create(clinician)
     labs = f"{live_server.url}/api/v1/patients/P001/labs/"
     body = [
         {"analyte": "crp", "value": "25", "unit": "mg/dL", "collected_at": "2025-03-08T08:00:00+00:00"},

@@ -13,7 +13,8 @@ from contextlib import contextmanager
 import pytest
 from django.db import OperationalError, connection
 from django.test import Client
-from rest_framework.authtoken.models import Token
+
+from crsrisk.accounts.tokens import token_create
 
 # Outside a test transaction, as in production: a failed query must not poison the next request.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,7 +32,7 @@ def database_down(only: str = "") -> Iterator[None]:
 
 
 def test_api_answers_json_503_with_retry_after_and_recovers(clinician):
-    key = Token.objects.create(user=clinician).key
+    key = token_create(clinician)
     client = Client(raise_request_exception=False, HTTP_AUTHORIZATION=f"Token {key}")
     with database_down():
         response = client.get("/api/v1/patients/")

@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 from django.db import close_old_connections, connections
-from rest_framework.authtoken.models import Token
 
+from crsrisk.accounts.tokens import token_create
 from patients import services
 from patients.models import CareTeam, LabResult, Observation, Patient
 from tests.conftest import make_user
@@ -197,7 +197,7 @@ def _report(name: str, ledger: Ledger, seconds: float) -> str:
 def site(tmp_path: Path):
     team = CareTeam.objects.create(name="Load ward")
     users = [make_user(f"load{i}", "clinician", (team,)) for i in range(4)]
-    tokens = [Token.objects.create(user=u).key for u in users]
+    tokens = [token_create(u) for u in users]
     mrns = []
     for i in range(PATIENTS):
         patient = services.patient_register(
