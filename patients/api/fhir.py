@@ -42,7 +42,8 @@ from pydantic import ValidationError as PydanticValidationError
 from crsrisk.accounts.access import log_access
 from crsrisk.accounts.roles import visible_patients
 from patients.api.batch import LabItem, precheck, record_lab_items
-from patients.models import LabResult, Patient, Sex, Source
+from patients.imports import record_transfer
+from patients.models import LabResult, Patient, Sex, Source, TransferDirection
 from scoring.rules import units
 from scoring.services import site_zone
 
@@ -227,12 +228,43 @@ def parse_bundle(data: Any) -> tuple[list[ParsedObservation], dict[str, list[str
     return parsed, errors, len(entries)
 
 
-def import_bundle(data: Any, *, user: Any = None, request: Any = None, dry_run: bool = False) -> FhirResult:
-    """Store every Observation of a bundle or none (source ``fhir``).
+def import_bundle(
+    data: Any, *, user: Any = None, request: Any = None, dry_run: bool = False, filename: str = ""
+) -> FhirResult:
+    """Store every Observation of a bundle or none (source ``fhir``), and audit the attempt.
 
     With a ``request``, only patients of the user's care teams are found, and an
-    unknown MRN is written to the access log as a refused access.
+    unknown MRN is written to the access log as a refused access. Every attempt, refused and
+    dry runs too, is a ``DataTransfer`` of kind ``fhir`` (SPEC 8.2: every import is audited).
     """
+    try:
+        result = _import_bundle(data, user=user, request=request, dry_run=dry_run)
+    except ValidationError as exc:
+        refused = {re.match(r"entry\[(\d+)\]", key) for key in exc.message_dict}
+        record_transfer(
+            user=user,
+            direction=TransferDirection.IMPORT,
+            kind="fhir",
+            filename=filename,
+            refused=len({m.group(1) for m in refused if m}) or 1,
+            dry_run=dry_run,
+            accepted=False,
+        )
+        raise
+    record_transfer(
+        user=user,
+        direction=TransferDirection.IMPORT,
+        kind="fhir",
+        filename=filename,
+        created=result.stored,
+        skipped=result.skipped,
+        patients=len(result.patients),
+        dry_run=dry_run,
+    )
+    return result
+
+
+def _import_bundle(data: Any, *, user: Any, request: Any, dry_run: bool) -> FhirResult:
     parsed, errors, count = parse_bundle(data)
     pool = visible_patients(request.user) if request is not None else Patient.objects.all()
     mrns = {p.mrn for p in parsed}
@@ -355,10 +387,11 @@ def _observation_resource(lab: LabResult, subject: dict[str, Any], zone: Any) ->
     return resource
 
 
-def export_patient_bundle(patient: Patient) -> str:
+def export_patient_bundle(patient: Patient, *, user: Any = None) -> str:
     """One patient and every live lab value as FHIR R4 JSON: a ``collection`` Bundle (SPEC 8.4).
 
     Validated against the FHIR model before it is written; the import reads it back unchanged.
+    The export is a ``DataTransfer`` of kind ``fhir`` in the audit trail (SPEC 8.2).
     """
     zone = site_zone()
     patient_url = _full_url("Patient", patient.mrn)
@@ -376,5 +409,13 @@ def export_patient_bundle(patient: Patient) -> str:
             "timestamp": timezone.localtime(timezone.now(), zone).isoformat(),
             "entry": entries,
         }
+    )
+    record_transfer(
+        user=user,
+        direction=TransferDirection.EXPORT,
+        kind="fhir",
+        filename=f"{patient.mrn}.fhir.json",
+        created=len(entries) - 1,
+        patients=1,
     )
     return bundle.model_dump_json(exclude_none=True)

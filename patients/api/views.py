@@ -601,7 +601,7 @@ class PatientFhirView(ClinicalView):
         summary="Export the patient and every live lab value as a FHIR R4 Bundle (hematologist; logged)",
     )
     def get(self, request: Request, mrn: str) -> HttpResponse:
-        bundle = export_patient_bundle(self.get_patient(mrn))
+        bundle = export_patient_bundle(self.get_patient(mrn), user=request.user)
         return HttpResponse(bundle, content_type="application/fhir+json")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from argparse import ArgumentParser
+from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -36,7 +37,7 @@ class Command(BaseCommand):
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise CommandError(f"{path}: not JSON in UTF-8 ({exc}); nothing was imported.") from exc
         try:
-            result = import_bundle(data, user=user, dry_run=options["dry_run"])
+            result = import_bundle(data, user=user, dry_run=options["dry_run"], filename=Path(path).name)
         except ValidationError as exc:
             for where, messages in exc.message_dict.items():
                 for message in messages:
