@@ -41,6 +41,7 @@ from crsrisk.accounts.models import AccessLog
 from crsrisk.accounts.roles import care_teams_of, sees_all_teams, visible_patients
 from crsrisk.jobs.models import ImportUpload, ImportUploadChunk, Job
 from patients import imports
+from patients.bulk import ERRORS_SHOWN, NOTES_SHOWN
 
 IMPORT_PAGE = "csv import (web)"
 PREVIEW_MAX_AGE = timedelta(minutes=30)  # a preview older than this is not imported: check again
@@ -236,21 +237,38 @@ def _log_refused(user: Any, upload: ImportUpload, report: imports.ImportReport) 
     )
 
 
+def _bounded(report: imports.ImportReport) -> imports.ImportReport:
+    """The report as the page and the database keep it: the first ERRORS_SHOWN problems in
+    full, the rest counted per column (labs.csv's streamed check bounds it already; the other
+    files are read whole and may list every row)."""
+    if len(report.errors) > ERRORS_SHOWN:
+        cut = report.errors[ERRORS_SHOWN:]
+        del report.errors[ERRORS_SHOWN:]
+        report.hidden_lines += len({e.line for e in cut} - {e.line for e in report.errors})
+        for error in cut:
+            report.hidden_errors[error.column] = report.hidden_errors.get(error.column, 0) + 1
+    return report
+
+
 def _report_data(report: imports.ImportReport) -> dict[str, Any]:
+    report = _bounded(report)
+    notes = [str(n) for n in report.notes[:NOTES_SHOWN]]
+    if len(report.notes) > NOTES_SHOWN:
+        more = len(report.notes) - NOTES_SHOWN
+        notes.append(_("… and %(count)d more note(s).") % {"count": more})
     return {
         "ok": report.ok,
         "rows": report.rows,
         "created": report.created,
         "updated": report.updated,
         "skipped": report.skipped,
-        "notes": [str(n) for n in report.notes],
+        "notes": notes,
         "errors": [
             {"line": e.line, "column": e.column, "value": e.value, "reason": str(e.reason)}
             for e in report.errors
         ],
         "error_count": report.error_count,
         "hidden_error_lines": [str(line) for line in report.hidden_error_lines()],
-        "lines": [str(line) for line in report.lines()],
     }
 
 

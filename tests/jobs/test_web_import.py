@@ -310,3 +310,22 @@ def test_a_watcher_sees_the_progress_while_the_imports_transaction_is_open(
     assert LabResult.objects.count() == 3
     job = Job.objects.get(kind=Job.Kind.IMPORT_RUN)
     assert job.status == Job.Status.SUCCEEDED and job.progress_note == "Imported"
+
+
+def test_the_stored_report_of_a_whole_read_file_is_bounded(hema_client, monkeypatch):
+    import patients.uploads
+
+    monkeypatch.setattr(patients.uploads, "ERRORS_SHOWN", 2)
+    header = "mrn,date,tmax_c,hypotension,oxygen,antipyretic,tocilizumab,corticosteroids\n"
+    rows = "".join(f"P001,2025-03-0{day},hot,none,none,0,0,0\n" for day in range(2, 7))
+    upload(hema_client, header + rows, kind="observations", name="observations.csv")
+    run_queued_jobs()
+    stored = ImportUpload.objects.get()
+    assert stored.status == ImportUpload.Status.REFUSED
+    assert [e["line"] for e in stored.report["errors"]] == [2, 3]
+    assert stored.report["error_count"] == 5
+    assert stored.report["hidden_error_lines"] == [
+        "observations.csv: 3 more problems in column tmax_c are not listed."
+    ]
+    page = hema_client.get(reverse("patients:import-upload", args=[stored.pk])).content.decode()
+    assert "3 more problems in column tmax_c are not listed." in page
