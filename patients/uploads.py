@@ -291,6 +291,7 @@ def _run(
         note(stages[stage])
         progress(done, total)
 
+    progress(0, 0)  # a new stage: the previous stage's count does not carry over
     note(_("Reading and checking the file (bytes read)"))
     with open_upload(upload, _reading(upload, progress)) as data:
         report = imports.run_import(

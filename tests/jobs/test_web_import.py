@@ -246,8 +246,8 @@ def test_the_jobs_report_their_stages_and_the_recompute_patient_by_chunk(
     run_queued_jobs()
     size = len(THREE_PATIENTS)
     # The check reads the file twice (labs.csv: its MRNs, then its rows), a chunk at a time.
-    assert seen[0] == "Reading and checking the file (bytes read)"
-    assert seen[1:3] == [(64, 2 * size), (128, 2 * size)] and seen[-1] == "Checked"
+    assert seen[:2] == [(0, 0), "Reading and checking the file (bytes read)"]
+    assert seen[2:4] == [(64, 2 * size), (128, 2 * size)] and seen[-1] == "Checked"
     assert (2 * size, 2 * size) in seen
     seen.clear()
     confirm(hema_client, stored)
@@ -329,3 +329,37 @@ def test_the_stored_report_of_a_whole_read_file_is_bounded(hema_client, monkeypa
     ]
     page = hema_client.get(reverse("patients:import-upload", args=[stored.pk])).content.decode()
     assert "3 more problems in column tmax_c are not listed." in page
+
+
+def test_the_import_job_page_shows_the_stage_and_its_count(hema_client):
+    upload(hema_client, GOOD)
+    run_queued_jobs()
+    response = confirm(hema_client, ImportUpload.objects.get())
+    job = Job.objects.get(kind=Job.Kind.IMPORT_RUN)
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.RUNNING, progress_done=2, progress_total=3, progress_note="Recomputing the patients"
+    )
+    page = hema_client.get(response["Location"]).content.decode()
+    assert "Recomputing the patients (2 of 3)" in page and 'value="67"' in page
+    assert 'http-equiv="refresh"' in page
+
+
+def test_one_import_runs_at_a_time_and_the_other_preview_stays_confirmable(hema_client, team):
+    colleague = Client()
+    colleague.force_login(make_user("dr.same", "hematologist", (team,)))
+    upload(hema_client, GOOD)
+    upload(colleague, HEADER + "P001,2025-03-09T06:30:00+00:00,il6,300,pg/mL,\n")
+    run_queued_jobs()
+    first, second = ImportUpload.objects.order_by("pk")
+    confirm(hema_client, first)
+    waiting = confirm(colleague, second)
+    assert waiting["Location"] == reverse("patients:import-upload", args=[second.pk])
+    page = colleague.get(waiting["Location"]).content.decode()
+    assert "already queued or running" in page and "Confirm the import" in page
+    second.refresh_from_db()
+    assert second.status == ImportUpload.Status.CHECKED
+    run_queued_jobs()
+    assert confirm(colleague, second)["Location"].startswith("/patients/files/import/job/")
+    run_queued_jobs()
+    assert LabResult.objects.count() == 3
+    assert DataTransfer.objects.filter(dry_run=False, accepted=True).count() == 2
