@@ -80,6 +80,12 @@ def import_preview(request: HttpRequest, pk: int) -> HttpResponse:
     }
     if stored.status == ImportUpload.Status.CHECKED:
         context["form"] = forms.ImportConfirmForm(initial={"digest": upload_digest(stored)})
+    elif stored.status == ImportUpload.Status.IMPORTING:
+        context["import_job"] = (
+            Job.objects.filter(kind=Job.Kind.IMPORT_RUN, started_by=request.user, params__upload=stored.pk)
+            .order_by("-pk")
+            .first()
+        )
     elif stored.status == ImportUpload.Status.REFUSED:
         # The same choices, for the corrected file.
         initial = {"kind": stored.kind, "correct": stored.correct, "reason": stored.reason}

@@ -77,6 +77,9 @@ def test_upload_check_preview_confirm_imports_and_purges(hema_client, hematologi
     job = Job.objects.get(kind=Job.Kind.IMPORT_RUN)
     assert response["Location"] == reverse("patients:import-job", args=[job.pk])
     assert "being imported in the background" in hema_client.get(response["Location"]).content.decode()
+    # The upload's page, opened again meanwhile, leads to the import's job page.
+    waiting = hema_client.get(reverse("patients:import-upload", args=[stored.pk])).content.decode()
+    assert "This file is being imported." in waiting and response["Location"] in waiting
     # A second confirmation of the same file queues nothing more.
     confirm(hema_client, stored)
     assert Job.objects.filter(kind=Job.Kind.IMPORT_RUN).count() == 1
