@@ -560,7 +560,6 @@ def usual_unit_field(code: str) -> str:
     return f"usual_unit_{code}"
 
 
-IMPORT_MAX_BYTES = 5 * 1024 * 1024  # about 50,000 lab rows; larger files go through import_labs
 CORRECTABLE_IMPORTS = ("patients", "labs", "observations")  # events are voided, not corrected
 
 
@@ -578,10 +577,6 @@ class ImportForm(forms.Form):
     )
     file = forms.FileField(
         label=_("CSV file"),
-        help_text=_(
-            "UTF-8, comma-separated, with the header row of the chosen file type "
-            "(the same columns as the export); at most 5 MB."
-        ),
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
     )
     correct = forms.BooleanField(
@@ -599,14 +594,26 @@ class ImportForm(forms.Form):
         help_text=_("Required with a correction, e.g. the laboratory re-issued these results."),
     )
 
-    def clean_file(self) -> tuple[str, bytes]:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["file"].help_text = _(
+            "UTF-8, comma-separated, with the header row of the chosen file type "
+            "(the same columns as the export); at most %(mb)d MB."
+        ) % {"mb": settings.IMPORT_UPLOAD_MAX_BYTES // (1024 * 1024)}
+
+    def clean_file(self) -> Any:
+        """The uploaded file (in memory or a temporary file), if it is not over the limit."""
         upload = self.cleaned_data["file"]
-        if upload.size > IMPORT_MAX_BYTES:
+        limit = settings.IMPORT_UPLOAD_MAX_BYTES
+        if upload.size > limit:
             raise ValidationError(
-                _("The file is %(size)s MB; at most 5 MB are accepted. Split it, or use the command line."),
-                params={"size": f"{upload.size / 1024 / 1024:.1f}"},
+                _(
+                    "The file is %(size)s MB; at most %(limit)d MB are accepted. "
+                    "Split it, or use the command line."
+                ),
+                params={"size": f"{upload.size / 1024 / 1024:.1f}", "limit": limit // (1024 * 1024)},
             )
-        return upload.name, upload.read()
+        return upload
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -627,27 +634,3 @@ class ImportConfirmForm(forms.Form):
     """Confirms the previewed file: the digest names the very content that was shown."""
 
     digest = forms.CharField(widget=forms.HiddenInput, max_length=64)
-
-
-class LargeImportForm(ImportForm):
-    """The same file and options, up to IMPORT_UPLOAD_MAX_BYTES, checked and imported in the background."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["file"].help_text = _(
-            "UTF-8, comma-separated, with the header row of the chosen file type "
-            "(the same columns as the export); at most %(mb)d MB."
-        ) % {"mb": settings.IMPORT_UPLOAD_MAX_BYTES // (1024 * 1024)}
-
-    def clean_file(self) -> Any:  # type: ignore[override]
-        upload = self.cleaned_data["file"]
-        limit = settings.IMPORT_UPLOAD_MAX_BYTES
-        if upload.size > limit:
-            raise ValidationError(
-                _(
-                    "The file is %(size)s MB; at most %(limit)d MB are accepted. "
-                    "Split it, or use the command line."
-                ),
-                params={"size": f"{upload.size / 1024 / 1024:.1f}", "limit": limit // (1024 * 1024)},
-            )
-        return upload

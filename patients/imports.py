@@ -306,6 +306,10 @@ class _Context:
         return f"corrected by import: {self.reason}"
 
 
+# The import's stage ("write", "recompute") and how far it is (done, total; 0, 0: not counted).
+ImportProgress = Callable[[str, int, int], None]
+
+
 def run_import(
     kind: str,
     data: CsvSource,
@@ -322,6 +326,7 @@ def run_import(
     scope: QuerySet[Patient] | None = None,
     teams: Iterable[str] | None = None,
     correct_hint: str = "",
+    on_progress: ImportProgress | None = None,
 ) -> ImportReport:
     """Validate the whole file, then write all of it or nothing; audit the attempt.
 
@@ -331,6 +336,10 @@ def run_import(
     ``scope`` limits the patients the file may touch (the web: the user's care
     teams) and ``teams`` the care teams patients.csv may name; both default to all.
     ``correct_hint`` says, in conflict messages, how to import as a correction.
+    ``on_progress(stage, done, total)`` hears where the import is: ``"write"`` (0, 0) once the
+    file is valid and its rows go in, then ``"recompute"`` (patients done, patients) after each
+    chunk of patients; it is called inside the import's transaction (the background job writes
+    it through a connection of its own, see ``crsrisk.jobs.services``).
     """
     if kind not in COLUMNS:
         raise ValueError(f"unknown import kind {kind!r}; accepted: {', '.join(COLUMNS)}")
@@ -361,9 +370,20 @@ def run_import(
             if not report.errors:
                 write = _plan(kind, text, report, ctx)
                 if not report.errors and not dry_run and write is not None:
+                    if on_progress is not None:
+                        on_progress("write", 0, 0)
                     ids = write()
                     if recompute:
-                        report.patients_recomputed = recompute_patients(ids) if ids else 0
+                        recomputed = None
+                        if on_progress is not None:
+                            progress = on_progress
+
+                            def recomputed(done: int, total: int) -> None:
+                                progress("recompute", done, total)
+
+                        report.patients_recomputed = (
+                            recompute_patients(ids, on_progress=recomputed) if ids else 0
+                        )
                     elif affected is not None:
                         affected |= ids
                     _audit(report, ctx)

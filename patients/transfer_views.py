@@ -1,45 +1,33 @@
 """Import and export pages (SPEC 8.1, 8.2; hematologists, SPEC 7).
 
-An import is two steps. The upload runs the import as a dry run: a refused file
-is shown with every bad row and nothing is kept; an accepted one is kept in the
-user's session (server-side) with a digest of its content and options, and the
-preview page shows what it would do. The confirmation must carry that digest,
-within ``PREVIEW_MAX_AGE``: only the previewed content is imported, once. The
-import itself is ``patients.imports.run_import``, as for the commands.
+An import, whatever the file's size, goes one way (``patients.uploads``): the upload is
+stored in the database and checked in the background; its page shows the check's progress,
+then every bad row or what the import would do; the confirmation must carry the preview's
+digest, within ``PREVIEW_MAX_AGE``, once; the import then runs in the background, all or
+nothing, with its job page showing the progress and then the result. Nothing of an import
+lives in the session, so any worker on any machine serves these pages and runs these jobs.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-from datetime import timedelta
-from typing import Any
-
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from crsrisk.accounts.access import client_ip, hematologist_required, log_access
+from crsrisk.accounts.access import client_ip, hematologist_required
 from crsrisk.accounts.roles import sees_all_teams, visible_patients
-from patients import exports, forms, imports
+from crsrisk.jobs.models import ImportUpload, Job
+from crsrisk.jobs.services import JobAlreadyRunning
+from patients import exports, forms
 from patients.models import DataTransfer, TransferDirection
+from patients.uploads import PreviewInvalid, preview_expires_at, upload_confirm, upload_digest, upload_store
 from patients.views import _teams as user_teams
 
-PENDING_KEY = "pending_import"
-PREVIEW_MAX_AGE = timedelta(minutes=30)
 EXPORT_PAGE = "cohort export (web)"
-IMPORT_PAGE = "csv import (web)"
-
-
-def _digest(pending: dict[str, Any]) -> str:
-    """SHA-256 of what will be imported: the file's content and the options it was previewed with."""
-    fields = [pending["kind"], pending["filename"], pending["correct"], pending["reason"], pending["text"]]
-    return hashlib.sha256(json.dumps(fields).encode("utf-8")).hexdigest()
+REFRESH_SECONDS = 2  # the check and import pages reload themselves while their job runs
 
 
 def _sees_all_teams(request: HttpRequest) -> bool:
@@ -47,118 +35,118 @@ def _sees_all_teams(request: HttpRequest) -> bool:
     return sees_all_teams(request.user)
 
 
-def _scope(request: HttpRequest) -> dict[str, Any]:
-    """The web import touches only the user's patients and names only the user's care teams."""
-    return {
-        "scope": visible_patients(request.user),
-        "teams": None if _sees_all_teams(request) else [t.name for t in user_teams(request)],
-        "correct_hint": _("import again with “Correct stored values” and a reason"),
-    }
-
-
-def _log_refused(request: HttpRequest, report: imports.ImportReport) -> None:
-    """An MRN outside the user's teams is a refused access, as in the API (SPEC 7)."""
-    for mrn in sorted(report.unknown_mrns):
-        log_access(request, mrn, IMPORT_PAGE, granted=False)
-
-
-def _valid_pending(request: HttpRequest, digest: str) -> dict[str, Any] | None:
-    """The pending import the digest names, if it is still fresh and intact."""
-    pending = request.session.get(PENDING_KEY)
-    if not isinstance(pending, dict):
-        return None
-    # Bytes: compare_digest refuses non-ASCII text, and the digest field is the client's.
-    if not hmac.compare_digest(str(pending.get("digest")).encode(), digest.encode()):
-        return None
-    created = parse_datetime(str(pending.get("created")))
-    if created is None or timezone.now() - created > PREVIEW_MAX_AGE:
-        return None
-    if pending.get("user") != request.user.pk or _digest(pending) != digest:
-        return None
-    return pending
-
-
-def _keep_pending(
-    request: HttpRequest, options: dict[str, Any], filename: str, content: bytes, report: imports.ImportReport
-) -> None:
-    """Keep an accepted file in the session (server-side) until it is confirmed, with its digest."""
-    pending = {
-        **options,
-        "filename": filename,
-        "text": imports.decode(content, filename)[0],
-        "user": request.user.pk,
-        "created": timezone.now().isoformat(),
-        "preview": {
-            "rows": report.rows,
-            "created": report.created,
-            "updated": report.updated,
-            "skipped": report.skipped,
-            "notes": report.notes,
-        },
-    }
-    pending["digest"] = _digest(pending)
-    request.session[PENDING_KEY] = pending
-
-
 @hematologist_required
 @require_http_methods(["GET", "POST"])
 def import_upload(request: HttpRequest) -> HttpResponse:
-    """Upload a CSV file: a refused file is listed row by row; an accepted one goes to the preview."""
+    """Upload a CSV file (up to IMPORT_UPLOAD_MAX_BYTES); a background job checks it."""
     form = forms.ImportForm(request.POST or None, request.FILES or None)
-    report = None
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        filename, content = data["file"]
-        options = {"kind": data["kind"], "correct": data["correct"], "reason": data["reason"]}
-        report = imports.run_import(
-            filename=filename, data=content, user=request.user, dry_run=True, **options, **_scope(request)
+        stored = upload_store(
+            user=request.user,
+            kind=data["kind"],
+            filename=data["file"].name,
+            file=data["file"],
+            correct=data["correct"],
+            reason=data["reason"],
+            ip_address=client_ip(request),
         )
-        _log_refused(request, report)
-        if report.ok:
-            _keep_pending(request, options, filename, content, report)
-            return redirect("patients:import-preview")
-    return render(request, "patients/import_upload.html", {"form": form, "report": report})
+        return redirect("patients:import-upload", pk=stored.pk)
+    status = 400 if form.errors else 200
+    return render(request, "patients/import_upload.html", {"form": form}, status=status)
+
+
+def _own_upload(request: HttpRequest, pk: int) -> ImportUpload:
+    return get_object_or_404(
+        ImportUpload.objects.select_related("check_job"), pk=pk, uploaded_by=request.user
+    )
 
 
 @hematologist_required
-def import_preview(request: HttpRequest) -> HttpResponse:
-    """What the accepted file would do; the confirmation imports exactly this content."""
-    pending = request.session.get(PENDING_KEY)
-    if not isinstance(pending, dict) or _valid_pending(request, str(pending.get("digest"))) is None:
-        messages.info(request, _("There is no file waiting for confirmation: upload one."))
-        return redirect("patients:import")
-    form = forms.ImportConfirmForm(initial={"digest": pending["digest"]})
-    context = {"pending": pending, "preview": pending["preview"], "form": form}
+def import_preview(request: HttpRequest, pk: int) -> HttpResponse:
+    """The check's progress, then its report: every bad row, or what the import would do."""
+    stored = _own_upload(request, pk)
+    job = stored.check_job
+    checking = stored.status == ImportUpload.Status.CHECKING
+    refresh = REFRESH_SECONDS if checking and job and not job.finished else None
+    expires = preview_expires_at(stored)
+    context = {
+        "upload": stored,
+        "job": job,
+        "report": stored.report,
+        "refresh": refresh,
+        "expired": expires is not None and timezone.now() > expires,
+        "expires": expires,
+    }
+    if stored.status == ImportUpload.Status.CHECKED:
+        context["form"] = forms.ImportConfirmForm(initial={"digest": upload_digest(stored)})
+    elif stored.status == ImportUpload.Status.IMPORTING:
+        context["import_job"] = (
+            Job.objects.filter(kind=Job.Kind.IMPORT_RUN, started_by=request.user, params__upload=stored.pk)
+            .order_by("-pk")
+            .first()
+        )
+    elif stored.status == ImportUpload.Status.REFUSED:
+        # The same choices, for the corrected file.
+        initial = {"kind": stored.kind, "correct": stored.correct, "reason": stored.reason}
+        context["upload_form"] = forms.ImportForm(initial=initial)
     return render(request, "patients/import_preview.html", context)
 
 
 @hematologist_required
 @require_POST
-def import_confirm(request: HttpRequest) -> HttpResponse:
-    """Import the previewed file in one transaction, then show the outcome."""
+def import_confirm(request: HttpRequest, pk: int) -> HttpResponse:
+    """Queue the import of exactly the previewed file (once); its job page shows the outcome."""
     form = forms.ImportConfirmForm(request.POST)
-    pending = _valid_pending(request, form.cleaned_data["digest"]) if form.is_valid() else None
-    if pending is None:
-        messages.error(
-            request,
-            _(
-                "This preview is no longer valid (expired, replaced by another upload, or already "
-                "imported). Nothing was imported: upload the file again."
-            ),
-        )
+    digest = form.cleaned_data["digest"] if form.is_valid() else ""
+    try:
+        job = upload_confirm(user=request.user, pk=pk, digest=digest)
+    except PreviewInvalid as exc:
+        messages.error(request, exc.messages[0])
         return redirect("patients:import")
-    del request.session[PENDING_KEY]  # one confirmation per preview
-    report = imports.run_import(
-        pending["kind"],
-        pending["text"],
-        filename=pending["filename"],
-        user=request.user,
-        correct=pending["correct"],
-        reason=pending["reason"],
-        **_scope(request),
+    except JobAlreadyRunning as exc:
+        messages.error(request, exc.messages[0])
+        return redirect("patients:import-upload", pk=pk)
+    return redirect("patients:import-job", job=job.pk)
+
+
+@hematologist_required
+def import_job(request: HttpRequest, job: int) -> HttpResponse:
+    """One's own import job: its progress, then the import's result page (or its errors)."""
+    record = get_object_or_404(Job, pk=job, kind=Job.Kind.IMPORT_RUN, started_by=request.user)
+    if record.status == Job.Status.SUCCEEDED and record.result.get("transfer"):
+        return redirect("patients:import-result", transfer=record.result["transfer"])
+    if record.finished and not record.errors:
+        raise Http404("No such import")
+    refresh = None if record.finished else REFRESH_SECONDS
+    return render(request, "patients/import_job.html", {"job": record, "refresh": refresh})
+
+
+# --- the addresses of the earlier pages: the session preview and the separate large import --
+
+
+@hematologist_required
+def legacy_import_preview(request: HttpRequest) -> HttpResponse:
+    """The session preview's address: the user's upload waiting to be imported, if any."""
+    waiting = (
+        ImportUpload.objects.filter(uploaded_by=request.user)
+        .exclude(status=ImportUpload.Status.IMPORTING)
+        .order_by("-pk")
+        .first()
     )
-    _log_refused(request, report)
-    return redirect("patients:import-result", transfer=report.transfer_id)
+    if waiting is None:
+        messages.info(request, _("There is no file waiting for confirmation: upload one."))
+        return redirect("patients:import")
+    return redirect("patients:import-upload", pk=waiting.pk)
+
+
+@hematologist_required
+def legacy_redirect(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    """The large import's addresses: its upload page is the import page; nothing is imported
+    from them (a confirmation must carry the preview's digest to the new address)."""
+    if pk is None:
+        return redirect("patients:import")
+    return redirect("patients:import-upload", pk=pk)
 
 
 @hematologist_required

@@ -1,15 +1,31 @@
-"""Web imports in the background (issue 11): the upload in the database, its check and its import.
+"""Web imports (SPEC 8.2; issue 11): the upload in the database, its check, preview and import.
 
-The upload is stored in ordered chunks (``ImportUploadChunk``) as it streams from Django's
-temporary file; a check job runs the import as a dry run and stores the report on the upload;
-after the user confirms, an import job runs ``run_import`` all-or-nothing, as the commands do,
-and the upload and its chunks are deleted whatever the outcome.
+Every file uploaded on the import page, whatever its size up to IMPORT_UPLOAD_MAX_BYTES, goes
+this one way:
+
+1. ``upload_store`` streams it from Django's temporary file into ordered chunks
+   (``ImportUploadChunk``) with its SHA-256, replaces the user's earlier uploads that were not
+   imported, and queues a check job;
+2. the check job (``run_import_check``) runs the import as a dry run and stores its report on
+   the upload (every bad row: line, column, value, what is wrong; bounded as the commands');
+3. the preview page reads that report from the database, so any worker on any machine serves
+   it; its confirmation carries ``upload_digest``, a SHA-256 of the content's digest and the
+   options, and ``upload_confirm`` accepts it from the uploader only, within
+   ``PREVIEW_MAX_AGE`` of the check, once;
+4. the import job (``run_import_file``) checks that the stored bytes are still the previewed
+   ones, then runs ``run_import`` all-or-nothing, as the commands do (the same ``DataTransfer``
+   audit record), and deletes the upload and its chunks whatever the outcome.
+
+The import touches only the uploader's care teams (``visible_patients`` when the job runs);
+an MRN outside them is refused and written to the access log as a refused access.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
+import json
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -25,26 +41,50 @@ from crsrisk.accounts.models import AccessLog
 from crsrisk.accounts.roles import care_teams_of, sees_all_teams, visible_patients
 from crsrisk.jobs.models import ImportUpload, ImportUploadChunk, Job
 from patients import imports
+from patients.bulk import ERRORS_SHOWN, NOTES_SHOWN
 
 IMPORT_PAGE = "csv import (web)"
+PREVIEW_MAX_AGE = timedelta(minutes=30)  # a preview older than this is not imported: check again
+
+Progress = Callable[[int, int], None]
+
+
+class PreviewInvalid(ValidationError):
+    """The confirmation does not name a preview that may still be imported."""
 
 
 def upload_store(
-    *, user: Any, kind: str, filename: str, file: Any, correct: bool, reason: str
+    *,
+    user: Any,
+    kind: str,
+    filename: str,
+    file: Any,
+    correct: bool,
+    reason: str,
+    ip_address: str | None = None,
 ) -> ImportUpload:
     """Store an uploaded file chunk by chunk, then queue its check job.
 
     Each chunk commits on its own, so a 100 MB file never holds SQLite's write lock for long
     (a bedside entry meanwhile is not timed out). A request that dies mid-way leaves an upload
-    with no check job, which nobody can confirm and the stale purge deletes.
+    with no check job, which nobody can confirm and the stale purge deletes. The user's earlier
+    uploads that are not being imported go: an older tab's preview can no longer be confirmed
+    (one file waits per user, as the session kept one), and their bytes do not pile up.
     """
     from crsrisk.jobs.services import job_start
 
     upload_purge_stale()
+    ImportUpload.objects.filter(uploaded_by=user).exclude(status=ImportUpload.Status.IMPORTING).delete()
     digest = hashlib.sha256()
     size = 0
     upload = ImportUpload.objects.create(
-        uploaded_by=user, kind=kind, filename=filename, correct=correct, reason=reason, sha256=""
+        uploaded_by=user,
+        kind=kind,
+        filename=filename,
+        correct=correct,
+        reason=reason,
+        sha256="",
+        ip_address=ip_address,
     )
     file.seek(0)
     index = 0
@@ -62,14 +102,68 @@ def upload_store(
     return upload
 
 
-class UploadReader(io.RawIOBase):
-    """A read-only binary file over an upload's chunks, fetched one at a time."""
+def upload_digest(upload: ImportUpload) -> str:
+    """SHA-256 of what the confirmation imports: this upload, its content's digest, its options."""
+    fields = [
+        upload.pk,
+        upload.uploaded_by_id,
+        upload.kind,
+        upload.filename,
+        upload.correct,
+        upload.reason,
+        upload.sha256,
+    ]
+    return hashlib.sha256(json.dumps(fields).encode("utf-8")).hexdigest()
 
-    def __init__(self, upload: ImportUpload) -> None:
+
+def preview_expires_at(upload: ImportUpload) -> Any:
+    """When the preview of a checked upload can no longer be confirmed (None: not checked)."""
+    return upload.checked_at + PREVIEW_MAX_AGE if upload.checked_at else None
+
+
+def upload_confirm(*, user: Any, pk: int, digest: str) -> Job:
+    """Queue the import of the previewed upload: its uploader's, within PREVIEW_MAX_AGE, once.
+
+    Raises ``PreviewInvalid`` when the digest does not name a checked upload of this user that
+    is still fresh, and ``JobAlreadyRunning`` while another import runs (the upload stays
+    checked, to be confirmed again).
+    """
+    from crsrisk.jobs.services import job_start
+
+    invalid = PreviewInvalid(
+        _(
+            "This preview is no longer valid (expired, replaced by another upload, or already "
+            "imported). Nothing was imported: upload the file again."
+        )
+    )
+    with transaction.atomic():
+        upload = ImportUpload.objects.select_for_update().filter(pk=pk, uploaded_by=user).first()
+        if upload is None or upload.status != ImportUpload.Status.CHECKED:
+            raise invalid
+        # Bytes: compare_digest refuses non-ASCII text, and the digest field is the client's.
+        if not hmac.compare_digest(upload_digest(upload).encode(), str(digest).encode()):
+            raise invalid
+        expires = preview_expires_at(upload)
+        if expires is None or timezone.now() > expires:
+            raise invalid
+        job = job_start(kind=Job.Kind.IMPORT_RUN, user=user, params={"upload": upload.pk, "digest": digest})
+        ImportUpload.objects.filter(pk=upload.pk).update(status=ImportUpload.Status.IMPORTING)
+    return job
+
+
+class UploadReader(io.RawIOBase):
+    """A read-only binary file over an upload's chunks, fetched one at a time.
+
+    ``on_read(bytes_read)`` hears the bytes read so far, over every pass, after each chunk.
+    """
+
+    def __init__(self, upload: ImportUpload, on_read: Callable[[int], None] | None = None) -> None:
         self._upload_id = upload.pk
         self._chunks = self._iter(upload.pk)
         self._buffer = b""
         self._position = 0
+        self._read = 0
+        self._on_read = on_read
 
     @staticmethod
     def _iter(upload_id: int) -> Iterator[bytes]:
@@ -104,6 +198,9 @@ class UploadReader(io.RawIOBase):
             if block is None:
                 return 0
             self._buffer = block
+            self._read += len(block)
+            if self._on_read is not None:
+                self._on_read(self._read)
         n = min(len(buffer), len(self._buffer))
         buffer[:n] = self._buffer[:n]
         self._buffer = self._buffer[n:]
@@ -111,9 +208,9 @@ class UploadReader(io.RawIOBase):
         return n
 
 
-def open_upload(upload: ImportUpload) -> io.BufferedReader:
+def open_upload(upload: ImportUpload, on_read: Callable[[int], None] | None = None) -> io.BufferedReader:
     """The upload as an open binary file for ``run_import``, read a chunk at a time."""
-    return io.BufferedReader(UploadReader(upload), buffer_size=1 << 20)
+    return io.BufferedReader(UploadReader(upload, on_read), buffer_size=1 << 20)
 
 
 def _scope(user: Any) -> dict[str, Any]:
@@ -125,35 +222,78 @@ def _scope(user: Any) -> dict[str, Any]:
     }
 
 
-def _log_refused(user: Any, report: imports.ImportReport) -> None:
+def _log_refused(user: Any, upload: ImportUpload, report: imports.ImportReport) -> None:
     """An MRN outside the user's teams is a refused access, as in the API (SPEC 7)."""
-    for mrn in sorted(report.unknown_mrns):
-        AccessLog.objects.create(
-            user=user, username=user.get_username(), mrn=mrn[:32], page=IMPORT_PAGE, granted=False
+    AccessLog.objects.bulk_create(
+        AccessLog(
+            user=user,
+            username=user.get_username(),
+            mrn=mrn[:32],
+            page=IMPORT_PAGE,
+            granted=False,
+            ip_address=upload.ip_address,
         )
+        for mrn in sorted(report.unknown_mrns)
+    )
+
+
+def _bounded(report: imports.ImportReport) -> imports.ImportReport:
+    """The report as the page and the database keep it: the first ERRORS_SHOWN problems in
+    full, the rest counted per column (labs.csv's streamed check bounds it already; the other
+    files are read whole and may list every row)."""
+    if len(report.errors) > ERRORS_SHOWN:
+        cut = report.errors[ERRORS_SHOWN:]
+        del report.errors[ERRORS_SHOWN:]
+        report.hidden_lines += len({e.line for e in cut} - {e.line for e in report.errors})
+        for error in cut:
+            report.hidden_errors[error.column] = report.hidden_errors.get(error.column, 0) + 1
+    return report
 
 
 def _report_data(report: imports.ImportReport) -> dict[str, Any]:
+    report = _bounded(report)
+    notes = [str(n) for n in report.notes[:NOTES_SHOWN]]
+    if len(report.notes) > NOTES_SHOWN:
+        more = len(report.notes) - NOTES_SHOWN
+        notes.append(_("… and %(count)d more note(s).") % {"count": more})
     return {
         "ok": report.ok,
         "rows": report.rows,
         "created": report.created,
         "updated": report.updated,
         "skipped": report.skipped,
-        "notes": list(report.notes),
+        "notes": notes,
         "errors": [
             {"line": e.line, "column": e.column, "value": e.value, "reason": str(e.reason)}
             for e in report.errors
         ],
         "error_count": report.error_count,
-        "hidden_error_lines": report.hidden_error_lines(),
-        "lines": report.lines(),
+        "hidden_error_lines": [str(line) for line in report.hidden_error_lines()],
     }
 
 
-def _run(upload: ImportUpload, *, dry_run: bool) -> imports.ImportReport:
+def _reading(upload: ImportUpload, progress: Progress) -> Callable[[int], None]:
+    """Progress while the file is read: bytes over every pass (labs.csv is read twice)."""
+    total = max(1, upload.size) * (2 if upload.kind == imports.LABS else 1)
+    return lambda read: progress(min(read, total), total)
+
+
+def _run(
+    upload: ImportUpload, *, dry_run: bool, progress: Progress, note: Callable[[str], None]
+) -> imports.ImportReport:
     user = get_user_model().objects.get(pk=upload.uploaded_by_id)
-    with open_upload(upload) as data:
+    stages = {
+        "write": _("Writing the rows"),
+        "recompute": _("Recomputing the patients"),
+    }
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        note(stages[stage])
+        progress(done, total)
+
+    progress(0, 0)  # a new stage: the previous stage's count does not carry over
+    note(_("Reading and checking the file (bytes read)"))
+    with open_upload(upload, _reading(upload, progress)) as data:
         report = imports.run_import(
             upload.kind,
             data,
@@ -162,44 +302,71 @@ def _run(upload: ImportUpload, *, dry_run: bool) -> imports.ImportReport:
             dry_run=dry_run,
             correct=upload.correct,
             reason=upload.reason,
+            on_progress=on_progress,
             **_scope(user),
         )
-    _log_refused(user, report)
+    _log_refused(user, upload, report)
     return report
 
 
-def run_import_check(
-    job: Job, progress: Callable[[int, int], None], note: Callable[[str], None]
-) -> dict[str, Any]:
+def _gone() -> ValidationError:
+    return ValidationError(
+        _("The uploaded file is no longer stored (replaced by a newer upload, or purged): upload it again.")
+    )
+
+
+def run_import_check(job: Job, progress: Progress, note: Callable[[str], None]) -> dict[str, Any]:
     """The check job: a dry run whose report is stored on the upload; a refused file's bytes go."""
     upload = ImportUpload.objects.filter(pk=job.params["upload"]).first()
     if upload is None:
-        raise ValidationError(_("The uploaded file is no longer stored (purged): upload it again."))
-    progress(0, 1)
-    report = _run(upload, dry_run=True)
+        raise _gone()
+    try:
+        report = _run(upload, dry_run=True, progress=progress, note=note)
+    except ImportUploadChunk.DoesNotExist:
+        raise _gone() from None  # replaced while it was being read
     with transaction.atomic():
-        upload.report = _report_data(report)
-        upload.status = ImportUpload.Status.CHECKED if report.ok else ImportUpload.Status.REFUSED
-        upload.save(update_fields=["report", "status"])
+        status = ImportUpload.Status.CHECKED if report.ok else ImportUpload.Status.REFUSED
+        stored = ImportUpload.objects.filter(pk=upload.pk, status=ImportUpload.Status.CHECKING).update(
+            report=_report_data(report), status=status, checked_at=timezone.now()
+        )
+        if not stored:
+            raise _gone()
         if not report.ok:
-            upload.chunks.all().delete()
-    progress(1, 1)
+            ImportUploadChunk.objects.filter(upload_id=upload.pk).delete()
+    note(_("Checked"))
     return {"ok": report.ok, "rows": report.rows, "errors": report.error_count}
 
 
-def run_import_file(
-    job: Job, progress: Callable[[int, int], None], note: Callable[[str], None]
-) -> dict[str, Any]:
-    """The import job: all-or-nothing as the commands; the upload is purged whatever the outcome."""
+def _stored_sha256(upload: ImportUpload, progress: Progress) -> str:
+    digest = hashlib.sha256()
+    with open_upload(upload, lambda read: progress(min(read, upload.size), max(1, upload.size))) as data:
+        while block := data.read(settings.IMPORT_UPLOAD_CHUNK_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_import_file(job: Job, progress: Progress, note: Callable[[str], None]) -> dict[str, Any]:
+    """The import job: exactly the previewed bytes, all-or-nothing as the commands; the upload
+    is purged whatever the outcome."""
     upload = ImportUpload.objects.filter(pk=job.params["upload"]).first()
     if upload is None:
-        raise ValidationError(_("The uploaded file is no longer stored (purged): upload it again."))
+        raise _gone()
     try:
-        progress(0, 1)
-        report = _run(upload, dry_run=False)
+        note(_("Verifying the stored file (bytes read)"))
+        previewed = hmac.compare_digest(
+            upload_digest(upload).encode(), str(job.params.get("digest")).encode()
+        )
+        if not previewed or _stored_sha256(upload, progress) != upload.sha256:
+            raise ValidationError(
+                _(
+                    "The stored file is not the one that was previewed (it changed after its "
+                    "check). Nothing was imported: upload the file again."
+                )
+            )
+        report = _run(upload, dry_run=False, progress=progress, note=note)
     finally:
         ImportUpload.objects.filter(pk=upload.pk).delete()
-    progress(1, 1)
+    note(_("Imported") if report.ok else _("Refused"))
     return {
         "ok": report.ok,
         "rows": report.rows,

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from patients import transfer_views, upload_views, views
+from patients import transfer_views, views
 
 app_name = "patients"
 
@@ -10,14 +10,20 @@ urlpatterns = [
     path("", views.ward, name="ward"),
     path("register/", views.register, name="register"),
     # Two segments, so that no MRN is shadowed by these pages.
+    # Every web import: upload, check and preview, confirmation, job, result (patients/uploads.py).
     path("files/import/", transfer_views.import_upload, name="import"),
-    path("files/import/preview/", transfer_views.import_preview, name="import-preview"),
-    path("files/import/confirm/", transfer_views.import_confirm, name="import-confirm"),
+    path("files/import/upload/<int:pk>/", transfer_views.import_preview, name="import-upload"),
+    path(
+        "files/import/upload/<int:pk>/confirm/", transfer_views.import_confirm, name="import-upload-confirm"
+    ),
+    path("files/import/job/<int:job>/", transfer_views.import_job, name="import-job"),
     path("files/import/<int:transfer>/", transfer_views.import_result, name="import-result"),
-    path("files/import/large/", upload_views.upload, name="upload"),
-    path("files/import/large/<int:pk>/", upload_views.preview, name="upload-preview"),
-    path("files/import/large/<int:pk>/confirm/", upload_views.confirm, name="upload-confirm"),
-    path("files/import/job/<int:job>/", upload_views.import_job, name="upload-job"),
+    # The earlier addresses (the session preview, the separate large import) lead there.
+    path("files/import/preview/", transfer_views.legacy_import_preview, name="import-preview"),
+    path("files/import/confirm/", transfer_views.legacy_redirect, name="import-confirm"),
+    path("files/import/large/", transfer_views.legacy_redirect, name="upload"),
+    path("files/import/large/<int:pk>/", transfer_views.legacy_redirect, name="upload-preview"),
+    path("files/import/large/<int:pk>/confirm/", transfer_views.legacy_redirect, name="upload-confirm"),
     path("files/export/", transfer_views.export, name="export"),
     path("<str:mrn>/", views.detail, name="detail"),
     path("<str:mrn>/edit/", views.edit, name="edit"),

@@ -209,6 +209,7 @@ def recompute_patients(
     model: ScoreModel | None = None,
     now: datetime | None = None,
     since: Mapping[int, datetime] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Recompute and store the derived results of these patients under ``model``.
 
@@ -219,6 +220,7 @@ def recompute_patients(
     Alerts follow the active model only. With no ``model``, a version being activated
     (:func:`score_model_activate`) is recomputed as well, so that entries made while it
     runs end up in its results. Returns the number of patients recomputed.
+    ``on_progress(done, total)`` is called after each chunk of patients under ``model``.
     """
     ids = sorted(set(patient_ids))
     if model is None:
@@ -226,11 +228,15 @@ def recompute_patients(
         activating = ScoreModel.objects.being_activated().exclude(pk=model.pk)
         for other in activating:
             _recompute_under(ids, other, now or timezone.now(), since)
-    return _recompute_under(ids, model, now or timezone.now(), since)
+    return _recompute_under(ids, model, now or timezone.now(), since, on_progress)
 
 
 def _recompute_under(
-    ids: list[int], model: ScoreModel, now: datetime, since: Mapping[int, datetime] | None
+    ids: list[int],
+    model: ScoreModel,
+    now: datetime,
+    since: Mapping[int, datetime] | None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> int:
     spec = model.to_spec()
     params = site_params()
@@ -261,6 +267,8 @@ def _recompute_under(
         if update_alerts:
             _store_alerts(assessments, chunk, now)
         done += len(assessments)
+        if on_progress is not None:
+            on_progress(done, len(ids))
     return done
 
 

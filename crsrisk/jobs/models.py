@@ -85,6 +85,9 @@ class WorkerBeat(models.Model):
 class ImportUpload(models.Model):
     """A CSV file uploaded on the import page, kept in the database until its import job ends.
 
+    Every web import goes this way, whatever the file's size (up to IMPORT_UPLOAD_MAX_BYTES).
+    A user has at most one upload waiting: a new upload replaces the ones not yet imported.
+
     The content lives in ordered ``ImportUploadChunk`` rows of about 1 MB, so neither the web
     process nor a worker holds a 100 MB file at once, and any worker on any machine reads it.
     ``report`` is the check (dry run) a background job stores; the chunks are purged once the
@@ -107,6 +110,10 @@ class ImportUpload(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CHECKING)
     report = models.JSONField(default=dict, blank=True)
     check_job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # When the check ended: the preview may be confirmed within PREVIEW_MAX_AGE of it.
+    checked_at = models.DateTimeField(null=True, blank=True)
+    # Where the upload came from: the access log's refused MRNs name it, as a page view does.
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     def __str__(self) -> str:

@@ -9,6 +9,7 @@ django-q2 delivers it again after ``retry`` seconds and ``job_run`` starts the a
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
@@ -22,11 +23,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import (
+    DEFAULT_DB_ALIAS,
     DatabaseError,
     InterfaceError,
     OperationalError,
     close_old_connections,
     connection,
+    connections,
     transaction,
 )
 from django.utils import timezone
@@ -113,8 +116,9 @@ def _run_once(job_id: int) -> str:
             ],
         )
     runner = RUNNERS[job.kind]
+    channel = ProgressChannel(job.pk)
     try:
-        result = runner(job, _progress_writer(job.pk), _note_writer(job.pk))
+        result = runner(job, channel.progress, channel.note)
     except ValidationError as exc:
         return _finish(job.pk, Job.Status.FAILED, errors=list(exc.messages))
     except (OperationalError, InterfaceError):
@@ -126,6 +130,8 @@ def _run_once(job_id: int) -> str:
             Job.Status.FAILED,
             errors=[_("Internal error: nothing of the job was applied. The error was logged.")],
         )
+    finally:
+        channel.close()
     return _finish(job.pk, Job.Status.SUCCEEDED, result=result)
 
 
@@ -161,24 +167,70 @@ def _finish(
     return str(status)
 
 
-def _progress_writer(job_id: int) -> Progress:
-    def write(done: int, total: int) -> None:
-        # A short commit of its own when called between chunks; inside an action's transaction
-        # it becomes visible with that transaction.
-        Job.objects.filter(pk=job_id).update(
-            progress_done=min(done, total), progress_total=total, updated_at=timezone.now()
+class ProgressChannel:
+    """Writes a job's progress and note where the job page sees them while the job runs.
+
+    Outside a transaction a write is a short commit of its own on the job's connection.
+    Inside one (an import is a single transaction), a write on that connection would only be
+    seen when the action ends; so on PostgreSQL it goes through a second connection, opened
+    from the same database settings and used for nothing else, in autocommit: the watcher sees
+    it at once. It never waits for a lock (``lock_timeout``) and a failed write is dropped,
+    never the job. When the Job row itself is not committed yet (a test's transaction), the
+    second connection cannot see it and the write falls back to the job's connection.
+
+    On SQLite a second connection would wait for the write lock the action's transaction
+    holds (one writer at a time), so the write stays on the job's connection and becomes
+    visible with the action's commit: there the job page shows the stage notes written
+    between transactions, not the progress inside one.
+    """
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        self._own: Any = None
+
+    def progress(self, done: int, total: int) -> None:
+        self._write({"progress_done": max(0, min(done, total)), "progress_total": max(0, total)})
+
+    def note(self, text: str) -> None:
+        self._write({"progress_note": text[:PROGRESS_NOTE_MAX]})
+
+    def _write(self, values: dict[str, Any]) -> None:
+        values = {**values, "updated_at": timezone.now()}
+        if (
+            transaction.get_connection().in_atomic_block
+            and connection.vendor == "postgresql"
+            and self._write_apart(values)
+        ):
+            return
+        Job.objects.filter(pk=self.job_id).update(**values)
+
+    def _write_apart(self, values: dict[str, Any]) -> bool:
+        """The write through the second connection; False when it did not reach the row."""
+        table = connection.ops.quote_name(Job._meta.db_table)
+        columns = ", ".join(
+            f"{connection.ops.quote_name(Job._meta.get_field(k).column)} = %s" for k in values
         )
+        try:
+            if self._own is None:
+                self._own = connections.create_connection(DEFAULT_DB_ALIAS)
+                with self._own.cursor() as cursor:
+                    cursor.execute("SET lock_timeout = '2s'")
+            with self._own.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {table} SET {columns} WHERE id = %s",  # noqa: S608 (names from the model)
+                    [*values.values(), self.job_id],
+                )
+                return bool(cursor.rowcount)
+        except DatabaseError:
+            logger.warning("job %s: a progress write failed; the job goes on", self.job_id)
+            self.close()
+            return True  # dropped: the job's own transaction must not wait for it either
 
-    return write
-
-
-def _note_writer(job_id: int) -> Callable[[str], None]:
-    def write(note: str) -> None:
-        Job.objects.filter(pk=job_id).update(
-            progress_note=note[:PROGRESS_NOTE_MAX], updated_at=timezone.now()
-        )
-
-    return write
+    def close(self) -> None:
+        if self._own is not None:
+            with contextlib.suppress(DatabaseError):
+                self._own.close()
+            self._own = None
 
 
 def _wait_for_database(seconds: float) -> None:

@@ -51,14 +51,13 @@ def test_a_large_file_is_refused_then_checked_previewed_and_imported_in_the_back
     page.set_viewport_size(TABLET_PORTRAIT)
     base = live_server.url
     login(page, base, "dr.li")
-    page.goto(f"{base}/patients/files/import/")
-    page.click("text=import it in the background")
-    page.wait_for_url(f"{base}/patients/files/import/large/", wait_until="load")
+    page.goto(f"{base}/patients/files/import/large/")  # the earlier address leads to the import page
+    page.wait_for_url(f"{base}/patients/files/import/", wait_until="load")
 
     page.select_option("#id_kind", "labs")
     page.set_input_files("#id_file", files=[_csv('"0,2"')])
-    page.click("button:has-text('Upload and check the file')")
-    page.wait_for_url(f"{base}/patients/files/import/large/*/", wait_until="load")
+    page.click("button:has-text('Check the file')")
+    page.wait_for_url(f"{base}/patients/files/import/upload/*/", wait_until="load")
     assert "being checked in the background" in page.inner_text("main")
     run_queued_jobs()  # the worker; the page refreshes itself until the check ends
     page.wait_for_selector("#import-errors-title", timeout=10_000)
@@ -68,11 +67,10 @@ def test_a_large_file_is_refused_then_checked_previewed_and_imported_in_the_back
     assert not LabResult.objects.exists()
     assert serious_violations(page) == []
 
-    page.click("text=Upload another file")
-    page.select_option("#id_kind", "labs")
+    assert page.input_value("#id_kind") == "labs"  # the form for the corrected file
     page.set_input_files("#id_file", files=[_csv("0.2", extra_rows=200)])
-    page.click("button:has-text('Upload and check the file')")
-    page.wait_for_url(f"{base}/patients/files/import/large/*/", wait_until="load")
+    page.click("button:has-text('Check the file')")
+    page.wait_for_url(f"{base}/patients/files/import/upload/*/", wait_until="load")
     assert ImportUpload.objects.filter(status=ImportUpload.Status.CHECKING).get().chunks.count() > 1
     run_queued_jobs()
     page.wait_for_selector("table.import-preview", timeout=10_000)

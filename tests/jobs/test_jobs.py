@@ -107,7 +107,9 @@ def test_fit_from_the_model_card_stores_the_draft_and_report_as_the_command_does
     assert ScoreModel.objects.get(name="provisional-v0").status == ModelStatus.ACTIVE
 
 
-def test_activation_job_reports_progress_when_the_activation_offers_it(hematologist, ward_patient):
+def test_activation_job_reports_progress_when_the_activation_offers_it(
+    hematologist, ward_patient, monkeypatch
+):
     draft = _draft()
     job = job_services.job_start(
         kind=Job.Kind.MODEL_ACTIVATION,
@@ -115,19 +117,15 @@ def test_activation_job_reports_progress_when_the_activation_offers_it(hematolog
         params={"model_id": draft.pk, "revision": draft.revision},
     )
     seen: list[tuple[int, int]] = []
-    writer = job_services._progress_writer(job.pk)
     accepts = "on_progress" in inspect.signature(scoring_services.score_model_activate).parameters
+    write = job_services.ProgressChannel.progress
 
-    def spy(done: int, total: int) -> None:
-        seen.append((done, total))
-        writer(done, total)
+    def spy(channel: job_services.ProgressChannel, done: int, total: int) -> None:
+        seen.append((done, total))  # observe the calls; the real write follows
+        write(channel, done, total)
 
-    original = job_services._progress_writer
-    job_services._progress_writer = lambda _pk: spy  # type: ignore[assignment]  # observe the calls
-    try:
-        run_queued_jobs()
-    finally:
-        job_services._progress_writer = original
+    monkeypatch.setattr(job_services.ProgressChannel, "progress", spy)
+    run_queued_jobs()
     job.refresh_from_db()
     draft.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED and draft.status == ModelStatus.ACTIVE

@@ -3,7 +3,7 @@ preview, confirmation, background import, purge; access to one's own upload only
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from crsrisk.accounts.models import AccessLog
 from crsrisk.jobs.models import ImportUpload, ImportUploadChunk, Job
+from patients import services
 from patients.models import DataTransfer, LabResult, Patient
-from patients.uploads import UploadReader
+from patients.uploads import UploadReader, upload_digest
 from tests.conftest import make_user, run_queued_jobs
 from tests.invariants import assert_stored_equals_scratch
 
@@ -32,7 +33,13 @@ BAD = HEADER + CRP_ROW + 'P001,2025-03-08T06:30:00+00:00,anc,"0,2",10^9/L,\n'
 def upload(client: Client, text: str | bytes, kind: str = "labs", name: str = "labs.csv", **extra: str):
     data = text.encode("utf-8") if isinstance(text, str) else text
     payload = {"kind": kind, "file": SimpleUploadedFile(name, data, content_type="text/csv"), **extra}
-    return client.post(reverse("patients:upload"), payload)
+    return client.post(reverse("patients:import"), payload)
+
+
+def confirm(client: Client, stored: ImportUpload):
+    stored.refresh_from_db()
+    url = reverse("patients:import-upload-confirm", args=[stored.pk])
+    return client.post(url, {"digest": upload_digest(stored)})
 
 
 @pytest.fixture
@@ -46,7 +53,7 @@ def test_upload_check_preview_confirm_imports_and_purges(hema_client, hematologi
     settings.IMPORT_UPLOAD_CHUNK_BYTES = 64  # several chunks, in order
     response = upload(hema_client, GOOD)
     stored = ImportUpload.objects.get()
-    assert response["Location"] == reverse("patients:upload-preview", args=[stored.pk])
+    assert response["Location"] == reverse("patients:import-upload", args=[stored.pk])
     assert stored.uploaded_by == hematologist and stored.size == len(GOOD) and len(stored.sha256) == 64
     assert stored.chunks.count() == -(-len(GOOD) // 64)
     assert UploadReader(stored).read() == GOOD.encode()  # the chunks read back in order
@@ -66,12 +73,15 @@ def test_upload_check_preview_confirm_imports_and_purges(hema_client, hematologi
     assert 'http-equiv="refresh"' not in page
     assert DataTransfer.objects.filter(dry_run=True, accepted=True).count() == 1
 
-    response = hema_client.post(reverse("patients:upload-confirm", args=[stored.pk]))
+    response = confirm(hema_client, stored)
     job = Job.objects.get(kind=Job.Kind.IMPORT_RUN)
-    assert response["Location"] == reverse("patients:upload-job", args=[job.pk])
+    assert response["Location"] == reverse("patients:import-job", args=[job.pk])
     assert "being imported in the background" in hema_client.get(response["Location"]).content.decode()
+    # The upload's page, opened again meanwhile, leads to the import's job page.
+    waiting = hema_client.get(reverse("patients:import-upload", args=[stored.pk])).content.decode()
+    assert "This file is being imported." in waiting and response["Location"] in waiting
     # A second confirmation of the same file queues nothing more.
-    hema_client.post(reverse("patients:upload-confirm", args=[stored.pk]))
+    confirm(hema_client, stored)
     assert Job.objects.filter(kind=Job.Kind.IMPORT_RUN).count() == 1
 
     run_queued_jobs()
@@ -81,7 +91,7 @@ def test_upload_check_preview_confirm_imports_and_purges(hema_client, hematologi
     assert not ImportUpload.objects.exists() and not ImportUploadChunk.objects.exists()
     record = DataTransfer.objects.get(dry_run=False)
     assert record.accepted and record.rows_created == 2 and record.user == hematologist
-    result = hema_client.get(reverse("patients:upload-job", args=[job.pk]))
+    result = hema_client.get(reverse("patients:import-job", args=[job.pk]))
     assert result["Location"] == reverse("patients:import-result", args=[record.pk])
     assert "labs.csv was imported" in hema_client.get(result["Location"]).content.decode()
     # The job page, open to every hematologist, says what happened without the file's rows.
@@ -94,10 +104,10 @@ def test_a_refused_file_shows_its_rows_and_stores_nothing(hema_client):
     run_queued_jobs()
     stored = ImportUpload.objects.get()
     assert stored.status == ImportUpload.Status.REFUSED and not stored.chunks.exists()
-    page = hema_client.get(reverse("patients:upload-preview", args=[stored.pk])).content.decode()
+    page = hema_client.get(reverse("patients:import-upload", args=[stored.pk])).content.decode()
     assert "labs.csv was refused: nothing was imported (1 error(s))" in page
     assert "<code>0,2</code>" in page and "Confirm the import" not in page
-    response = hema_client.post(reverse("patients:upload-confirm", args=[stored.pk]))
+    response = confirm(hema_client, stored)
     assert response.status_code == 302
     assert not Job.objects.filter(kind=Job.Kind.IMPORT_RUN).exists()
     assert not LabResult.objects.exists()
@@ -111,28 +121,37 @@ def test_a_file_over_the_limit_is_refused_with_its_size_and_nothing_is_stored(he
     assert not ImportUpload.objects.exists() and not Job.objects.exists()
 
 
-def test_the_upload_is_purged_when_the_import_fails(hema_client, hematologist):
+def test_the_upload_is_purged_when_the_import_is_refused(hema_client, hematologist, patient):
     upload(hema_client, GOOD)
     run_queued_jobs()
     stored = ImportUpload.objects.get()
-    hema_client.post(reverse("patients:upload-confirm", args=[stored.pk]))
-    # The stored file is changed behind the check (as if the data changed): refused, nothing kept.
-    ImportUploadChunk.objects.filter(upload=stored).update(data=BAD.encode()[:64])
-    ImportUploadChunk.objects.filter(upload=stored, index__gt=0).delete()
+    confirm(hema_client, stored)
+    # The stored data change behind the check: the import checks again, refuses, keeps nothing.
+    services.lab_record(
+        user=hematologist,
+        patient=patient,
+        analyte="crp",
+        value="30",
+        unit="mg/dL",
+        collected_at=datetime(2025, 3, 8, 6, 30, tzinfo=UTC),
+        confirmed=True,
+    )
     run_queued_jobs()
     job = Job.objects.get(kind=Job.Kind.IMPORT_RUN)
     assert job.status == Job.Status.SUCCEEDED and job.result["ok"] is False
     assert not ImportUpload.objects.exists() and not ImportUploadChunk.objects.exists()
-    assert not LabResult.objects.exists()
+    assert LabResult.objects.count() == 1  # the one entered meanwhile
     record = DataTransfer.objects.get(dry_run=False)
     assert not record.accepted
     page = hema_client.get(reverse("patients:import-result", args=[record.pk])).content.decode()
     assert "nothing was imported" in page
 
 
-def test_a_stale_unconfirmed_upload_is_purged_by_the_command_and_by_the_next_upload(hema_client):
+def test_a_stale_unconfirmed_upload_is_purged_by_the_command_and_by_the_next_upload(hema_client, team):
+    colleague = Client()
+    colleague.force_login(make_user("dr.same", "hematologist", (team,)))
     upload(hema_client, GOOD)
-    upload(hema_client, GOOD)
+    upload(colleague, GOOD)  # one upload waits per user: a second of one's own would replace the first
     run_queued_jobs()
     old, fresh = ImportUpload.objects.order_by("pk")
     ImportUpload.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(hours=25))
@@ -141,7 +160,7 @@ def test_a_stale_unconfirmed_upload_is_purged_by_the_command_and_by_the_next_upl
     assert "purged 1 unconfirmed upload(s)" in out.getvalue()
     assert list(ImportUpload.objects.values_list("pk", flat=True)) == [fresh.pk]
     # An old upload whose import job is still queued is kept until that job ends.
-    hema_client.post(reverse("patients:upload-confirm", args=[fresh.pk]))
+    confirm(colleague, fresh)
     ImportUpload.objects.filter(pk=fresh.pk).update(created_at=timezone.now() - timedelta(hours=25))
     call_command("purge_import_uploads", stdout=StringIO())
     assert ImportUpload.objects.filter(pk=fresh.pk).exists()
@@ -157,19 +176,19 @@ def test_only_the_uploader_sees_the_upload_its_preview_and_its_import(hema_clien
     upload(hema_client, GOOD)
     run_queued_jobs()
     stored = ImportUpload.objects.get()
-    preview = reverse("patients:upload-preview", args=[stored.pk])
+    preview = reverse("patients:import-upload", args=[stored.pk])
     colleague = make_user("dr.other", "hematologist", (other_team,))
     same_team = make_user("dr.same", "hematologist", (team,))
     for user in (colleague, same_team):
         client = Client()
         client.force_login(user)
         assert client.get(preview).status_code == 404
-        assert client.post(reverse("patients:upload-confirm", args=[stored.pk])).status_code == 404
+        assert confirm(client, stored)["Location"] == reverse("patients:import")  # nothing to confirm
     for role, teams in (("clinician", (other_team,)), ("admin", ())):
         client = Client()
         client.force_login(make_user(f"u-{role}", role, teams))
         assert client.get(preview).status_code in (302, 403)
-        assert client.get(reverse("patients:upload")).status_code in (302, 403)
+        assert client.get(reverse("patients:import")).status_code in (302, 403)
     assert not Job.objects.filter(kind=Job.Kind.IMPORT_RUN).exists()
 
 
@@ -179,3 +198,171 @@ def test_an_mrn_outside_the_users_teams_is_refused_and_logged(hema_client, other
     stored = ImportUpload.objects.get()
     assert stored.status == ImportUpload.Status.REFUSED
     assert AccessLog.objects.filter(user=hematologist, mrn="Q999", granted=False).exists()
+
+
+# --- progress: real steps, written where a watcher sees them ----------------------------------
+
+THREE_PATIENTS = HEADER + "".join(
+    f"{mrn},2025-03-08T06:30:00+00:00,crp,25,mg/dL,\n" for mrn in ("P001", "P002", "P003")
+)
+
+
+def _three_patients(clinician: User, team) -> None:
+    for mrn in ("P002", "P003"):
+        services.patient_register(
+            user=clinician, mrn=mrn, name=mrn, infusion_date=datetime(2025, 3, 1).date(), care_team=team
+        )
+
+
+def _spy(monkeypatch, seen: list, watch=None) -> None:
+    """Record every progress and note write of the jobs (and let them happen)."""
+    from crsrisk.jobs.services import ProgressChannel
+
+    write_progress, write_note = ProgressChannel.progress, ProgressChannel.note
+
+    def progress(channel, done: int, total: int) -> None:
+        write_progress(channel, done, total)
+        seen.append((done, total))
+        if watch is not None:
+            watch(channel.job_id)
+
+    def note(channel, text: str) -> None:
+        write_note(channel, text)
+        seen.append(text)
+
+    monkeypatch.setattr(ProgressChannel, "progress", progress)
+    monkeypatch.setattr(ProgressChannel, "note", note)
+
+
+def test_the_jobs_report_their_stages_and_the_recompute_patient_by_chunk(
+    hema_client, clinician, team, monkeypatch, settings
+):
+    import scoring.services
+
+    _three_patients(clinician, team)
+    monkeypatch.setattr(scoring.services, "RECOMPUTE_CHUNK", 1)
+    settings.IMPORT_UPLOAD_CHUNK_BYTES = 64
+    upload(hema_client, THREE_PATIENTS)
+    stored = ImportUpload.objects.get()
+    seen: list = []
+    _spy(monkeypatch, seen)
+    run_queued_jobs()
+    size = len(THREE_PATIENTS)
+    # The check reads the file twice (labs.csv: its MRNs, then its rows), a chunk at a time.
+    assert seen[:2] == [(0, 0), "Reading and checking the file (bytes read)"]
+    assert seen[2:4] == [(64, 2 * size), (128, 2 * size)] and seen[-1] == "Checked"
+    assert (2 * size, 2 * size) in seen
+    seen.clear()
+    confirm(hema_client, stored)
+    run_queued_jobs()
+    notes = [s for s in seen if isinstance(s, str)]
+    assert notes[:2] == [
+        "Verifying the stored file (bytes read)",
+        "Reading and checking the file (bytes read)",
+    ]
+    assert notes[-3:] == ["Recomputing the patients", "Recomputing the patients", "Imported"]
+    assert [s for s in seen if isinstance(s, tuple)][-3:] == [(1, 3), (2, 3), (3, 3)]
+    job = Job.objects.get(kind=Job.Kind.IMPORT_RUN)
+    assert job.status == Job.Status.SUCCEEDED and (job.progress_done, job.progress_total) == (3, 3)
+    assert LabResult.objects.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_watcher_sees_the_progress_while_the_imports_transaction_is_open(
+    hematologist, clinician, team, patient, monkeypatch
+):
+    """PostgreSQL: the progress goes through a connection of its own and commits at once, while
+    the import's rows are not visible yet (one transaction, all or nothing)."""
+    from django.db import DEFAULT_DB_ALIAS, connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has one writer: the progress inside the import is seen at its commit")
+    import scoring.services
+
+    _three_patients(clinician, team)
+    monkeypatch.setattr(scoring.services, "RECOMPUTE_CHUNK", 1)
+    client = Client()
+    client.force_login(hematologist)
+    upload(client, THREE_PATIENTS)
+    run_queued_jobs()
+    confirm(client, ImportUpload.objects.get())
+    watcher = connections.create_connection(DEFAULT_DB_ALIAS)
+    watched: list[tuple] = []
+
+    def watch(job_id: int) -> None:
+        with watcher.cursor() as cursor:
+            cursor.execute(
+                "SELECT progress_done, progress_total, progress_note FROM jobs_job WHERE id = %s", [job_id]
+            )
+            row = cursor.fetchone()
+            cursor.execute("SELECT count(*) FROM patients_labresult")
+            watched.append((*row, cursor.fetchone()[0], connection.in_atomic_block))
+
+    _spy(monkeypatch, [], watch)
+    try:
+        run_queued_jobs()
+    finally:
+        watcher.close()
+    inside = [w for w in watched if w[4]]  # written while the import's transaction was open
+    assert [w[:4] for w in inside if w[2] == "Recomputing the patients"] == [
+        (1, 3, "Recomputing the patients", 0),
+        (2, 3, "Recomputing the patients", 0),
+        (3, 3, "Recomputing the patients", 0),
+    ]
+    assert any(w[2] == "Reading and checking the file (bytes read)" and w[0] > 0 for w in inside)
+    assert LabResult.objects.count() == 3
+    job = Job.objects.get(kind=Job.Kind.IMPORT_RUN)
+    assert job.status == Job.Status.SUCCEEDED and job.progress_note == "Imported"
+
+
+def test_the_stored_report_of_a_whole_read_file_is_bounded(hema_client, monkeypatch):
+    import patients.uploads
+
+    monkeypatch.setattr(patients.uploads, "ERRORS_SHOWN", 2)
+    header = "mrn,date,tmax_c,hypotension,oxygen,antipyretic,tocilizumab,corticosteroids\n"
+    rows = "".join(f"P001,2025-03-0{day},hot,none,none,0,0,0\n" for day in range(2, 7))
+    upload(hema_client, header + rows, kind="observations", name="observations.csv")
+    run_queued_jobs()
+    stored = ImportUpload.objects.get()
+    assert stored.status == ImportUpload.Status.REFUSED
+    assert [e["line"] for e in stored.report["errors"]] == [2, 3]
+    assert stored.report["error_count"] == 5
+    assert stored.report["hidden_error_lines"] == [
+        "observations.csv: 3 more problems in column tmax_c are not listed."
+    ]
+    page = hema_client.get(reverse("patients:import-upload", args=[stored.pk])).content.decode()
+    assert "3 more problems in column tmax_c are not listed." in page
+
+
+def test_the_import_job_page_shows_the_stage_and_its_count(hema_client):
+    upload(hema_client, GOOD)
+    run_queued_jobs()
+    response = confirm(hema_client, ImportUpload.objects.get())
+    job = Job.objects.get(kind=Job.Kind.IMPORT_RUN)
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.RUNNING, progress_done=2, progress_total=3, progress_note="Recomputing the patients"
+    )
+    page = hema_client.get(response["Location"]).content.decode()
+    assert "Recomputing the patients (2 of 3)" in page and 'value="67"' in page
+    assert 'http-equiv="refresh"' in page
+
+
+def test_one_import_runs_at_a_time_and_the_other_preview_stays_confirmable(hema_client, team):
+    colleague = Client()
+    colleague.force_login(make_user("dr.same", "hematologist", (team,)))
+    upload(hema_client, GOOD)
+    upload(colleague, HEADER + "P001,2025-03-09T06:30:00+00:00,il6,300,pg/mL,\n")
+    run_queued_jobs()
+    first, second = ImportUpload.objects.order_by("pk")
+    confirm(hema_client, first)
+    waiting = confirm(colleague, second)
+    assert waiting["Location"] == reverse("patients:import-upload", args=[second.pk])
+    page = colleague.get(waiting["Location"]).content.decode()
+    assert "already queued or running" in page and "Confirm the import" in page
+    second.refresh_from_db()
+    assert second.status == ImportUpload.Status.CHECKED
+    run_queued_jobs()
+    assert confirm(colleague, second)["Location"].startswith("/patients/files/import/job/")
+    run_queued_jobs()
+    assert LabResult.objects.count() == 3
+    assert DataTransfer.objects.filter(dry_run=False, accepted=True).count() == 2

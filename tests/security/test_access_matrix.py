@@ -99,17 +99,20 @@ EXPECTED: dict[str, tuple[str, tuple[Any, ...]]] = {  # keyed by URL name
     "patients:override": (GET, HEMATOLOGIST_PATIENT_PAGE),
     "patients:override-void": (POST, HEMATOLOGIST_PATIENT_PAGE),
     "patients:alert-ack": (POST, HEMATOLOGIST_PATIENT_PAGE),
-    # import and export (patients/transfer_views.py): hematologists, their own teams' patients
+    # import and export (patients/transfer_views.py): hematologists, their own teams' patients;
+    # every import is an upload of one's own, checked and imported by background jobs
     "patients:import": (GET, HEMATOLOGIST_PAGE),
-    "patients:import-preview": (GET, HEMATOLOGIST_PAGE),  # nothing pending: back to the upload page
-    "patients:import-confirm": (POST, HEMATOLOGIST_PAGE),  # no valid digest: refused, redirected
+    "patients:import-upload": (GET, HEMATOLOGIST_PAGE),  # the hematologist's own upload
+    "patients:import-upload-confirm": (POST, HEMATOLOGIST_PAGE),  # no valid digest: refused, redirected
+    "patients:import-job": (GET, (LOGIN, 403, 403, 404, 403, 403)),  # not an import job of one's own
     "patients:import-result": (GET, HEMATOLOGIST_PAGE),  # one's own imports only (else 404)
     "patients:export": (GET, HEMATOLOGIST_PAGE),
-    # large imports in the background (patients/upload_views.py): one's own upload and job only
+    # the earlier addresses (session preview, separate large import) redirect to the above
+    "patients:import-preview": (GET, HEMATOLOGIST_PAGE),  # nothing waiting: back to the upload page
+    "patients:import-confirm": (POST, HEMATOLOGIST_PAGE),  # imports nothing: back to the upload page
     "patients:upload": (GET, HEMATOLOGIST_PAGE),
-    "patients:upload-preview": (GET, HEMATOLOGIST_PAGE),  # the hematologist's own upload
-    "patients:upload-confirm": (POST, HEMATOLOGIST_PAGE),  # still being checked: back to its page
-    "patients:upload-job": (GET, (LOGIN, 403, 403, 404, 403, 403)),  # not an import job of one's own
+    "patients:upload-preview": (GET, HEMATOLOGIST_PAGE),
+    "patients:upload-confirm": (POST, HEMATOLOGIST_PAGE),
     # --- score models and site parameters (scoring/urls.py) ---------------------------------
     "scoring:model-list": (GET, HEMATOLOGIST_PAGE),
     "scoring:model-detail": (GET, HEMATOLOGIST_PAGE),
