@@ -267,54 +267,6 @@ def test_the_jobs_report_their_stages_and_the_recompute_patient_by_chunk(
     assert LabResult.objects.count() == 3
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_watcher_sees_the_progress_while_the_imports_transaction_is_open(
-    hematologist, clinician, team, patient, monkeypatch
-):
-    """PostgreSQL: the progress goes through a connection of its own and commits at once, while
-    the import's rows are not visible yet (one transaction, all or nothing)."""
-    from django.db import DEFAULT_DB_ALIAS, connection, connections
-
-    if connection.vendor != "postgresql":
-        pytest.skip("SQLite has one writer: the progress inside the import is seen at its commit")
-    import scoring.services
-
-    _three_patients(clinician, team)
-    monkeypatch.setattr(scoring.services, "RECOMPUTE_CHUNK", 1)
-    client = Client()
-    client.force_login(hematologist)
-    upload(client, THREE_PATIENTS)
-    run_queued_jobs()
-    confirm(client, ImportUpload.objects.get())
-    watcher = connections.create_connection(DEFAULT_DB_ALIAS)
-    watched: list[tuple] = []
-
-    def watch(job_id: int) -> None:
-        with watcher.cursor() as cursor:
-            cursor.execute(
-                "SELECT progress_done, progress_total, progress_note FROM jobs_job WHERE id = %s", [job_id]
-            )
-            row = cursor.fetchone()
-            cursor.execute("SELECT count(*) FROM patients_labresult")
-            watched.append((*row, cursor.fetchone()[0], connection.in_atomic_block))
-
-    _spy(monkeypatch, [], watch)
-    try:
-        run_queued_jobs()
-    finally:
-        watcher.close()
-    inside = [w for w in watched if w[4]]  # written while the import's transaction was open
-    assert [w[:4] for w in inside if w[2] == "Recomputing the patients"] == [
-        (1, 3, "Recomputing the patients", 0),
-        (2, 3, "Recomputing the patients", 0),
-        (3, 3, "Recomputing the patients", 0),
-    ]
-    assert any(w[2] == "Reading and checking the file (bytes read)" and w[0] > 0 for w in inside)
-    assert LabResult.objects.count() == 3
-    job = Job.objects.get(kind=Job.Kind.IMPORT_RUN)
-    assert job.status == Job.Status.SUCCEEDED and job.progress_note == "Imported"
-
-
 def test_the_stored_report_of_a_whole_read_file_is_bounded(hema_client, monkeypatch):
     import patients.uploads
 
