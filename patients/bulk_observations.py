@@ -100,6 +100,21 @@ def _check_values(row: im._Row, filename: str) -> list[tuple[str, str]] | tuple[
     return tuple(clean[f] for f in FIELDS)
 
 
+def _future(day_date: date, known: dict[date, list[str]]) -> list[str]:
+    """The writer's refusal of a day still to come, asked once per date of the file (a bounded number)."""
+    messages = known.get(day_date)
+    if messages is None:
+        try:
+            services.check_not_future_date(day_date, "date")
+            messages = []
+        except ValidationError as exc:
+            messages = exc.message_dict.get("date", exc.messages)
+        if len(known) >= bulk.CHECKS_KEPT:
+            known.clear()
+        known[day_date] = messages
+    return messages
+
+
 def plan_observations(
     text: im.CsvSource, report: im.ImportReport, ctx: im._Context
 ) -> Callable[[], set[int]] | None:
@@ -120,6 +135,7 @@ def plan_observations(
     rows, _header = im.iter_rows(text, kind=im.OBSERVATIONS, filename=fn, errors=read_errors)
     chunk: list[tuple[Any, ...]] = []
     checks: dict[tuple[str, ...], list[tuple[str, str]] | tuple[Any, ...]] = {}
+    future: dict[date, list[str]] = {}
     with connection.cursor() as cursor:
         _create_stage(cursor)
         for row in rows:
@@ -132,7 +148,8 @@ def plan_observations(
                 if not MIN_DAY <= day <= MAX_DAY:
                     c.error("date", im._day_error(day, _("this date")))
                 else:
-                    im._refuse_future(c, "date", services.check_not_future_date, day_date)
+                    for message in _future(day_date, future):
+                        c.error("date", message)
                     death = deaths.get(patient.pk)
                     if death is not None and day_date > death[0]:
                         c.error("date", services.after_death_text(*death, day_date))
