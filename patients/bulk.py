@@ -9,7 +9,8 @@ in with ``INSERT … SELECT``. Nothing the size of the file is held in memory: o
 the file's patients, the first problems of the report, and one chunk of rows.
 
 The messages, the dry run, the skip of identical rows and corrections with a
-reason are those of the in-memory planner it replaced.
+reason are those of the in-memory planner it replaced. The staging, the chunked
+reads and the bounded report serve observations.csv too (``bulk_observations``).
 """
 
 # The SQL below is built only from constant table and column names; values are parameters.
