@@ -9,7 +9,8 @@ in with ``INSERT … SELECT``. Nothing the size of the file is held in memory: o
 the file's patients, the first problems of the report, and one chunk of rows.
 
 The messages, the dry run, the skip of identical rows and corrections with a
-reason are those of the in-memory planner it replaced.
+reason are those of the in-memory planner it replaced. The staging, the chunked
+reads and the bounded report serve observations.csv too (``bulk_observations``).
 """
 
 # The SQL below is built only from constant table and column names; values are parameters.
@@ -29,6 +30,7 @@ from django.utils.translation import gettext as _
 
 from patients import imports as im
 from patients import services
+from patients.csvread import NotText
 from patients.models import LabResult, Patient
 from scoring.rules import units
 from scoring.rules.days import MAX_DAY, MIN_DAY, day_of
@@ -101,6 +103,18 @@ def _report_problems(report: im.ImportReport, *passes: _Problems) -> None:
             report.hidden_errors[column] = report.hidden_errors.get(column, 0) + count
 
 
+def _report_read_errors(report: im.ImportReport, read_errors: _Problems) -> None:
+    """A file that cannot be read is refused as that alone, as when it was read whole first.
+
+    Its rows' MRNs were not looked at then, so none is a refused access; a file that is
+    not text has no rows.
+    """
+    report.unknown_mrns.clear()
+    if any(isinstance(e, NotText) for e in read_errors):
+        report.rows = 0
+    _report_problems(report, read_errors)
+
+
 def _lab_table() -> str:
     return LabResult._meta.db_table
 
@@ -124,17 +138,20 @@ def _create_stage(cursor: Any) -> None:
     cursor.execute(f"CREATE INDEX {STAGE}_key ON {STAGE} (patient_id, analyte, collected_at)")
 
 
-def _flush(cursor: Any, chunk: list[tuple[Any, ...]]) -> None:
+def _flush(
+    cursor: Any, chunk: list[tuple[Any, ...]], stage: str = STAGE, columns: Sequence[str] = _STAGE_COLUMNS
+) -> None:
+    """One chunk of staged rows into a staging table: ``COPY`` on PostgreSQL, ``executemany`` on SQLite."""
     if not chunk:
         return
     if connection.vendor == "postgresql":
         raw = cursor.cursor  # the psycopg cursor under Django's wrapper
-        with raw.copy(f"COPY {STAGE} ({', '.join(_STAGE_COLUMNS)}) FROM STDIN") as copy:
+        with raw.copy(f"COPY {stage} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in chunk:
                 copy.write_row(row)
     else:
-        marks = ", ".join(["%s"] * len(_STAGE_COLUMNS))
-        cursor.executemany(f"INSERT INTO {STAGE} ({', '.join(_STAGE_COLUMNS)}) VALUES ({marks})", chunk)
+        marks = ", ".join(["%s"] * len(columns))
+        cursor.executemany(f"INSERT INTO {stage} ({', '.join(columns)}) VALUES ({marks})", chunk)
     chunk.clear()
 
 
@@ -284,7 +301,7 @@ def plan_labs(text: im.CsvSource, report: im.ImportReport, ctx: im._Context) -> 
         if connection.vendor == "postgresql":
             cursor.execute(f"ANALYZE {STAGE}")  # a temporary table has no statistics otherwise
         if read_errors:
-            _report_problems(report, read_errors)
+            _report_read_errors(report, read_errors)
             return None
         duplicates = _Problems()
         _duplicates(cursor, report, duplicates, patients)

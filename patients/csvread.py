@@ -125,8 +125,13 @@ class _Row:
 CsvSource = str | bytes | IO[bytes]
 
 
+@dataclass(frozen=True)
+class NotText(RowError):
+    """The file's bytes are not UTF-8 text: the file itself is refused, whatever rows came before."""
+
+
 def _not_utf8(filename: str, line: int, byte: int) -> RowError:
-    return RowError(
+    return NotText(
         filename,
         line,
         "",

@@ -1,8 +1,9 @@
 """CSV imports of SPEC 8.2: patients, labs, observations and events.
 
 Each import reads the whole file, validates every row in memory against the
-stored data (a constant number of queries; labs.csv is streamed and validated
-set-based instead, in patients/bulk.py), and then either refuses the file,
+stored data (a constant number of queries; labs.csv and observations.csv are
+streamed and validated set-based instead, in patients/bulk.py and
+patients/bulk_observations.py), and then either refuses the file,
 listing every bad row, or writes it all in one transaction: rows and their
 change history in bulk, then one recompute of each affected patient.
 
@@ -53,18 +54,14 @@ from patients.csvread import (  # noqa: F401  # re-exported: the reading of the 
 )
 from patients.models import (
     MRN_VALIDATOR,
-    TMAX_MAX_C,
-    TMAX_MIN_C,
     CareTeam,
     ClinicalEvent,
     DataTransfer,
     EventKind,
     GradeOverride,
-    Hypotension,
     Infusion,
     LabResult,
     Observation,
-    Oxygen,
     Patient,
     SiteParameters,
     Source,
@@ -345,10 +342,11 @@ def run_import(
         raise ValueError(f"unknown import kind {kind!r}; accepted: {', '.join(COLUMNS)}")
     report = ImportReport(kind=kind, filename=filename, dry_run=dry_run, scoped=scope is not None)
     reason = (reason or "").strip()
-    if kind == LABS:
-        text: CsvSource = data  # streamed: decoded a line at a time (patients/bulk.py)
+    if kind in (LABS, OBSERVATIONS):
+        # Streamed: decoded a line at a time (patients/bulk.py, patients/bulk_observations.py).
+        text: CsvSource = data
     else:
-        # The other files are a ward's size: read whole and planned in memory.
+        # patients.csv and events.csv are a ward's size: read whole and planned in memory.
         text, errors = decode(data if isinstance(data, str | bytes) else data.read(), filename)
         report.errors.extend(errors)
     if correct and not reason:
@@ -401,6 +399,10 @@ def _plan(kind: str, text: CsvSource, report: ImportReport, ctx: _Context) -> Ca
         from patients import bulk
 
         return bulk.plan_labs(text, report, ctx)
+    if kind == OBSERVATIONS:
+        from patients import bulk_observations
+
+        return bulk_observations.plan_observations(text, report, ctx)
     assert isinstance(text, str)  # decoded by run_import
     rows, errors, header = read_rows(text, kind=kind, filename=report.filename)
     report.rows = len(rows)
@@ -751,139 +753,7 @@ def _lab_field_to_column(key: str) -> str:
 
 
 # --- observations.csv ----------------------------------------------------------------------
-
-_OBS_FIELDS = services.OBSERVATION_FIELDS
-
-
-@dataclass
-class _ObsRow:
-    line: int
-    patient: Patient
-    date: date
-    values: dict[str, Any]
-
-
-def _plan_observations(
-    rows: list[_Row], header: set[str], report: ImportReport, ctx: _Context
-) -> Callable[[], set[int]] | None:
-    fn = report.filename
-    patients = _patients_by_mrn((r.cells["mrn"] for r in rows), lock=not report.dry_run, scope=ctx.scope)
-    parsed: dict[tuple[int, date], _ObsRow] = {}
-    deaths = _death_dates(patients)
-    for row in rows:
-        c = _Cells(row, fn, report.errors)
-        patient = _unknown_mrn(c, patients, report)
-        day_date = c.date("date", required=True)
-        if patient is not None and day_date is not None:
-            day = day_of_date(day_date, patient.infusion.infusion_date)
-            if not MIN_DAY <= day <= MAX_DAY:
-                c.error("date", _day_error(day, _("this date")))
-            else:
-                _refuse_future(c, "date", services.check_not_future_date, day_date)
-                death = deaths.get(patient.pk)
-                if death is not None and day_date > death[0]:
-                    c.error("date", services.after_death_text(*death, day_date))
-        values = {
-            "tmax_c": c.decimal("tmax_c", low=TMAX_MIN_C, high=TMAX_MAX_C, unit="°C", places=1),
-            "hypotension": c.choice("hypotension", Hypotension.values, Hypotension.NONE),
-            "oxygen": c.choice("oxygen", Oxygen.values, Oxygen.NONE),
-            "antipyretic": c.boolean("antipyretic"),
-            "tocilizumab": c.boolean("tocilizumab"),
-            "corticosteroids": c.boolean("corticosteroids"),
-        }
-        if c.bad or patient is None or day_date is None:
-            continue
-        values = services.validate_observation(values)
-        item = _ObsRow(row.line, patient, day_date, values)
-        key = (patient.pk, day_date)
-        first = parsed.get(key)
-        if first is not None:
-            if first.values != values:
-                c.error(
-                    "date",
-                    _("%(mrn)s %(date)s appears again with other values (first on line %(line)d)")
-                    % {"mrn": patient.mrn, "date": day_date, "line": first.line},
-                )
-            else:
-                report.skipped += 1
-            continue
-        parsed[key] = item
-    # Conflicts of the good rows are reported too, beside the bad rows: one report lists all.
-    stored = {
-        (o.patient_id, o.date): o
-        for o in Observation.objects.active().filter(
-            patient__in=list(patients.values()), date__in={d for _pid, d in parsed}
-        )
-    }
-    creates: list[_ObsRow] = []
-    updates: list[tuple[Observation, _ObsRow]] = []
-    for key, item in parsed.items():
-        current = stored.get(key)
-        if current is None:
-            creates.append(item)
-            continue
-        changed = [f for f in _OBS_FIELDS if getattr(current, f) != item.values[f]]
-        if not changed:
-            report.skipped += 1
-        elif ctx.correct:
-            updates.append((current, item))
-        else:
-            for f in changed:
-                was = getattr(current, f)
-                report.errors.append(
-                    RowError(
-                        fn,
-                        item.line,
-                        f,
-                        _cell_text(item.values[f]),
-                        _(
-                            "conflict: the observation of %(mrn)s on %(date)s is stored with %(column)s "
-                            "%(stored)s; to change it, %(how)s"
-                        )
-                        % {
-                            "mrn": item.patient.mrn,
-                            "date": item.date,
-                            "column": f,
-                            "stored": repr(_cell_text(was)),
-                            "how": ctx.correct_hint,
-                        },
-                    )
-                )
-    report.created, report.updated = len(creates), len(updates)
-    if report.errors:
-        return None
-
-    def write() -> set[int]:
-        objs = [
-            Observation(
-                patient=item.patient,
-                date=item.date,
-                source=ctx.source,
-                entered_by=ctx.entered_by,
-                entered_at=ctx.now,
-                **item.values,
-            )
-            for item in creates
-        ]
-        bulk_create_with_history(
-            objs, Observation, default_user=ctx.history_user, default_change_reason="imported"
-        )
-        changed = []
-        for obs, item in updates:
-            for f in _OBS_FIELDS:
-                setattr(obs, f, item.values[f])
-            obs.version += 1
-            changed.append(obs)
-        bulk_update_with_history(
-            changed,
-            Observation,
-            [*_OBS_FIELDS, "version"],
-            default_user=ctx.history_user,
-            default_change_reason=ctx.correction_reason,
-        )
-        return {item.patient.pk for item in creates} | {o.patient_id for o in changed}
-
-    return write
+# Streamed and set-based, as labs.csv: patients/bulk_observations.py.
 
 
 def _cell_text(value: Any) -> str:
@@ -1041,7 +911,6 @@ def _plan_events(
 
 _PLANNERS: dict[str, Planner] = {
     PATIENTS: _plan_patients,
-    OBSERVATIONS: _plan_observations,
     EVENTS: _plan_events,
 }
 
