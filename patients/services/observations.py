@@ -50,6 +50,17 @@ def validate_observation(values: dict[str, Any]) -> dict[str, Any]:
                     % {"value": tmax}
                 }
             )
+        if tmax != tmax.quantize(Decimal("0.1")):
+            # Refused, not rounded: a slip is never turned silently into another number (SPEC 9).
+            raise ValidationError(
+                {
+                    "tmax_c": _(
+                        "Tmax %(value)s °C has more than one decimal; it is recorded to one decimal, "
+                        "such as 38.5."
+                    )
+                    % {"value": tmax}
+                }
+            )
         out["tmax_c"] = tmax.quantize(Decimal("0.1"))
     else:
         out["tmax_c"] = None
