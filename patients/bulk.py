@@ -220,6 +220,32 @@ def _check_lab(
     )
 
 
+# A collection time checked for one patient: the time (None when refused), its database
+# value and ISO text, and the problems of the collected_at cell.
+_Timed = tuple[datetime | None, Any, str, list[str]]
+
+
+def _check_time(text: str, patient: Patient | None, tz: Any, death: Any, ops: Any) -> _Timed:
+    """A collection time parsed and checked against the patient, as the entry form checks it."""
+    when = im.parse_collected_at(text)
+    if isinstance(when, str):
+        return None, None, "", [when]
+    problems: list[str] = []
+    if patient is not None:
+        day = day_of(when, tz, patient.infusion.infusion_date)
+        if not MIN_DAY <= day <= MAX_DAY:
+            problems.append(im._day_error(day, _("this sample")))
+        else:
+            try:
+                services.check_not_future_time(when, "collected_at")
+            except ValidationError as exc:
+                problems.extend(exc.message_dict.get("collected_at", exc.messages))
+            local = when.astimezone(tz).date()
+            if death is not None and local > death[0]:
+                problems.append(services.after_death_text(*death, local))
+    return when, ops.adapt_datetimefield_value(when), when.isoformat(), problems
+
+
 def _decimal(value: Any) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
@@ -230,9 +256,7 @@ def plan_labs(text: im.CsvSource, report: im.ImportReport, ctx: im._Context) -> 
     # First pass: the file's MRNs only, to load (and lock) its patients once.
     mrns: set[str] = set()
     # A file that cannot be read is reported by the second pass.
-    rows, _header = im.iter_rows(text, kind=im.LABS, filename=fn, errors=[])
-    for row in rows:
-        mrns.add(row.cells.get("mrn", ""))
+    mrns.update(im.column_cells(text, kind=im.LABS, column="mrn"))
     patients = im._patients_by_mrn(mrns, lock=not report.dry_run, scope=ctx.scope)
     del mrns
     tz = site_zone()
@@ -244,25 +268,28 @@ def plan_labs(text: im.CsvSource, report: im.ImportReport, ctx: im._Context) -> 
     rows, _header = im.iter_rows(text, kind=im.LABS, filename=fn, errors=read_errors)
     chunk: list[tuple[Any, ...]] = []
     checks: dict[tuple[str, str, str], list[tuple[str, str]] | tuple[Any, ...]] = {}
+    times: dict[tuple[str, int | None], _Timed] = {}
     with connection.cursor() as cursor:
         _create_stage(cursor)
         for row in rows:
             report.rows += 1
             c = im._Cells(row, fn, row_errors)
             patient = im._unknown_mrn(c, patients, report)
-            when = im.parse_collected_at(c.raw("collected_at"))
-            if isinstance(when, str):
-                c.error("collected_at", when)
-            elif patient is not None:
-                day = day_of(when, tz, patient.infusion.infusion_date)
-                if not MIN_DAY <= day <= MAX_DAY:
-                    c.error("collected_at", im._day_error(day, _("this sample")))
-                else:
-                    im._refuse_future(c, "collected_at", services.check_not_future_time, when)
-                    death = deaths.get(patient.pk)
-                    if death is not None and when.astimezone(tz).date() > death[0]:
-                        c.error("collected_at", services.after_death_text(*death, when.astimezone(tz).date()))
-            key = (c.raw("analyte"), c.raw("value"), c.raw("unit"))
+            cells = row.cells  # read directly: ``c.raw`` is a call per cell
+            # A panel's rows share their time: each (time, patient) is checked once.
+            time_key = (cells.get("collected_at", ""), None if patient is None else patient.pk)
+            timed = times.get(time_key)
+            if timed is None:
+                timed = _check_time(
+                    time_key[0], patient, tz, deaths.get(patient.pk) if patient else None, ops
+                )
+                if len(times) >= CHECKS_KEPT:
+                    times.clear()  # bounded whatever the file
+                times[time_key] = timed
+            when, when_db, when_text, time_problems = timed
+            for message in time_problems:
+                c.error("collected_at", message)
+            key = (cells.get("analyte", ""), cells.get("value", ""), cells.get("unit", ""))
             checked = checks.get(key)
             if checked is None:
                 checked = _check_lab(*key, usual, ops)
@@ -273,7 +300,7 @@ def plan_labs(text: im.CsvSource, report: im.ImportReport, ctx: im._Context) -> 
                 for col, message in checked:
                     c.error(col, message)
                 continue
-            if c.bad or patient is None or isinstance(when, str):
+            if c.bad or patient is None or when is None:
                 continue
             analyte, value, comparator, entered_value, entered_unit, loinc, flags, warnings, notes = checked
             chunk.append(
@@ -281,18 +308,18 @@ def plan_labs(text: im.CsvSource, report: im.ImportReport, ctx: im._Context) -> 
                     row.line,
                     patient.pk,
                     analyte,
-                    ops.adapt_datetimefield_value(when),
+                    when_db,
                     value,
                     comparator,
                     entered_value,
                     entered_unit,
                     loinc,
-                    c.raw("note"),
+                    cells.get("note", ""),
                     flags,
                     warnings,
                     notes,
-                    c.raw("value"),
-                    when.isoformat(),
+                    key[1],
+                    when_text,
                 )
             )
             if len(chunk) >= CHUNK:

@@ -266,6 +266,26 @@ def iter_rows(
     return _records(reader, names, filename, errors), seen
 
 
+def column_cells(text: CsvSource, *, kind: str, column: str) -> Iterator[str]:
+    """One column's cells, as :func:`iter_rows` gives them, for a first pass that needs no more.
+
+    Neither the rows' dicts nor errors are made: the second, full pass reports the file's
+    problems. A row with the wrong number of cells is skipped, as there.
+    """
+    reader = csv.reader(text_lines(text, "", []), strict=True)
+    try:
+        header = next(reader, None)
+        names = [h.strip() for h in header or ()]
+        if column not in names or len(set(names)) != len(names) or not set(names) <= set(COLUMNS[kind]):
+            return
+        index, width = names.index(column), len(names)
+        for record in reader:
+            if len(record) == width:
+                yield unquote_text_cell(record[index].strip())
+    except csv.Error:
+        return
+
+
 def _records(reader: Any, names: list[str], filename: str, errors: list[RowError]) -> Iterator[_Row]:
     line = reader.line_num + 1
     try:
@@ -288,7 +308,12 @@ def _records(reader: Any, names: list[str], filename: str, errors: list[RowError
                     )
                 )
                 continue
-            cells = {n: unquote_text_cell(v.strip()) for n, v in zip(names, record, strict=True)}
+            # unquote_text_cell only for the cells that start with its quote (a call per cell is
+            # a good part of reading a big file).
+            cells = {
+                n: unquote_text_cell(v) if v.startswith("'") else v
+                for n, v in zip(names, map(str.strip, record), strict=True)
+            }
             yield _Row(start, cells)
     except csv.Error as exc:
         reason = _("this row cannot be read as CSV: %(error)s") % {"error": exc}

@@ -44,6 +44,7 @@ from patients.csvread import (  # noqa: F401  # re-exported: the reading of the 
     RowError,
     _Cells,
     _Row,
+    column_cells,
     decode,
     iter_rows,
     parse_collected_at,

@@ -34,6 +34,7 @@ from patients.models import (
     Patient,
     SiteParameters,
 )
+from scoring import store
 from scoring.assess import Assessment, PatientInputs, Summary, assess_patient
 from scoring.i18n import error_text
 from scoring.models import Alert, DailyAssessment, ModelStatus, PatientSummary, Provenance, ScoreModel
@@ -344,38 +345,41 @@ def _shallow(obj: Any) -> dict[str, Any]:
     return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
-def _row_values(row: Any) -> dict[str, Any]:
-    values = _shallow(row)
-    values.pop("day")
-    return values
+_ROW_KEY = ["patient_id", "model_id", "day"]
+_SUMMARY_FIELDS = [f.name for f in fields(Summary)]
 
 
 def _store_rows(assessments: dict[int, Assessment], model: ScoreModel) -> None:
+    """Write the day rows that changed: new ones inserted, changed ones updated, gone ones deleted.
+
+    Set-based through :mod:`scoring.store` (``COPY`` on PostgreSQL), not ``bulk_create``.
+    """
     stored = DailyAssessment.objects.filter(patient_id__in=assessments.keys(), model=model)
     rows_from = min((a.rows_from for a in assessments.values()), default=0)
     if rows_from > 0:
         # An incremental recompute (one patient): the earlier days cannot have changed.
         stored = stored.filter(day__gte=rows_from)
-    existing = {(a.patient_id, a.day): a for a in stored if a.day >= assessments[a.patient_id].rows_from}
+    existing: dict[tuple[int, int], tuple[int, tuple[Any, ...]]] = {}
+    for pk, pid, day, *values in stored.values_list("pk", "patient_id", "day", *_ROW_FIELDS):
+        if day >= assessments[pid].rows_from:
+            existing[(pid, day)] = (pk, tuple(values))
     to_create, to_update = [], []
     wanted = set()
     for pid, assessment in assessments.items():
         for row in assessment.rows:
             key = (pid, row.day)
             wanted.add(key)
-            values = _row_values(row)
+            values = tuple(getattr(row, f) for f in _ROW_FIELDS)
             current = existing.get(key)
             if current is None:
-                to_create.append(DailyAssessment(patient_id=pid, model=model, day=row.day, **values))
-            elif any(_differs(getattr(current, f), v) for f, v in values.items()):
-                for f, v in values.items():
-                    setattr(current, f, v)
-                to_update.append(current)
-    stale = [a.pk for key, a in existing.items() if key not in wanted]
+                to_create.append((pid, model.pk, row.day, *values))
+            elif any(_differs(old, new) for old, new in zip(current[1], values, strict=True)):
+                to_update.append((current[0], *values))
+    stale = [pk for key, (pk, _values) in existing.items() if key not in wanted]
     if stale:
         DailyAssessment.objects.filter(pk__in=stale).delete()
-    DailyAssessment.objects.bulk_update(to_update, _ROW_FIELDS, batch_size=500)
-    DailyAssessment.objects.bulk_create(to_create, batch_size=500)
+    store.update_rows(DailyAssessment, _ROW_FIELDS, to_update)
+    store.insert_rows(DailyAssessment, _ROW_KEY + _ROW_FIELDS, to_create)
 
 
 def _differs(stored: Any, new: Any) -> bool:
@@ -385,23 +389,23 @@ def _differs(stored: Any, new: Any) -> bool:
 
 
 def _store_summaries(assessments: dict[int, Assessment], model: ScoreModel, now: datetime) -> None:
+    """Write the summaries that changed (with ``computed_at``), set-based as the day rows."""
     existing = {
-        s.patient_id: s for s in PatientSummary.objects.filter(patient_id__in=assessments.keys(), model=model)
+        pid: (pk, tuple(values))
+        for pk, pid, *values in PatientSummary.objects.filter(
+            patient_id__in=assessments.keys(), model=model
+        ).values_list("pk", "patient_id", *_SUMMARY_FIELDS)
     }
     to_create, to_update = [], []
     for pid, assessment in assessments.items():
-        values = _shallow(assessment.summary)
+        values = tuple(getattr(assessment.summary, f) for f in _SUMMARY_FIELDS)
         current = existing.get(pid)
         if current is None:
-            to_create.append(PatientSummary(patient_id=pid, model=model, computed_at=now, **values))
-        elif any(_differs(getattr(current, f), v) for f, v in values.items()):
-            for f, v in values.items():
-                setattr(current, f, v)
-            current.computed_at = now
-            to_update.append(current)
-    summary_fields = [f.name for f in fields(Summary)] + ["computed_at"]
-    PatientSummary.objects.bulk_update(to_update, summary_fields, batch_size=500)
-    PatientSummary.objects.bulk_create(to_create, batch_size=500)
+            to_create.append((pid, model.pk, *values, now))
+        elif any(_differs(old, new) for old, new in zip(current[1], values, strict=True)):
+            to_update.append((current[0], *values, now))
+    store.update_rows(PatientSummary, [*_SUMMARY_FIELDS, "computed_at"], to_update)
+    store.insert_rows(PatientSummary, ["patient_id", "model_id", *_SUMMARY_FIELDS, "computed_at"], to_create)
 
 
 def _store_alerts(assessments: dict[int, Assessment], patient_ids: list[int], now: datetime) -> None:

@@ -152,6 +152,44 @@ def test_a_value_checked_once_is_refused_or_accepted_on_every_line_it_appears(tw
     }
 
 
+def test_a_time_checked_once_per_patient_is_refused_or_accepted_on_every_line_it_appears(
+    two_patients, monkeypatch
+):
+    """A panel's rows share their time: checked once per (time, patient), the answer per patient."""
+    monkeypatch.setattr(bulk, "CHECKS_KEPT", 2)  # the kept answers are dropped as the file goes on
+    assert load("patients", PATIENTS_HEADER + "B3,B 3,F,,,,,2025-09-01,5,1,\n").ok
+    rows = [
+        "B1,2025-03-02T06:00Z,crp,40,mg/L,\n",  # line 2: day 1 of B1
+        "B3,2025-03-02T06:00Z,crp,40,mg/L,\n",  # the same time is long before B3's infusion
+        "B1,2025-03-02T06:00Z,ldh,250,U/L,\n",
+        "B3,2025-03-02T06:00Z,ldh,250,U/L,\n",  # line 5
+        "B1,2025-03-03 25:00,crp,41,mg/L,\n",  # not a time, for either patient
+        "B3,2025-03-03 25:00,crp,41,mg/L,\n",
+        "B1,2025-03-03T06:00Z,crp,41,mg/L,\n",
+        "B3,2025-03-02T06:00Z,il6,30,pg/mL,\n",  # line 9: after the kept answers were dropped
+    ]
+    report = load("labs", LABS_HEADER + "".join(rows))
+    assert not report.ok
+    assert [(e.line, e.column) for e in report.errors] == [
+        (3, "collected_at"),
+        (5, "collected_at"),
+        (6, "collected_at"),
+        (7, "collected_at"),
+        (9, "collected_at"),
+    ]
+    day_errors = [e.reason for e in report.errors if e.line in (3, 5, 9)]
+    assert len(set(day_errors)) == 1 and "outside the accepted range" in day_errors[0]
+    assert report.errors[2].reason == report.errors[3].reason != day_errors[0]
+    assert LabResult.objects.count() == 0
+    fixed = load("labs", LABS_HEADER + "".join(r for r in rows if r.startswith("B1,") and "25:00" not in r))
+    assert fixed.ok and fixed.created == 3, fixed.lines()
+    assert sorted(str(lab.collected_at) for lab in LabResult.objects.all()) == [
+        "2025-03-02 06:00:00+00:00",
+        "2025-03-02 06:00:00+00:00",
+        "2025-03-03 06:00:00+00:00",
+    ]
+
+
 def test_a_key_again_in_the_file_is_skipped_when_the_same_and_refused_with_its_first_line_otherwise(
     two_patients,
 ):
