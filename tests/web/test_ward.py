@@ -164,6 +164,23 @@ def test_ward_reminders_match_the_patient_page_at_the_edges_of_their_windows(cli
         assert "B-cell count overdue" in texts and "No bedside observation entered today" in texts, mrn
 
 
+def test_ward_reads_the_day_rows_of_a_patient_with_data_after_its_today(clinician, team):
+    # The summary keeps the last two data days; seen from yesterday, today's data lie ahead,
+    # so yesterday's running score and trend come from the day rows.
+    p = register(clinician, team, "T3", day=10)
+    services.lab_record(user=clinician, patient=p, analyte="crp", value="10", collected_at=at(p, 8))
+    services.lab_record(
+        user=clinician, patient=p, analyte="crp", value="250", collected_at=at(p, 9), confirmed=True
+    )
+    services.lab_record(
+        user=clinician, patient=p, analyte="crp", value="10", collected_at=at(p, 10), confirmed=True
+    )
+    (today,) = ward_rows(clinician, today=timezone.localdate())[1]
+    assert (today.day, today.running.day, today.trend, today.trend_delta) == (10, 10, "down", -1)
+    (yesterday,) = ward_rows(clinician, today=timezone.localdate() - timedelta(days=1))[1]
+    assert (yesterday.day, yesterday.running.day, yesterday.trend, yesterday.trend_delta) == (9, 9, "up", 1)
+
+
 def test_ward_search_by_mrn_or_name(clin_client, clinician, team):
     register(clinician, team, "ZX-1", name="Alice Wong")
     register(clinician, team, "QQ-2", name="Bob Li")
