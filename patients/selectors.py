@@ -7,13 +7,13 @@ from the stored results and the pure ``scoring.rules.alerts.reminders`` rule.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Exists, FilteredRelation, OuterRef, Q, QuerySet
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -48,9 +48,9 @@ class RunningDay:
 class WardRow:
     """One line of the ward list, with everything it shows."""
 
-    patient: Patient
+    patient: WardPatient
     day: int
-    summary: PatientSummary | None
+    summary: WardSummary | None
     running: RunningDay | None
     trend: str  # "up", "same", "down" or "" when there is no yesterday to compare with
     trend_delta: int | None
@@ -159,12 +159,32 @@ def patient_reminders(
     """Reminders due today for one patient, from its live B-cell labs and observations."""
     tz = site_zone()
     d0 = patient.infusion.infusion_date
-    day7 = score_result_from_stored(summary.day7_factors, model=model, day=7) if summary is not None else None
+    return due_reminders(
+        today_day=today_day,
+        summary=summary,
+        model=model,
+        bcell_days=[day_of(lab.collected_at, tz, d0) for lab in bcell_labs],
+        observation_days=[day_of_date(o.date, d0) for o in observations],
+    )
+
+
+def due_reminders(
+    *,
+    today_day: int,
+    summary: PatientSummary | WardSummary | None,
+    model: str,
+    bcell_days: list[int],
+    observation_days: list[int],
+) -> list[str]:
+    """Reminders due today (SPEC 3.5), from the days of the B-cell counts and observations."""
+    # The rule reads the day-7 factors only after the day-7 panel's reminder day.
+    needs_day7 = summary is not None and today_day > alert_rules.DAY7_PANEL_REMIND_AFTER_DAY
+    day7 = score_result_from_stored(summary.day7_factors, model=model, day=7) if needs_day7 else None
     due = alert_rules.reminders(
         today_day=today_day,
         day7=day7,
-        bcell_days=[day_of(lab.collected_at, tz, d0) for lab in bcell_labs],
-        observation_days=[day_of_date(o.date, d0) for o in observations],
+        bcell_days=bcell_days,
+        observation_days=observation_days,
     )
     return reminder_texts(due)
 
@@ -184,32 +204,59 @@ def _trend(rows: dict[int, RunningDay], today_day: int) -> tuple[str, int | None
     return ("up" if delta > 0 else "down" if delta < 0 else "same"), delta
 
 
-def _recent_start(today: date) -> datetime:
-    """The start of the B-cell reminder's window (SPEC 3.5), a day early for the zone."""
-    first = today - timedelta(days=alert_rules.BCELL_OVERDUE_AFTER_DAYS + 1)
-    return datetime(first.year, first.month, first.day, tzinfo=site_zone())
+def _local_midnight(day: date) -> datetime:
+    """The start of ``day`` in the site's zone."""
+    return datetime(day.year, day.month, day.day, tzinfo=site_zone())
+
+
+@dataclass(frozen=True, slots=True)
+class WardPatient:
+    """The patient as a ward row shows it (read as values, not as a model instance)."""
+
+    pk: int
+    mrn: str
+    name: str
+    synthetic: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WardSummary:
+    """The fields of the patient's stored summary the ward list shows, sorts by or reminds from."""
+
+    day7_points: int
+    day7_max_points: int
+    day7_band: str
+    day7_complete: bool
+    day7_factors: list[dict[str, Any]]
+    max_crs_grade: int
+    max_crs_day: int | None
+    severe_observed_day: int | None
+    severe_observed_grade: int | None
+    bcell_status: str
+    last_data_day: int
+    recent_days: list[dict[str, Any]]
+
+
+_SUMMARY_FIELDS = tuple(f.name for f in fields(WardSummary))
 
 
 def _running_days(
-    patients: list[Patient], *, today: date, model: ScoreModel
+    summaries: dict[int, tuple[int, WardSummary]], *, model: ScoreModel
 ) -> dict[int, dict[int, RunningDay]]:
     """Each patient's running rows of today and yesterday, read from the stored summary.
 
-    The summary keeps the last two data days; a patient with data dated after today
-    (a lab collected just past midnight) has its two days read from the day rows, in one
-    query for all such patients.
+    ``summaries`` maps each patient to today's day after infusion and its summary. The
+    summary keeps the last two data days; a patient with data dated after today (a lab
+    collected just past midnight) has its two days read from the day rows, in one query
+    for all such patients.
     """
     out: dict[int, dict[int, RunningDay]] = {}
     ahead: dict[int, int] = {}
-    for p in patients:
-        summary = p.active_summary[0] if p.active_summary else None
-        if summary is None:
-            continue
-        day = day_of_date(today, p.infusion.infusion_date)
+    for pid, (day, summary) in summaries.items():
         if day < summary.last_data_day:
-            ahead[p.pk] = day
+            ahead[pid] = day
         else:
-            out[p.pk] = {d["day"]: RunningDay(**d) for d in summary.recent_days}
+            out[pid] = {d["day"]: RunningDay(**d) for d in summary.recent_days}
     if ahead:
         wanted = Q()
         for pid, day in ahead.items():
@@ -224,46 +271,67 @@ def _running_days(
 def ward_rows(
     user: AbstractBaseUser | AnonymousUser, *, today: date, query: str = ""
 ) -> tuple[ScoreModel, list[WardRow]]:
-    """The ward list (SPEC 8.1), sorted by risk, in a constant number of queries."""
+    """The ward list (SPEC 8.1), sorted by risk, in three queries whatever the number of patients.
+
+    The active model; the patients with their infusion date, their summary under that model
+    (the stored running score of their last two data days, the day-7 result, grade and B-cell
+    status) and the two facts the date-dependent reminders need (a B-cell count in the last
+    days, an observation today), in one query of values; and their open alerts. No list of
+    ids is sent back to the database and no day row is read (unless data lie after today).
+    """
     model = ScoreModel.objects.active()
-    patients = list(
-        ward_patients(user, today=today, query=query)
-        .select_related("infusion", "care_team")
-        .prefetch_related(
-            Prefetch(
-                "summaries", queryset=PatientSummary.objects.filter(model=model), to_attr="active_summary"
-            ),
-            Prefetch(
-                "alerts",
-                queryset=Alert.objects.filter(
-                    resolved_at__isnull=True, acknowledged_at__isnull=True
-                ).order_by("day", "kind"),
-                to_attr="open_alerts",
-            ),
-            # The reminders look only at the last B-cell days and at today's observation:
-            # read those, not every row of every patient (a day of margin for the zone).
-            Prefetch(
-                "labs",
-                queryset=LabResult.objects.active()
-                .filter(analyte="bcell", collected_at__gte=_recent_start(today))
-                .only("id", "patient_id", "collected_at"),
-                to_attr="bcell_labs",
-            ),
-            Prefetch(
-                "observations",
-                queryset=Observation.objects.active().filter(date=today).only("id", "patient_id", "date"),
-                to_attr="obs_dates",
-            ),
-        )
+    visible = ward_patients(user, today=today, query=query)
+    bcell_window = (
+        _local_midnight(today - timedelta(days=alert_rules.BCELL_OVERDUE_AFTER_DAYS - 1)),
+        _local_midnight(today + timedelta(days=1)),
     )
-    running_days = _running_days(patients, today=today, model=model)
-    rows = []
-    for p in patients:
-        day = day_of_date(today, p.infusion.infusion_date)
-        last_day = p.monitoring_end_day if p.monitoring_end_day is not None else WARD_LAST_DAY
-        if not WARD_FIRST_DAY <= day <= last_day:
+    found = visible.annotate(
+        active_summary=FilteredRelation("summaries", condition=Q(summaries__model=model)),
+        recent_bcell=Exists(
+            LabResult.objects.active().filter(
+                patient=OuterRef("pk"),
+                analyte="bcell",
+                collected_at__gte=bcell_window[0],
+                collected_at__lt=bcell_window[1],
+            )
+        ),
+        observed_today=Exists(Observation.objects.active().filter(patient=OuterRef("pk"), date=today)),
+    ).values_list(
+        "pk",
+        "mrn",
+        "name",
+        "synthetic",
+        "monitoring_end_day",
+        "infusion__infusion_date",
+        "recent_bcell",
+        "observed_today",
+        "active_summary__pk",
+        *(f"active_summary__{name}" for name in _SUMMARY_FIELDS),
+    )
+    listed: list[tuple[WardPatient, int, WardSummary | None, bool, bool]] = []
+    for pk, mrn, name, synthetic, end_day, d0, bcell, observed, summary_pk, *summary in found:
+        day = day_of_date(today, d0)
+        if not WARD_FIRST_DAY <= day <= (WARD_LAST_DAY if end_day is None else end_day):
             continue
-        summary = p.active_summary[0] if p.active_summary else None
+        listed.append(
+            (
+                WardPatient(pk, mrn, name, synthetic),
+                day,
+                None if summary_pk is None else WardSummary(*summary),
+                bcell,
+                observed,
+            )
+        )
+    alerts: dict[int, list[Alert]] = {}
+    for alert in Alert.objects.filter(
+        patient__in=visible.values("pk"), resolved_at__isnull=True, acknowledged_at__isnull=True
+    ).order_by("patient_id", "day", "kind"):
+        alerts.setdefault(alert.patient_id, []).append(alert)
+    running_days = _running_days(
+        {p.pk: (day, summary) for p, day, summary, _, _ in listed if summary is not None}, model=model
+    )
+    rows = []
+    for p, day, summary, bcell, observed in listed:
         by_day = running_days.get(p.pk, {})
         running = _as_of(by_day, day)
         trend, delta = _trend(by_day, day)
@@ -283,14 +351,15 @@ def ward_rows(
                 trend_delta=delta,
                 sort_band=sort_band,
                 sort_points=sort_points,
-                alerts=list(p.open_alerts),
-                reminders=patient_reminders(
-                    p,
+                alerts=alerts.get(p.pk, []),
+                # The rule asks whether a B-cell day lies in its window and whether today has an
+                # observation: the query answered both, so today stands for the day found.
+                reminders=due_reminders(
                     today_day=day,
                     summary=summary,
                     model=model.name,
-                    bcell_labs=p.bcell_labs,
-                    observations=p.obs_dates,
+                    bcell_days=[day] if bcell else [],
+                    observation_days=[day] if observed else [],
                 ),
             )
         )

@@ -11,7 +11,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from patients import services
-from patients.selectors import ward_rows
+from patients.models import LabResult, Observation
+from patients.selectors import patient_reminders, ward_rows
+from scoring.models import PatientSummary
 from tests.web.conftest import at, register
 
 pytestmark = pytest.mark.django_db
@@ -121,6 +123,64 @@ def test_ward_trend_is_since_yesterday_so_no_new_data_reads_same(clin_client, cl
     assert "same as yesterday" in html
 
 
+def test_ward_reminders_match_the_patient_page_at_the_edges_of_their_windows(clinician, team):
+    # The ward asks the database whether a live B-cell count lies in the last 8 days (site
+    # time) and whether today has a live observation; the patient page reads the rows. Today
+    # is day 15: the window starts at midnight of day 8.
+    inside = register(clinician, team, "R-IN", day=15)
+    services.lab_record(
+        user=clinician, patient=inside, analyte="bcell", value="0", collected_at=at(inside, 8, 0)
+    )
+    services.observation_record(user=clinician, patient=inside, date=timezone.localdate(), tmax_c="37.0")
+    outside = register(clinician, team, "R-OUT", day=15)
+    services.lab_record(
+        user=clinician, patient=outside, analyte="bcell", value="0", collected_at=at(outside, 7, 23)
+    )
+    voided = register(clinician, team, "R-VOID", day=15)
+    lab = services.lab_record(
+        user=clinician, patient=voided, analyte="bcell", value="0", collected_at=at(voided, 12)
+    )
+    services.lab_void(user=clinician, lab=lab, expected_version=lab.version, reason="wrong patient")
+    obs = services.observation_record(user=clinician, patient=voided, date=timezone.localdate(), tmax_c="37")
+    services.observation_void(
+        user=clinician, observation=obs, expected_version=obs.version, reason="wrong day"
+    )
+
+    model, rows = ward_rows(clinician, today=timezone.localdate())
+    by_mrn = {r.patient.mrn: r for r in rows}
+    for patient in (inside, outside, voided):
+        page = patient_reminders(
+            patient,
+            today_day=15,
+            summary=PatientSummary.objects.filter(patient=patient, model=model).first(),
+            model=model.name,
+            bcell_labs=list(LabResult.objects.active().filter(patient=patient, analyte="bcell")),
+            observations=list(Observation.objects.active().filter(patient=patient)),
+        )
+        assert by_mrn[patient.mrn].reminders == page, patient.mrn
+    assert not any("B-cell" in t or "observation" in t for t in by_mrn["R-IN"].reminders)
+    for mrn in ("R-OUT", "R-VOID"):
+        texts = " ".join(by_mrn[mrn].reminders)
+        assert "B-cell count overdue" in texts and "No bedside observation entered today" in texts, mrn
+
+
+def test_ward_reads_the_day_rows_of_a_patient_with_data_after_its_today(clinician, team):
+    # The summary keeps the last two data days; seen from yesterday, today's data lie ahead,
+    # so yesterday's running score and trend come from the day rows.
+    p = register(clinician, team, "T3", day=10)
+    services.lab_record(user=clinician, patient=p, analyte="crp", value="10", collected_at=at(p, 8))
+    services.lab_record(
+        user=clinician, patient=p, analyte="crp", value="250", collected_at=at(p, 9), confirmed=True
+    )
+    services.lab_record(
+        user=clinician, patient=p, analyte="crp", value="10", collected_at=at(p, 10), confirmed=True
+    )
+    (today,) = ward_rows(clinician, today=timezone.localdate())[1]
+    assert (today.day, today.running.day, today.trend, today.trend_delta) == (10, 10, "down", -1)
+    (yesterday,) = ward_rows(clinician, today=timezone.localdate() - timedelta(days=1))[1]
+    assert (yesterday.day, yesterday.running.day, yesterday.trend, yesterday.trend_delta) == (9, 9, "up", 1)
+
+
 def test_ward_search_by_mrn_or_name(clin_client, clinician, team):
     register(clinician, team, "ZX-1", name="Alice Wong")
     register(clinician, team, "QQ-2", name="Bob Li")
@@ -146,14 +206,16 @@ def _add_patients(user, team, start: int, count: int) -> None:
         services.observation_record(user=user, patient=p, date=p.infusion.infusion_date, tmax_c="38.6")
 
 
-def test_ward_query_count_is_the_same_for_3_and_30_patients(clin_client, clinician, team):
+# Outside a test transaction, so the writes' transactions count as in production (BEGIN and
+# COMMIT of the access log's insert and of the session's save).
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_ward_query_count_is_the_same_for_3_and_30_patients_and_at_most_15(clin_client, clinician, team):
     _add_patients(clinician, team, 0, 3)
     three = _ward_queries(clin_client)
     _add_patients(clinician, team, 3, 27)
     thirty = _ward_queries(clin_client)
     assert three == thirty, f"{three} queries for 3 patients, {thirty} for 30"
-    # Issue 10 asks for 15 at most; here the savepoints of the test transaction count too (14).
-    assert thirty <= 14, thirty
+    assert thirty <= 15, thirty  # issue 10
 
 
 def test_patient_page_query_count_does_not_grow_with_data(clin_client, clinician, team):
