@@ -308,6 +308,10 @@ class _Context:
 ImportProgress = Callable[[str, int, int], None]
 
 
+# Streamed from the open file, which they read twice: their MRNs first, then their rows.
+STREAMED_KINDS = (LABS, OBSERVATIONS)
+
+
 def run_import(
     kind: str,
     data: CsvSource,
@@ -343,7 +347,7 @@ def run_import(
         raise ValueError(f"unknown import kind {kind!r}; accepted: {', '.join(COLUMNS)}")
     report = ImportReport(kind=kind, filename=filename, dry_run=dry_run, scoped=scope is not None)
     reason = (reason or "").strip()
-    if kind in (LABS, OBSERVATIONS):
+    if kind in STREAMED_KINDS:
         # Streamed: decoded a line at a time (patients/bulk.py, patients/bulk_observations.py).
         text: CsvSource = data
     else:

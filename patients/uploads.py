@@ -273,8 +273,8 @@ def _report_data(report: imports.ImportReport) -> dict[str, Any]:
 
 
 def _reading(upload: ImportUpload, progress: Progress) -> Callable[[int], None]:
-    """Progress while the file is read: bytes over every pass (labs.csv is read twice)."""
-    total = max(1, upload.size) * (2 if upload.kind == imports.LABS else 1)
+    """Progress while the file is read: bytes over every pass (a streamed file is read twice)."""
+    total = max(1, upload.size) * (2 if upload.kind in imports.STREAMED_KINDS else 1)
     return lambda read: progress(min(read, total), total)
 
 

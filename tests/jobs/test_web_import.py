@@ -267,6 +267,22 @@ def test_the_jobs_report_their_stages_and_the_recompute_patient_by_chunk(
     assert LabResult.objects.count() == 3
 
 
+def test_an_observations_check_counts_both_passes_over_the_file(hema_client, monkeypatch, settings):
+    """observations.csv is streamed like labs.csv (read twice): the count runs to the end once."""
+    header = "mrn,date,tmax_c,hypotension,oxygen,antipyretic,tocilizumab,corticosteroids\n"
+    text = header + "".join(f"P001,2025-03-0{day},38.5,none,none,0,0,0\n" for day in range(2, 7))
+    settings.IMPORT_UPLOAD_CHUNK_BYTES = 64
+    upload(hema_client, text, kind="observations", name="observations.csv")
+    seen: list = []
+    _spy(monkeypatch, seen)
+    run_queued_jobs()
+    counts = [s for s in seen if isinstance(s, tuple) and s[1] == 2 * len(text)]
+    assert counts and counts[-1] == (2 * len(text), 2 * len(text))
+    assert [c[0] for c in counts] == sorted(c[0] for c in counts)  # never reaches the end early
+    assert sum(1 for c in counts if c[0] == c[1]) == 1
+    assert ImportUpload.objects.get().status == ImportUpload.Status.CHECKED
+
+
 def test_the_stored_report_of_a_whole_read_file_is_bounded(hema_client, monkeypatch):
     import patients.uploads
 
