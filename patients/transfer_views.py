@@ -11,6 +11,7 @@ lives in the session, so any worker on any machine serves these pages and runs t
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -42,16 +43,20 @@ def import_upload(request: HttpRequest) -> HttpResponse:
     form = forms.ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        stored = upload_store(
-            user=request.user,
-            kind=data["kind"],
-            filename=data["file"].name,
-            file=data["file"],
-            correct=data["correct"],
-            reason=data["reason"],
-            ip_address=client_ip(request),
-        )
-        return redirect("patients:import-upload", pk=stored.pk)
+        try:
+            stored = upload_store(
+                user=request.user,
+                kind=data["kind"],
+                filename=data["file"].name,
+                file=data["file"],
+                correct=data["correct"],
+                reason=data["reason"],
+                ip_address=client_ip(request),
+            )
+        except ValidationError as exc:  # replaced by a newer upload of the same user
+            form.add_error(None, exc)
+        else:
+            return redirect("patients:import-upload", pk=stored.pk)
     status = 400 if form.errors else 200
     return render(request, "patients/import_upload.html", {"form": form}, status=status)
 

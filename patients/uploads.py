@@ -33,9 +33,10 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from crsrisk.accounts.models import AccessLog
 from crsrisk.accounts.roles import care_teams_of, sees_all_teams, visible_patients
@@ -51,6 +52,12 @@ Progress = Callable[[int, int], None]
 
 class PreviewInvalid(ValidationError):
     """The confirmation does not name a preview that may still be imported."""
+
+
+REPLACED = gettext_lazy(
+    "This upload was replaced by a newer one of yours (sent while it was being stored); "
+    "that newer file is the one that is checked."
+)
 
 
 def upload_store(
@@ -74,7 +81,6 @@ def upload_store(
     from crsrisk.jobs.services import job_start
 
     upload_purge_stale()
-    ImportUpload.objects.filter(uploaded_by=user).exclude(status=ImportUpload.Status.IMPORTING).delete()
     digest = hashlib.sha256()
     size = 0
     upload = ImportUpload.objects.create(
@@ -88,17 +94,27 @@ def upload_store(
     )
     file.seek(0)
     index = 0
-    while block := file.read(settings.IMPORT_UPLOAD_CHUNK_BYTES):
-        digest.update(block)
-        size += len(block)
-        ImportUploadChunk.objects.create(upload=upload, index=index, data=block)
-        index += 1
+    try:
+        while block := file.read(settings.IMPORT_UPLOAD_CHUNK_BYTES):
+            digest.update(block)
+            size += len(block)
+            ImportUploadChunk.objects.create(upload=upload, index=index, data=block)
+            index += 1
+    except IntegrityError:
+        # A newer upload of the same user (a double click, another tab) replaced this one
+        # while it was being stored: that one is the user's file now.
+        raise ValidationError(REPLACED) from None
     with transaction.atomic():
+        # Only older uploads go, once this one is whole: a newer one is never deleted.
+        older = ImportUpload.objects.filter(uploaded_by=user, pk__lt=upload.pk)
+        older.exclude(status=ImportUpload.Status.IMPORTING).delete()
         upload.size, upload.sha256 = size, digest.hexdigest()
+        if not ImportUpload.objects.filter(pk=upload.pk).update(size=upload.size, sha256=upload.sha256):
+            raise ValidationError(REPLACED)
         upload.check_job = job_start(
             kind=Job.Kind.IMPORT_CHECK, user=user, params={"upload": upload.pk}, exclusive=False
         )
-        upload.save(update_fields=["size", "sha256", "check_job"])
+        upload.save(update_fields=["check_job"])
     return upload
 
 
@@ -346,8 +362,16 @@ def _stored_sha256(upload: ImportUpload, progress: Progress) -> str:
 
 
 def run_import_file(job: Job, progress: Progress, note: Callable[[str], None]) -> dict[str, Any]:
-    """The import job: exactly the previewed bytes, all-or-nothing as the commands; the upload
-    is purged whatever the outcome."""
+    """The import job: exactly the previewed bytes, all-or-nothing as the commands.
+
+    The upload goes with the import's own commit, and the job's result is written in that
+    transaction too: a job delivered again after the commit (its worker died before marking it
+    done) returns that result instead of importing again. A database error leaves the upload in
+    place for ``job_run``'s retry; any other end (refused, changed, internal error) purges it.
+    """
+    if job.result.get("transfer"):
+        note(_("Imported") if job.result.get("ok") else _("Refused"))
+        return dict(job.result)
     upload = ImportUpload.objects.filter(pk=job.params["upload"]).first()
     if upload is None:
         raise _gone()
@@ -363,16 +387,23 @@ def run_import_file(job: Job, progress: Progress, note: Callable[[str], None]) -
                     "check). Nothing was imported: upload the file again."
                 )
             )
-        report = _run(upload, dry_run=False, progress=progress, note=note)
-    finally:
+        with transaction.atomic():
+            report = _run(upload, dry_run=False, progress=progress, note=note)
+            result = {
+                "ok": report.ok,
+                "rows": report.rows,
+                "transfer": report.transfer_id,
+                "errors": report.error_count,
+            }
+            Job.objects.filter(pk=job.pk).update(result=result)
+            ImportUpload.objects.filter(pk=upload.pk).delete()
+    except (OperationalError, InterfaceError):
+        raise  # rolled back: job_run waits for the database and runs the job again
+    except BaseException:
         ImportUpload.objects.filter(pk=upload.pk).delete()
+        raise
     note(_("Imported") if report.ok else _("Refused"))
-    return {
-        "ok": report.ok,
-        "rows": report.rows,
-        "transfer": report.transfer_id,
-        "errors": report.error_count,
-    }
+    return result
 
 
 def upload_purge_stale(now: Any = None) -> int:
