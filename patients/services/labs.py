@@ -224,16 +224,18 @@ def lab_panel_record(
     confirmed: bool = False,
     source: str = Source.FORM,
     allow_exponent: bool = False,
+    usual: Mapping[str, str] | None = None,
 ) -> list[LabResult]:
     """Record the analytes of one collection time at once, all or nothing.
 
     On a form (``source`` form), a value in a unit that converts differently from the
     site's usual unit asks for confirmation, like an unusual value (SPEC 8.5). A lab
     system sends its units deliberately: its value is stored, and the caller reports
-    ``lab_unit_note`` of each stored row (see ``patients.api.batch``).
+    ``lab_unit_note`` of each stored row (see ``patients.api.batch``). ``usual`` is
+    ``usual_units()`` when the caller has read it already (the form did).
     """
     patient = lock_patient(patient)
-    usual = usual_units()
+    usual = usual_units() if usual is None else usual
     errors: dict[str, list[str]] = {}
     try:
         check_collected_at(patient, collected_at)
