@@ -167,7 +167,8 @@ def lab_entry(request: HttpRequest, mrn: str) -> HttpResponse:
     patient = get_patient_or_404(request, mrn, "lab entry")
     needs_confirmation = False
     if request.method == "POST":
-        form = forms.LabPanelForm(request.POST, usual_units=services.usual_units())
+        usual = services.usual_units()
+        form = forms.LabPanelForm(request.POST, usual_units=usual)
         if form.is_valid():
             try:
                 services.lab_panel_record(
@@ -176,6 +177,7 @@ def lab_entry(request: HttpRequest, mrn: str) -> HttpResponse:
                     collected_at=form.collected_at(),
                     entries=form.entries(),
                     confirmed=_confirmed(request, form),
+                    usual=usual,
                 )
             except services.NeedsConfirmation as exc:
                 form.warnings, needs_confirmation = exc.warnings, True

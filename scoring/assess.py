@@ -18,6 +18,9 @@ from scoring.rules.alerts import AlertCondition, alert_conditions
 from scoring.rules.labindex import LabIndex
 from scoring.rules.score import FactorResult, ModelSpec, ScoreResult
 from scoring.rules.types import Event, Lab, Observation, Override, SiteParams
+from scoring.rules.units import Analyte
+
+BCELL_ANALYTE = Analyte.BCELL.value
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,63 @@ def last_data_day(inputs: PatientInputs) -> int:
     return max([0, *days])
 
 
+# A running row (score and daily m-EASIX) reads the labs of its day and of the day before.
+RUNNING_LOOKBACK_DAYS = 1
+
+
+def lab_windows(from_day: int, lymphodepletion_day: int | None) -> tuple[tuple[int, int | None], ...]:
+    """The days whose labs an assessment from ``from_day`` reads, besides every B-cell lab.
+
+    Each window is ``(first, last)``, inclusive, ``last`` None for "and every later day";
+    they are sorted and do not overlap. ``assess_patient(inputs, ..., from_day=from_day)``
+    reads labs only through: the running rows from its ``rows_from`` on (labs of each row's
+    day and the day before), the day-7 landmark (days 6–8), the pre-lymphodepletion
+    m-EASIX (days ld−7…ld, or −14…−1 without an LD date), the B-cell status (every B-cell
+    lab) and the last data day. So labs of these windows and every B-cell lab give the same
+    rows from ``rows_from``, summary and alerts as all the labs, provided the last data day
+    they give is at least ``from_day`` (see :func:`windowed_labs_suffice`): then ``rows_from``
+    is at least ``from_day − 1``, and any lab left out lies before ``from_day − 2``, so it
+    cannot be the last data day's. Any larger subset of the labs gives the same results too.
+    """
+    if lymphodepletion_day is not None:
+        pre_ld = (lymphodepletion_day - measix.PRE_LD_WINDOW_DAYS, lymphodepletion_day)
+    else:
+        pre_ld = (measix.APPROX_WINDOW_FIRST_DAY, measix.APPROX_WINDOW_LAST_DAY)
+    wanted: list[tuple[int, int | None]] = sorted(
+        [
+            (score.LANDMARK_FALLBACK_BEFORE_DAY, score.LANDMARK_FALLBACK_AFTER_DAY),
+            pre_ld,
+            (from_day - 1 - RUNNING_LOOKBACK_DAYS, None),
+        ],
+        key=lambda window: window[0],
+    )
+    merged: list[tuple[int, int | None]] = []
+    for first, last in wanted:
+        if merged:
+            prev_first, prev_last = merged[-1]
+            if prev_last is None or first <= prev_last + 1:
+                merged[-1] = (prev_first, None if prev_last is None or last is None else max(prev_last, last))
+                continue
+        merged.append((first, last))
+    return tuple(merged)
+
+
+def in_lab_windows(lab: Lab, windows: Sequence[tuple[int, int | None]]) -> bool:
+    """Whether an assessment with these :func:`lab_windows` reads ``lab`` (B-cell labs always)."""
+    return lab.analyte == BCELL_ANALYTE or any(
+        first <= lab.day and (last is None or lab.day <= last) for first, last in windows
+    )
+
+
+def windowed_labs_suffice(inputs: PatientInputs, from_day: int) -> bool:
+    """Whether inputs holding the labs of :func:`lab_windows` (at least) assess as all labs do.
+
+    They do when their last data day is at least ``from_day``; otherwise (a write removed
+    the latest data, say) the last data day may lie before the windows: load every lab.
+    """
+    return last_data_day(inputs) >= from_day
+
+
 def _hsct_day(events: Sequence[Event]) -> int | None:
     days = [e.day for e in events if e.kind == "hsct"]
     return min(days) if days else None
@@ -154,7 +214,7 @@ def assess_patient(
     grades = astct.grade_days(inputs.observations, inputs.overrides)
     grade_by_day = {g.day: g for g in grades}
     hsct_day = _hsct_day(inputs.events)
-    bcell_labs = [lab for lab in inputs.labs if lab.analyte == "bcell"]
+    bcell_labs = [lab for lab in inputs.labs if lab.analyte == BCELL_ANALYTE]
     bcell_by_day = bcell.bcell_status_by_day(bcell_labs, days=days, params=params, hsct_day=hsct_day)
 
     rows = []

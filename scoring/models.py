@@ -49,6 +49,20 @@ class ScoreModelQuerySet(models.QuerySet):
         since = (now or timezone.now()) - ACTIVATION_STALE_AFTER
         return self.filter(activation_started_at__gte=since)
 
+    def recompute_targets(self, now: datetime | None = None) -> tuple[ScoreModel, list[ScoreModel]]:
+        """The active version and the other versions being activated, in one query.
+
+        A write's recompute stores results under both (see ``recompute_patients``).
+        """
+        since = (now or timezone.now()) - ACTIVATION_STALE_AFTER
+        found = list(
+            self.filter(models.Q(status=ModelStatus.ACTIVE) | models.Q(activation_started_at__gte=since))
+        )
+        active = [m for m in found if m.status == ModelStatus.ACTIVE]
+        if len(active) != 1:
+            return self.active(), [m for m in found if m.status != ModelStatus.ACTIVE]  # raises as active()
+        return active[0], [m for m in found if m.pk != active[0].pk]
+
 
 class ScoreModel(models.Model):
     """A versioned, editable severe-CRS score (SPEC 5)."""

@@ -8,18 +8,21 @@ scores derived from them. A bulk write calls it once for all affected patients.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import fields
-from datetime import datetime
+from dataclasses import fields, replace
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import reduce
 from itertools import islice
+from operator import or_
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
@@ -35,7 +38,15 @@ from patients.models import (
     SiteParameters,
 )
 from scoring import store
-from scoring.assess import Assessment, PatientInputs, Summary, assess_patient
+from scoring.assess import (
+    BCELL_ANALYTE,
+    Assessment,
+    PatientInputs,
+    Summary,
+    assess_patient,
+    lab_windows,
+    windowed_labs_suffice,
+)
 from scoring.i18n import error_text
 from scoring.models import Alert, DailyAssessment, ModelStatus, PatientSummary, Provenance, ScoreModel
 from scoring.rules import score
@@ -111,15 +122,68 @@ def _rows_by_patient(queryset: Any, columns: tuple[str, ...], ids: list[int]) ->
     return rows
 
 
-def load_inputs(patient_ids: Iterable[int], tz: ZoneInfo | None = None) -> dict[int, PatientInputs]:
-    """The rules' plain inputs of these patients (those with an infusion), in five queries."""
-    tz = tz or site_zone()
-    ids = list(patient_ids)
-    infusions = {
+def _lab_rows(q: Q) -> dict[int, list[tuple]]:
+    """Active labs matching ``q``, by patient, in the order every recompute reads them."""
+    rows: dict[int, list[tuple]] = {}
+    labs = LabResult.objects.active().filter(q).order_by("collected_at", "id").values_list(*_LAB_COLUMNS)
+    for row in labs:
+        rows.setdefault(row[0], []).append(row)
+    return rows
+
+
+def _utc_midnight(infusion_date: date, day: int) -> datetime:
+    return datetime.combine(infusion_date + timedelta(days=day), time.min, tzinfo=UTC)
+
+
+def _windowed_labs(pid: int, infusion_date: date, from_day: int, ld_day: int | None) -> Q:
+    """The labs of one patient that an assessment from ``from_day`` reads (``lab_windows``).
+
+    A window of days is widened by a day on each side in UTC, which holds every lab of
+    those local days whatever the site's offset (−12 h…+14 h): more labs than needed
+    give the same results.
+    """
+    wanted = Q(analyte=BCELL_ANALYTE)
+    for first, last in lab_windows(from_day, ld_day):
+        window = Q(collected_at__gte=_utc_midnight(infusion_date, first - 1))
+        if last is not None:
+            window &= Q(collected_at__lt=_utc_midnight(infusion_date, last + 2))
+        wanted |= window
+    return Q(patient_id=pid) & wanted
+
+
+def _infusion_rows(ids: list[int]) -> dict[int, tuple]:
+    return {
         row[0]: row for row in Infusion.objects.filter(patient_id__in=ids).values_list(*_INFUSION_COLUMNS)
     }
+
+
+def _infusion_row(infusion: Infusion) -> tuple:
+    """An infusion read already, as ``_infusion_rows`` gives it."""
+    return tuple(getattr(infusion, column) for column in _INFUSION_COLUMNS)
+
+
+def load_inputs(patient_ids: Iterable[int], tz: ZoneInfo | None = None) -> dict[int, PatientInputs]:
+    """The rules' plain inputs of these patients (those with an infusion), in five queries."""
+    return _load_inputs(_infusion_rows(list(patient_ids)), tz or site_zone())
+
+
+def _load_inputs(
+    infusions: dict[int, tuple], tz: ZoneInfo, from_days: Mapping[int, int] | None = None
+) -> dict[int, PatientInputs]:
+    """The plain inputs of the patients of these infusion rows.
+
+    ``from_days`` maps a patient to the first day an incremental recompute stores: only
+    the labs that assessment reads are loaded (``scoring.assess.lab_windows``), and every
+    lab when those turn out not to suffice (one more query).
+    """
+    from_days = from_days or {}
     ids = list(infusions)
-    labs = _rows_by_patient(LabResult.objects.active().order_by("collected_at", "id"), _LAB_COLUMNS, ids)
+    whole = [pid for pid in ids if pid not in from_days]
+    wanted = [Q(patient_id__in=whole)] if whole else []
+    for pid, from_day in from_days.items():
+        _pid, d0, ld, *_rest = infusions[pid]
+        wanted.append(_windowed_labs(pid, d0, from_day, None if ld is None else day_of_date(ld, d0)))
+    labs = _lab_rows(reduce(or_, wanted)) if wanted else {}
     observations = _rows_by_patient(Observation.objects.active().order_by("date"), _OBSERVATION_COLUMNS, ids)
     events = _rows_by_patient(ClinicalEvent.objects.active().order_by("date"), _EVENT_COLUMNS, ids)
     overrides = _rows_by_patient(GradeOverride.objects.active(), _OVERRIDE_COLUMNS, ids)
@@ -132,16 +196,7 @@ def load_inputs(patient_ids: Iterable[int], tz: ZoneInfo | None = None) -> dict[
             baseline_mrd_comparator=baseline_cmp,
             post_ld_mrd_comparator=post_ld_cmp,
             lymphodepletion_day=None if ld is None else day_of_date(ld, d0),
-            labs=tuple(
-                rt.Lab(
-                    analyte=analyte,
-                    day=day_of(collected_at, tz, d0),
-                    collected_at=collected_at,
-                    value=Decimal(value),
-                    comparator=comparator or None,
-                )
-                for _p, analyte, collected_at, value, comparator in labs.get(pid, ())
-            ),
+            labs=_plain_labs(labs.get(pid, ()), tz, d0),
             observations=tuple(
                 rt.Observation(
                     day=day_of_date(obs_date, d0),
@@ -165,7 +220,27 @@ def load_inputs(patient_ids: Iterable[int], tz: ZoneInfo | None = None) -> dict[
                 for _p, kind, e_date, detail in events.get(pid, ())
             ),
         )
+    short = [pid for pid, from_day in from_days.items() if not windowed_labs_suffice(inputs[pid], from_day)]
+    if short:
+        every = _lab_rows(Q(patient_id__in=short))
+        for pid in short:
+            inputs[pid] = replace(
+                inputs[pid], labs=_plain_labs(every.get(pid, ()), tz, inputs[pid].infusion_date)
+            )
     return inputs
+
+
+def _plain_labs(rows: Iterable[tuple], tz: ZoneInfo, d0: date) -> tuple[rt.Lab, ...]:
+    return tuple(
+        rt.Lab(
+            analyte=analyte,
+            day=day_of(collected_at, tz, d0),
+            collected_at=collected_at,
+            value=Decimal(value),
+            comparator=comparator or None,
+        )
+        for _p, analyte, collected_at, value, comparator in rows
+    )
 
 
 def patients_with_inputs(patient_ids: Iterable[int]) -> list[Patient]:
@@ -203,7 +278,9 @@ def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
         yield chunk
 
 
-@transaction.atomic
+# No savepoint of its own: inside a write's transaction (the usual caller), a failed recompute
+# fails the write, and two statements fewer per write.
+@transaction.atomic(savepoint=False)
 def recompute_patients(
     patient_ids: Iterable[int],
     *,
@@ -211,25 +288,30 @@ def recompute_patients(
     now: datetime | None = None,
     since: Mapping[int, datetime] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    infusions: Mapping[int, Infusion] | None = None,
 ) -> int:
     """Recompute and store the derived results of these patients under ``model``.
 
     Only rows that changed are written. ``since`` maps a patient to the collection time
     of the earliest lab a write changed: only the day rows from that day on can change
     (a lab counts on its own day and the next, B-cell status runs forward), so only
-    those are computed and compared; the summary and alerts are always whole.
+    those are computed and compared, from only the labs they and the summary read
+    (``scoring.assess.lab_windows``); the summary and alerts are always whole.
     Alerts follow the active model only. With no ``model``, a version being activated
     (:func:`score_model_activate`) is recomputed as well, so that entries made while it
-    runs end up in its results. Returns the number of patients recomputed.
+    runs end up in its results. ``infusions`` are the infusions of some of these patients
+    as read under their lock in this transaction (a lab write does not change them): they
+    are not read again. Returns the number of patients recomputed.
     ``on_progress(done, total)`` is called after each chunk of patients under ``model``.
     """
     ids = sorted(set(patient_ids))
+    now = now or timezone.now()
+    params = site_params()
     if model is None:
-        model = ScoreModel.objects.active()
-        activating = ScoreModel.objects.being_activated().exclude(pk=model.pk)
+        model, activating = ScoreModel.objects.recompute_targets(now)
         for other in activating:
-            _recompute_under(ids, other, now or timezone.now(), since)
-    return _recompute_under(ids, model, now or timezone.now(), since, on_progress)
+            _recompute_under(ids, other, now, since, params, infusions)
+    return _recompute_under(ids, model, now, since, params, infusions, on_progress)
 
 
 def _recompute_under(
@@ -237,34 +319,34 @@ def _recompute_under(
     model: ScoreModel,
     now: datetime,
     since: Mapping[int, datetime] | None,
+    params: rt.SiteParams,
+    known: Mapping[int, Infusion] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> int:
     spec = model.to_spec()
-    params = site_params()
     tz = site_zone()
     update_alerts = model.status == ModelStatus.ACTIVE
     done = 0
     for chunk in _chunks(ids, RECOMPUTE_CHUNK):
-        inputs = load_inputs(chunk, tz)
+        infusions = {pid: _infusion_row(known[pid]) for pid in chunk if known and pid in known}
+        if len(infusions) < len(chunk):
+            infusions.update(_infusion_rows([pid for pid in chunk if pid not in infusions]))
         # Days past the stored last data day have no row yet: they are computed too.
-        stored_last = (
-            dict(
-                PatientSummary.objects.filter(patient_id__in=chunk, model=model).values_list(
-                    "patient_id", "last_data_day"
-                )
-            )
-            if since
-            else {}
-        )
-        assessments = {}
-        for pid, patient_inputs_ in inputs.items():
-            from_day = 0
-            if since is not None and pid in since:
-                from_day = day_of(since[pid], tz, patient_inputs_.infusion_date)
-                from_day = max(0, min(from_day, stored_last.get(pid, -1) + 1))
-            assessments[pid] = assess_patient(patient_inputs_, spec, params, from_day=from_day)
+        summaries = _stored_summaries(chunk, model) if since else None
+        from_days = {}
+        for pid, row in infusions.items():
+            if since is not None and summaries is not None and pid in since:
+                stored = summaries.get(pid)
+                last = -1 if stored is None else stored[1][_LAST_DATA_DAY]
+                from_day = day_of(since[pid], tz, row[1])
+                from_days[pid] = max(0, min(from_day, last + 1))
+        inputs = _load_inputs(infusions, tz, from_days)
+        assessments = {
+            pid: assess_patient(patient_inputs_, spec, params, from_day=from_days.get(pid, 0))
+            for pid, patient_inputs_ in inputs.items()
+        }
         _store_rows(assessments, model)
-        _store_summaries(assessments, model, now)
+        _store_summaries(assessments, model, now, summaries)
         if update_alerts:
             _store_alerts(assessments, chunk, now)
         done += len(assessments)
@@ -301,17 +383,25 @@ def recompute_once() -> Iterator[set[int]]:
             _pending_recompute.reset(token)
 
 
-def request_recompute(patient_ids: Iterable[int], *, since: datetime | None = None) -> None:
+def request_recompute(
+    patient_ids: Iterable[int],
+    *,
+    since: datetime | None = None,
+    infusions: Mapping[int, Infusion] | None = None,
+) -> None:
     """Recompute these patients now, or at the end of the enclosing ``recompute_once`` block.
 
     ``since`` is the collection time of the earliest lab the write changed, when the write
     changed only labs: the recompute then starts from its day (see ``recompute_patients``).
-    A ``recompute_once`` block recomputes its patients whole.
+    A ``recompute_once`` block recomputes its patients whole. ``infusions``: see
+    ``recompute_patients``.
     """
     pending = _pending_recompute.get()
     if pending is None:
         ids = list(patient_ids)
-        recompute_patients(ids, since=None if since is None else dict.fromkeys(ids, since))
+        recompute_patients(
+            ids, since=None if since is None else dict.fromkeys(ids, since), infusions=infusions
+        )
     else:
         pending.update(patient_ids)
 
@@ -347,6 +437,7 @@ def _shallow(obj: Any) -> dict[str, Any]:
 
 _ROW_KEY = ["patient_id", "model_id", "day"]
 _SUMMARY_FIELDS = [f.name for f in fields(Summary)]
+_LAST_DATA_DAY = _SUMMARY_FIELDS.index("last_data_day")
 
 
 def _store_rows(assessments: dict[int, Assessment], model: ScoreModel) -> None:
@@ -388,14 +479,29 @@ def _differs(stored: Any, new: Any) -> bool:
     return bool(stored != new)
 
 
-def _store_summaries(assessments: dict[int, Assessment], model: ScoreModel, now: datetime) -> None:
-    """Write the summaries that changed (with ``computed_at``), set-based as the day rows."""
-    existing = {
-        pid: (pk, tuple(values))
-        for pk, pid, *values in PatientSummary.objects.filter(
-            patient_id__in=assessments.keys(), model=model
-        ).values_list("pk", "patient_id", *_SUMMARY_FIELDS)
-    }
+_StoredSummaries = dict[int, tuple[int, tuple[Any, ...]]]
+
+
+def _stored_summaries(patient_ids: Sequence[int], model: ScoreModel) -> _StoredSummaries:
+    """The stored summaries of these patients under ``model``: patient -> (pk, field values)."""
+    stored = PatientSummary.objects.filter(patient_id__in=patient_ids, model=model)
+    rows = stored.values_list("pk", "patient_id", *_SUMMARY_FIELDS)
+    return {pid: (pk, tuple(values)) for pk, pid, *values in rows}
+
+
+def _store_summaries(
+    assessments: dict[int, Assessment],
+    model: ScoreModel,
+    now: datetime,
+    existing: _StoredSummaries | None = None,
+) -> None:
+    """Write the summaries that changed (with ``computed_at``), set-based as the day rows.
+
+    ``existing``: the stored summaries of these patients (``_stored_summaries``), when the
+    caller has read them already.
+    """
+    if existing is None:
+        existing = _stored_summaries(list(assessments), model)
     to_create, to_update = [], []
     for pid, assessment in assessments.items():
         values = tuple(getattr(assessment.summary, f) for f in _SUMMARY_FIELDS)

@@ -36,8 +36,11 @@ def lock_patient(patient: Patient) -> Patient:
 
 
 def recompute_patient(patient: Patient, *, since: datetime | None = None) -> None:
-    # ``since``: the earliest collection time of the labs a lab-only write changed.
-    request_recompute([patient.pk], since=since)
+    # ``since``: the earliest collection time of the labs a lab-only write changed. Such a
+    # write leaves the infusion as ``lock_patient`` read it, so the recompute reuses it.
+    infusion = getattr(patient, "infusion", None) if since is not None else None
+    known = {patient.pk: infusion} if infusion is not None else None
+    request_recompute([patient.pk], since=since, infusions=known)
 
 
 def void_row(row: Any, *, user: Any, expected_version: int | None, reason: str, what: str) -> Any:

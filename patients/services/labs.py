@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Window
+from django.db.models import BooleanField, Case, F, Q, Value, When, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -184,23 +184,41 @@ def previous_lab_value(patient: Patient, analyte: str, before: datetime) -> Deci
     return None if row is None else Decimal(row)
 
 
-def previous_lab_values(patient: Patient, analytes: Sequence[str], before: datetime) -> dict[str, Decimal]:
-    """The patient's latest live, uncensored value of each of ``analytes`` before ``before``.
+def previous_and_recorded(
+    patient: Patient, analytes: Sequence[str], at: datetime
+) -> tuple[dict[str, Decimal], set[str]]:
+    """A panel's checks against stored values, in one query for the whole panel.
 
-    One query for a whole panel (a window over each analyte's values), not one per analyte.
+    Returns the patient's latest live, uncensored value of each of ``analytes`` before
+    ``at`` (the ×10 jump check), and those of ``analytes`` with a live value at ``at``
+    already (a duplicate): a window over each analyte's values, the ones at ``at`` apart.
     """
-    latest = (
+    same_time = Case(
+        When(collected_at=at, then=Value(True)), default=Value(False), output_field=BooleanField()
+    )
+    rows = (
         LabResult.objects.active()
-        .filter(patient=patient, analyte__in=analytes, collected_at__lt=before, comparator="")
+        .filter(patient=patient, analyte__in=analytes)
+        .filter(Q(collected_at=at) | Q(collected_at__lt=at, comparator=""))
         .annotate(
+            same_time=same_time,
             rank=Window(
-                RowNumber(), partition_by=[F("analyte")], order_by=[F("collected_at").desc(), F("pk").desc()]
-            )
+                RowNumber(),
+                partition_by=[F("analyte"), same_time],
+                order_by=[F("collected_at").desc(), F("pk").desc()],
+            ),
         )
         .filter(rank=1)
-        .values_list("analyte", "value")
+        .values_list("analyte", "value", "same_time")
     )
-    return {analyte: Decimal(value) for analyte, value in latest}
+    previous: dict[str, Decimal] = {}
+    recorded: set[str] = set()
+    for analyte, value, at_same_time in rows:
+        if at_same_time:
+            recorded.add(analyte)
+        else:
+            previous[analyte] = Decimal(value)
+    return previous, recorded
 
 
 def check_collected_at(patient: Patient, collected_at: datetime, field_name: str = "collected_at") -> int:
@@ -224,16 +242,18 @@ def lab_panel_record(
     confirmed: bool = False,
     source: str = Source.FORM,
     allow_exponent: bool = False,
+    usual: Mapping[str, str] | None = None,
 ) -> list[LabResult]:
     """Record the analytes of one collection time at once, all or nothing.
 
     On a form (``source`` form), a value in a unit that converts differently from the
     site's usual unit asks for confirmation, like an unusual value (SPEC 8.5). A lab
     system sends its units deliberately: its value is stored, and the caller reports
-    ``lab_unit_note`` of each stored row (see ``patients.api.batch``).
+    ``lab_unit_note`` of each stored row (see ``patients.api.batch``). ``usual`` is
+    ``usual_units()`` when the caller has read it already (the form did).
     """
     patient = lock_patient(patient)
-    usual = usual_units()
+    usual = usual_units() if usual is None else usual
     errors: dict[str, list[str]] = {}
     try:
         check_collected_at(patient, collected_at)
@@ -248,16 +268,9 @@ def lab_panel_record(
             codes[entry.analyte] = units.resolve_analyte(entry.analyte).code
         except units.AnalyteError as exc:
             errors.setdefault(entry.analyte, []).append(error_text(exc))
-    # The panel's checks against stored values, in one query each (not one per analyte).
-    previous = {} if errors else previous_lab_values(patient, list(codes.values()), collected_at)
-    recorded = (
-        set()
-        if errors
-        else set(
-            LabResult.objects.active()
-            .filter(patient=patient, analyte__in=codes.values(), collected_at=collected_at)
-            .values_list("analyte", flat=True)
-        )
+    # The panel's checks against stored values, in one query (not one per analyte).
+    previous, recorded = (
+        ({}, set()) if errors else previous_and_recorded(patient, list(codes.values()), collected_at)
     )
     validated: list[tuple[LabEntry, ValidatedLab]] = []
     warnings: dict[str, list[str]] = {}

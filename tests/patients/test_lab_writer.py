@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -82,3 +83,24 @@ def test_a_value_already_recorded_at_the_time_is_refused_by_analyte(clinician, p
     assert set(caught.value.message_dict) == {"crp"}
     assert "already recorded at this collection time" in caught.value.message_dict["crp"][0]
     assert LabResult.objects.filter(patient=patient).count() == 1
+
+
+def test_one_query_finds_the_previous_values_and_the_duplicates(clinician, patient):
+    """A censored value at the time is a duplicate; a value at the time is not the previous one."""
+    record(clinician, patient, at(2), [("crp", "10"), ("anc", "1.5")])
+    record(clinician, patient, at(3), [("crp", "<5"), ("ferritin", "500")])  # censored: not a previous
+    record(clinician, patient, at(4), [("ferritin", "520")])
+    record(clinician, patient, at(6), [("crp", "900")])  # after the time: not a previous
+    voided = record(clinician, patient, at(5), [("il6", "40")])[0]
+    services.lab_void(user=clinician, lab=voided, expected_version=voided.version, reason="wrong patient")
+    with CaptureQueriesContext(connection) as ctx:
+        previous, recorded = services.labs.previous_and_recorded(
+            patient, ["crp", "anc", "ferritin", "il6", "aptt"], at(4)
+        )
+    assert len(ctx.captured_queries) == 1
+    assert previous == {"crp": 10, "anc": Decimal("1.5"), "ferritin": 500}
+    assert recorded == {"ferritin"}
+    _previous, recorded = services.labs.previous_and_recorded(patient, ["crp", "il6"], at(3))
+    assert recorded == {"crp"}
+    _previous, recorded = services.labs.previous_and_recorded(patient, ["il6"], at(5))
+    assert recorded == set()  # the voided value does not count

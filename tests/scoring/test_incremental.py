@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -12,7 +13,14 @@ from hypothesis import strategies as st
 
 from patients import services
 from patients.models import LabResult
-from scoring.assess import PatientInputs, assess_patient
+from scoring.assess import (
+    PatientInputs,
+    assess_patient,
+    in_lab_windows,
+    lab_windows,
+    last_data_day,
+    windowed_labs_suffice,
+)
 from scoring.rules.score import PROVISIONAL_V0
 from scoring.rules.types import Lab, Observation, SiteParams
 from tests.invariants import assert_stored_equals_scratch
@@ -138,3 +146,80 @@ def test_every_lab_write_stores_what_a_from_scratch_recompute_gives(clinician, t
             lab = live[day % len(live)]
             services.lab_void(user=clinician, lab=lab, expected_version=lab.version, reason="wrong patient")
         assert_stored_equals_scratch(patient)
+
+
+# --- the labs an incremental recompute loads (scoring.assess.lab_windows) -------------------
+
+window_labs_st = st.lists(
+    st.builds(
+        lambda analyte, day, hour, value, comparator: Lab(
+            analyte, day, collected(day, hour), Decimal(value), comparator
+        ),
+        st.sampled_from(ANALYTES),
+        st.integers(-20, 24),
+        st.integers(0, 23),
+        st.integers(0, 20000),
+        st.sampled_from((None, None, None, "<", ">=")),
+    ),
+    max_size=60,
+)
+wide_observations_st = st.dictionaries(
+    st.integers(-2, 20),
+    st.builds(lambda tmax, toci: (Decimal(tmax) / 10, toci), st.integers(365, 405), st.booleans()),
+    max_size=12,
+).map(
+    lambda obs: tuple(Observation(day=d, tmax_c=t, tocilizumab=toci) for d, (t, toci) in sorted(obs.items()))
+)
+
+
+def with_labs(base: PatientInputs, labs: list[Lab]) -> PatientInputs:
+    return replace(base, labs=tuple(labs))
+
+
+@pytest.mark.nodb
+@settings(max_examples=400)
+@given(
+    labs=window_labs_st,
+    observations=wide_observations_st,
+    # A day, or a day next to the last data day (a write on the last day is the usual one).
+    from_choice=st.one_of(st.integers(0, 26), st.integers(-2, 2).map(lambda k: ("last", k))),
+    ld_day=st.one_of(st.none(), st.integers(-14, -1)),
+    extra=st.lists(st.booleans(), max_size=60),
+)
+def test_the_labs_of_the_windows_assess_as_every_lab(labs, observations, from_choice, ld_day, extra):
+    """An incremental recompute's labs (the windows, B-cell, and any more) give the same results.
+
+    When they do not suffice (the data now ends before the write's day), the service loads
+    every lab; that happens exactly when the whole data ends before that day.
+    """
+    base = replace(inputs(labs, observations), lymphodepletion_day=ld_day, post_ld_mrd_pct=Decimal(3))
+    from_day = from_choice if isinstance(from_choice, int) else max(0, last_data_day(base) + from_choice[1])
+    windows = lab_windows(from_day, ld_day)
+    # The windows plus any other labs (the SQL filter widens each window by a day).
+    kept = [
+        lab for i, lab in enumerate(labs) if in_lab_windows(lab, windows) or (i < len(extra) and extra[i])
+    ]
+    partial = with_labs(base, kept)
+    suffice = windowed_labs_suffice(partial, from_day)
+    assert suffice == (last_data_day(base) >= from_day)
+    if not suffice:
+        return
+    full = assess_patient(base, PROVISIONAL_V0, SiteParams(), from_day=from_day)
+    part = assess_patient(partial, PROVISIONAL_V0, SiteParams(), from_day=from_day)
+    assert part.rows_from == full.rows_from
+    assert part.rows == full.rows
+    assert part.summary == full.summary
+    assert part.alerts == full.alerts
+    assert part.day7 == full.day7
+
+
+@pytest.mark.nodb
+def test_the_windows_leave_out_the_days_no_result_from_the_write_on_reads():
+    windows = lab_windows(40, -5)
+    assert windows == ((-12, -5), (6, 8), (38, None))
+    assert lab_windows(9, None) == ((-14, -1), (6, None))  # the landmark joins the running days
+    old = Lab("crp", 20, collected(20, 8), Decimal(300))
+    assert not in_lab_windows(old, windows)
+    assert in_lab_windows(replace(old, analyte="bcell"), windows)  # B-cell status runs from day 1
+    assert in_lab_windows(replace(old, day=7), windows)
+    assert in_lab_windows(replace(old, day=-9), windows)
