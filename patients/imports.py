@@ -246,8 +246,9 @@ def _patients_by_mrn(
         # A subquery, not the scope's joins: the lock below must stay on the patient rows alone.
         qs = qs.filter(pk__in=scope.values("pk"))
     if lock:
-        # Serialize with the services' per-patient writers; only the patient rows are locked.
-        qs = qs.select_for_update(of=("self",))
+        # Serialize with the services' per-patient writers; only the patient rows are locked,
+        # in one order (by pk), so two imports over the same patients cannot deadlock.
+        qs = qs.select_for_update(of=("self",)).order_by("pk")
     return {p.mrn: p for p in qs}
 
 

@@ -88,8 +88,10 @@ class ImportUpload(models.Model):
     Every web import goes this way, whatever the file's size (up to IMPORT_UPLOAD_MAX_BYTES).
     A user has at most one upload waiting: a new upload replaces the ones not yet imported.
 
-    The content lives in ordered ``ImportUploadChunk`` rows of about 1 MB, so neither the web
-    process nor a worker holds a 100 MB file at once, and any worker on any machine reads it.
+    The content lives in ordered ``ImportUploadChunk`` rows of about 1 MB, so the web process
+    never holds a 100 MB file at once, and any worker on any machine reads it. The worker
+    streams ``labs.csv`` and ``observations.csv`` a chunk at a time; ``patients.csv`` and
+    ``events.csv`` (a ward's size) are read whole by the import.
     ``report`` is the check (dry run) a background job stores; the chunks are purged once the
     import job ends, and an unconfirmed upload after ``IMPORT_UPLOAD_MAX_AGE_HOURS``.
     """

@@ -209,13 +209,15 @@ def _add_patients(user, team, start: int, count: int) -> None:
 # Outside a test transaction, so the writes' transactions count as in production (BEGIN and
 # COMMIT of the access log's insert and of the session's save).
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_ward_query_count_is_the_same_for_3_and_30_patients_and_at_most_15(clin_client, clinician, team):
+def test_ward_query_count_is_the_same_for_3_and_30_patients_and_at_most_13(clin_client, clinician, team):
     _add_patients(clinician, team, 0, 3)
     three = _ward_queries(clin_client)
     _add_patients(clinician, team, 3, 27)
     thirty = _ward_queries(clin_client)
     assert three == thirty, f"{three} queries for 3 patients, {thirty} for 30"
-    assert thirty <= 15, thirty  # issue 10
+    # Issue 10 asks for 15 at most; the ward list makes 13 (docs/performance.md): a regression
+    # to 14 or 15 fails here.
+    assert thirty <= 13, thirty
 
 
 def test_patient_page_query_count_does_not_grow_with_data(clin_client, clinician, team):

@@ -1,7 +1,8 @@
 """Replace every API token stored in clear by its digest (crsrisk/accounts/tokens.py).
 
 The tokens keep working: the owner still holds the token, and authentication now looks up its
-digest. Not reversible: a digest cannot give the token back.
+digest. Irreversible: a digest cannot give the token back, and running this again over digests
+would hash them twice and break every token.
 """
 
 from __future__ import annotations
@@ -28,4 +29,4 @@ class Migration(migrations.Migration):
         ("authtoken", "0004_alter_tokenproxy_options"),
     ]
 
-    operations = [migrations.RunPython(hash_keys, migrations.RunPython.noop, elidable=False)]
+    operations = [migrations.RunPython(hash_keys, elidable=False)]
