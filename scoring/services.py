@@ -27,6 +27,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
+from crsrisk import store
 from crsrisk.writes import ConflictError, require_reason, save_with_history, site_zone
 from patients.models import (
     ClinicalEvent,
@@ -37,7 +38,6 @@ from patients.models import (
     Patient,
     SiteParameters,
 )
-from scoring import store
 from scoring.assess import (
     BCELL_ANALYTE,
     Assessment,
@@ -443,7 +443,7 @@ _LAST_DATA_DAY = _SUMMARY_FIELDS.index("last_data_day")
 def _store_rows(assessments: dict[int, Assessment], model: ScoreModel) -> None:
     """Write the day rows that changed: new ones inserted, changed ones updated, gone ones deleted.
 
-    Set-based through :mod:`scoring.store` (``COPY`` on PostgreSQL), not ``bulk_create``.
+    Set-based through :mod:`crsrisk.store` (``COPY`` on PostgreSQL), not ``bulk_create``.
     """
     stored = DailyAssessment.objects.filter(patient_id__in=assessments.keys(), model=model)
     rows_from = min((a.rows_from for a in assessments.values()), default=0)

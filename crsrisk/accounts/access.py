@@ -11,7 +11,9 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db.models.functions import Lower
 from django.http import Http404, HttpRequest, HttpResponse
+from django.utils import timezone
 
+from crsrisk import store
 from crsrisk.accounts.models import AccessLog
 from crsrisk.accounts.roles import is_admin, is_clinical, is_hematologist, visible_patients
 from patients.models import Patient
@@ -54,9 +56,14 @@ def log_list_access(request: HttpRequest, mrns: Iterable[str], page: str) -> Non
     user = request.user if request.user.is_authenticated else None
     username = getattr(user, "username", "") or ""
     ip_address = client_ip(request)
-    AccessLog.objects.bulk_create(
-        AccessLog(user=user, username=username, mrn=mrn[:32], page=page[:200], ip_address=ip_address)
-        for mrn in mrns
+    # Set-based (COPY on PostgreSQL): a ward list of 1,000 patients writes 1,000 lines, and
+    # bulk_create's per-field compilation was a tenth of the page's time.
+    now = timezone.now()
+    user_id = getattr(user, "pk", None)
+    store.insert_rows(
+        AccessLog,
+        ["at", "user_id", "username", "mrn", "page", "granted", "ip_address"],
+        [(now, user_id, username, mrn[:32], page[:200], True, ip_address or None) for mrn in mrns],
     )
 
 

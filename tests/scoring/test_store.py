@@ -1,6 +1,6 @@
 """The recompute's set-based store writes exactly what Django's ORM writes (issue 10).
 
-``scoring.store`` replaces ``bulk_create``/``bulk_update`` for the day rows and the
+``crsrisk.store`` replaces ``bulk_create``/``bulk_update`` for the day rows and the
 summaries (``COPY`` on PostgreSQL, ``executemany`` on SQLite). These tests write the same
 values both ways and compare what the database holds, column by column: PostgreSQL's
 text of each column, SQLite's stored value and its storage class (a decimal stored as
@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.db import connection, models
 
+from crsrisk import store
 from patients import services
-from scoring import store
 from scoring.models import DailyAssessment, PatientSummary, ScoreModel
 from scoring.services import assess_from_scratch, recompute_patients
 from tests.invariants import assert_stored_equals_scratch
