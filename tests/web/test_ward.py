@@ -208,7 +208,7 @@ def _add_patients(user, team, start: int, count: int) -> None:
 
 # Outside a test transaction, so the writes' transactions count as in production (BEGIN and
 # COMMIT of the access log's insert and of the session's save).
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_ward_query_count_is_the_same_for_3_and_30_patients_and_at_most_13(clin_client, clinician, team):
     _add_patients(clinician, team, 0, 3)
     three = _ward_queries(clin_client)
