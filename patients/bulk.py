@@ -119,10 +119,6 @@ def _lab_table() -> str:
     return LabResult._meta.db_table
 
 
-def _history_table() -> str:
-    return LabResult.history.model._meta.db_table  # type: ignore[attr-defined]
-
-
 def _create_stage(cursor: Any) -> None:
     pg = connection.vendor == "postgresql"
     cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
@@ -553,7 +549,7 @@ def _notes(cursor: Any, report: im.ImportReport) -> None:
 
 def _write(ctx: im._Context) -> set[int]:
     """Rows, corrections and history rows with set-based statements; the patients touched."""
-    lab, history = _lab_table(), _history_table()
+    lab = _lab_table()
     ops = connection.ops
     pg = connection.vendor == "postgresql"
     flags = "s.flags::jsonb" if pg else "s.flags"
@@ -580,21 +576,52 @@ def _write(ctx: im._Context) -> set[int]:
                 f"UPDATE {lab} SET {sets}, version = version + 1 "
                 f"WHERE id IN (SELECT lab_id FROM {STAGE} WHERE lab_id IS NOT NULL)"
             )
-        columns = (
-            "id, voided_at, void_reason, source, entered_at, version, analyte, value, comparator, "
-            "collected_at, entered_value, entered_unit, loinc, note, flags, voided_by_id, entered_by_id, "
-            "patient_id"
+        insert_history(
+            cursor,
+            LabResult,
+            stage=STAGE,
+            stored_key="lab_id",
+            match="o.analyte = s.analyte AND o.collected_at = s.collected_at",
+            now=now,
+            reason=ctx.correction_reason,
+            user_id=user_id,
         )
-        selected = ", ".join(f"l.{col.strip()}" for col in columns.split(","))
-        cursor.execute(
-            f"INSERT INTO {history} ({columns}, history_date, history_change_reason, history_type, "
-            f"history_user_id) SELECT {selected}, %s, CASE WHEN s.lab_id IS NULL THEN %s ELSE %s END, "
-            f"CASE WHEN s.lab_id IS NULL THEN '+' ELSE '~' END, %s FROM {STAGE} s JOIN {lab} l "
-            f"ON l.patient_id = s.patient_id AND l.analyte = s.analyte AND l.collected_at = s.collected_at "
-            f"AND l.voided_at IS NULL ORDER BY s.line",
-            [now, "imported", ctx.correction_reason, user_id],
-        )
-        cursor.execute(f"SELECT DISTINCT patient_id FROM {STAGE}")
-        ids = {pid for (pid,) in cursor.fetchall()}
-        cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
+        return touched_patients(cursor, STAGE)
+
+
+def insert_history(
+    cursor: Any,
+    model: Any,
+    *,
+    stage: str,
+    stored_key: str,
+    match: str,
+    now: Any,
+    reason: str,
+    user_id: int | None,
+) -> None:
+    """The django-simple-history rows of the staged rows, in one ``INSERT … SELECT``.
+
+    Each staged row (alias ``s``) is joined to its live stored row (alias ``o``) on the patient
+    and ``match``; ``s.<stored_key>`` is NULL for a created row ("+", "imported") and names the
+    corrected one otherwise ("~", with ``reason``). Labs and observations share it.
+    """
+    table = model._meta.db_table
+    history = model.history.model._meta
+    columns = [f.column for f in history.concrete_fields if not f.column.startswith("history_")]
+    cursor.execute(
+        f"INSERT INTO {history.db_table} ({', '.join(columns)}, history_date, history_change_reason, "
+        f"history_type, history_user_id) SELECT {', '.join('o.' + c for c in columns)}, %s, "
+        f"CASE WHEN s.{stored_key} IS NULL THEN %s ELSE %s END, "
+        f"CASE WHEN s.{stored_key} IS NULL THEN '+' ELSE '~' END, %s FROM {stage} s JOIN {table} o "
+        f"ON o.patient_id = s.patient_id AND {match} AND o.voided_at IS NULL ORDER BY s.line",
+        [now, "imported", reason, user_id],
+    )
+
+
+def touched_patients(cursor: Any, stage: str) -> set[int]:
+    """The patients of the staged rows; the staging table is dropped."""
+    cursor.execute(f"SELECT DISTINCT patient_id FROM {stage}")
+    ids = {pid for (pid,) in cursor.fetchall()}
+    cursor.execute(f"DROP TABLE IF EXISTS {stage}")
     return ids

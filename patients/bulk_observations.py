@@ -43,10 +43,6 @@ def _table() -> str:
     return Observation._meta.db_table
 
 
-def _history_table() -> str:
-    return Observation.history.model._meta.db_table  # type: ignore[attr-defined]
-
-
 def _same(left: str, right: str) -> str:
     """Equal, a missing value equal to a missing value (Tmax may be empty)."""
     if connection.vendor == "postgresql":
@@ -313,7 +309,7 @@ def _classify(
 
 def _write(ctx: im._Context) -> set[int]:
     """Days, corrections and history rows with set-based statements; the patients touched."""
-    table, history = _table(), _history_table()
+    table = _table()
     ops = connection.ops
     now = ops.adapt_datetimefield_value(ctx.now)
     user_id = getattr(ctx.history_user, "pk", None)
@@ -336,21 +332,14 @@ def _write(ctx: im._Context) -> set[int]:
                 f"UPDATE {table} SET {sets}, version = version + 1 "
                 f"WHERE id IN (SELECT obs_id FROM {STAGE} WHERE obs_id IS NOT NULL)"
             )
-        columns = [
-            f.column
-            for f in Observation.history.model._meta.concrete_fields  # type: ignore[attr-defined]
-            if not f.column.startswith("history_")
-        ]
-        selected = ", ".join(f"o.{col}" for col in columns)
-        cursor.execute(
-            f"INSERT INTO {history} ({', '.join(columns)}, history_date, history_change_reason, "
-            f"history_type, history_user_id) SELECT {selected}, %s, "
-            f"CASE WHEN s.obs_id IS NULL THEN %s ELSE %s END, "
-            f"CASE WHEN s.obs_id IS NULL THEN '+' ELSE '~' END, %s FROM {STAGE} s JOIN {table} o "
-            f"ON o.patient_id = s.patient_id AND o.date = s.date AND o.voided_at IS NULL ORDER BY s.line",
-            [now, "imported", ctx.correction_reason, user_id],
+        bulk.insert_history(
+            cursor,
+            Observation,
+            stage=STAGE,
+            stored_key="obs_id",
+            match="o.date = s.date",
+            now=now,
+            reason=ctx.correction_reason,
+            user_id=user_id,
         )
-        cursor.execute(f"SELECT DISTINCT patient_id FROM {STAGE}")
-        ids = {pid for (pid,) in cursor.fetchall()}
-        cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
-    return ids
+        return bulk.touched_patients(cursor, STAGE)
