@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import close_old_connections
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 
 from crsrisk.jobs.models import Job
 from crsrisk.jobs.services import job_start
@@ -92,12 +92,27 @@ def test_a_job_stopped_at_its_timeout_is_delivered_again_and_then_marked_failed(
         user=hematologist,
         params={"model_id": draft.pk, "revision": draft.revision},
     )
-    # One attempt allowed, stopped after 1 s (shorter than the activation), delivered again 2 s later.
-    qcluster_factory(
-        JOB_TIMEOUT_SECONDS="1", JOB_RETRY_MARGIN_SECONDS="1", JOB_MAX_ATTEMPTS="1", JOB_POLL_SECONDS="0.2"
-    )
-    log = tmp_path / "qcluster.log"
-    assert wait_until(lambda: _job(job.pk).finished, timeout=60, interval=0.5), log.read_text()[-3000:]
+    # The activation must outlast its timeout whatever the machine's speed (a fast recompute of
+    # the demo ward ends within the second): another connection holds the lock of the first
+    # patient, which the activation's first chunk waits for, as it would for a long write.
+    holder = connections.create_connection(DEFAULT_DB_ALIAS)
+    holder.set_autocommit(False)
+    with holder.cursor() as cursor:
+        cursor.execute("SELECT id FROM patients_patient ORDER BY id LIMIT 1 FOR UPDATE")
+    try:
+        # One attempt allowed, stopped after 1 s, delivered again 2 s later.
+        qcluster_factory(
+            JOB_TIMEOUT_SECONDS="1",
+            JOB_RETRY_MARGIN_SECONDS="1",
+            JOB_MAX_ATTEMPTS="1",
+            JOB_POLL_SECONDS="0.2",
+        )
+        log = tmp_path / "qcluster.log"
+        finished = wait_until(lambda: _job(job.pk).finished, timeout=60, interval=0.5)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert finished, log.read_text()[-3000:]
     job.refresh_from_db()
     draft.refresh_from_db()
     assert "exceeded maximum timeout" in log.read_text(), "the job was not stopped: make it longer"
