@@ -390,6 +390,45 @@ def _duplicates(
         )
 
 
+def skip_voided(
+    cursor: Any, report: im.ImportReport, *, stage: str, table: str, voided: str, stored_key: str
+) -> None:
+    """Skip the staged rows that repeat a voided row, with a note each: a re-import never undoes a void.
+
+    ``voided`` selects the id of the latest voided row that a staged row ``s`` repeats (or NULL); only
+    the staged rows with nothing live at their key (``stored_key`` NULL) are looked at.
+    """
+    fn = report.filename
+    shown = 0
+    for batch in _batches(
+        f"SELECT s.line, v.voided_at, v.void_reason FROM {stage} s JOIN {table} v ON v.id = ({voided}) "
+        f"WHERE s.{stored_key} IS NULL ORDER BY s.line"
+    ):
+        for line, voided_at, void_reason in batch:
+            shown += 1
+            if shown > NOTES_SHOWN:
+                continue  # counted below
+            when = voided_at if isinstance(voided_at, datetime) else datetime.fromisoformat(str(voided_at))
+            report.notes.append(
+                _(
+                    "%(file)s, line %(line)d: skipped, this value was voided on %(date)s (%(reason)s); "
+                    "enter it again to restore it."
+                )
+                % {"file": fn, "line": line, "date": f"{when:%Y-%m-%d}", "reason": void_reason}
+            )
+    if shown > NOTES_SHOWN:
+        report.notes.append(
+            _("%(file)s: %(count)d more note(s) on stored values are not shown.")
+            % {"file": fn, "count": shown - NOTES_SHOWN}
+        )
+    if shown:
+        cursor.execute(
+            f"DELETE FROM {stage} WHERE {stored_key} IS NULL AND EXISTS ("
+            f"SELECT 1 FROM {stage} s WHERE s.line = {stage}.line AND ({voided}) IS NOT NULL)"
+        )
+        report.skipped += cursor.rowcount
+
+
 def _classify(
     cursor: Any, report: im.ImportReport, ctx: im._Context, patients: dict[str, Patient], conflicts: _Problems
 ) -> None:
@@ -407,38 +446,12 @@ def _classify(
     )
     report.skipped += cursor.rowcount
     # Re-importing a file must not bring back a value someone voided (SPEC 8.2).
-    voided_lines = 0
-    for batch in _batches(
-        f"SELECT s.line, l.voided_at, l.void_reason FROM {STAGE} s JOIN {lab} l ON l.id = ("
+    voided = (
         f"SELECT MAX(v.id) FROM {lab} v WHERE v.patient_id = s.patient_id AND v.analyte = s.analyte "
         f"AND v.collected_at = s.collected_at AND v.value = s.value AND v.comparator = s.comparator "
-        f"AND v.voided_at IS NOT NULL) WHERE s.lab_id IS NULL ORDER BY s.line"
-    ):
-        for line, voided_at, void_reason in batch:
-            voided_lines += 1
-            if voided_lines > NOTES_SHOWN:
-                continue  # counted below
-            when = voided_at if isinstance(voided_at, datetime) else datetime.fromisoformat(str(voided_at))
-            report.notes.append(
-                _(
-                    "%(file)s, line %(line)d: skipped, this value was voided on %(date)s (%(reason)s); "
-                    "enter it again to restore it."
-                )
-                % {"file": fn, "line": line, "date": f"{when:%Y-%m-%d}", "reason": void_reason}
-            )
-    if voided_lines > NOTES_SHOWN:
-        report.notes.append(
-            _("%(file)s: %(count)d more note(s) on stored values are not shown.")
-            % {"file": fn, "count": voided_lines - NOTES_SHOWN}
-        )
-    if voided_lines:
-        cursor.execute(
-            f"DELETE FROM {STAGE} WHERE lab_id IS NULL AND EXISTS (SELECT 1 FROM {lab} v "
-            f"WHERE v.patient_id = {STAGE}.patient_id AND v.analyte = {STAGE}.analyte "
-            f"AND v.collected_at = {STAGE}.collected_at AND v.value = {STAGE}.value "
-            f"AND v.comparator = {STAGE}.comparator AND v.voided_at IS NOT NULL)"
-        )
-        report.skipped += cursor.rowcount
+        f"AND v.voided_at IS NOT NULL"
+    )
+    skip_voided(cursor, report, stage=STAGE, table=lab, voided=voided, stored_key="lab_id")
     cursor.execute(f"SELECT COUNT(*), COUNT(lab_id) FROM {STAGE}")
     total, stored = cursor.fetchone()
     report.created, report.updated = total - stored, stored

@@ -268,6 +268,12 @@ def _classify(
         f"WHERE o.id = {STAGE}.obs_id AND {_all_same('o.', f'{STAGE}.')})"
     )
     report.skipped += cursor.rowcount
+    # Re-importing a file must not bring back a day someone voided (SPEC 8.2), as for labs.
+    voided = (
+        f"SELECT MAX(v.id) FROM {table} v WHERE v.patient_id = s.patient_id AND v.date = s.date "
+        f"AND {_all_same('v.', 's.')} AND v.voided_at IS NOT NULL"
+    )
+    bulk.skip_voided(cursor, report, stage=STAGE, table=table, voided=voided, stored_key="obs_id")
     cursor.execute(f"SELECT COUNT(*), COUNT(obs_id) FROM {STAGE}")
     total, stored = cursor.fetchone()
     report.created, report.updated = total - stored, stored

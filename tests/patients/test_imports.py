@@ -431,6 +431,36 @@ def test_reimport_does_not_bring_back_a_voided_value(hematologist):
     assert_all_consistent()
 
 
+def test_reimport_does_not_bring_back_a_voided_observation_day(hematologist):
+    from patients import services
+
+    load_fixtures(hematologist)
+    obs = Observation.objects.filter(patient__mrn="A001").order_by("date").first()
+    services.observation_void(
+        user=hematologist, observation=obs, expected_version=obs.version, reason="wrong bed"
+    )
+    report = load("observations", fixture("observations.csv"))
+    assert report.ok and report.created == 0
+    assert any("voided" in note and "wrong bed" in note for note in report.notes)
+    assert not Observation.objects.active().filter(patient__mrn="A001", date=obs.date).exists()
+    assert_all_consistent()
+
+
+def test_reimport_of_other_values_on_a_voided_observation_day_stores_them(hematologist):
+    from patients import services
+
+    load_fixtures(hematologist)
+    obs = Observation.objects.filter(patient__mrn="A001").order_by("date").first()
+    services.observation_void(
+        user=hematologist, observation=obs, expected_version=obs.version, reason="wrong bed"
+    )
+    tmax = Decimal("39.9") if obs.tmax_c != Decimal("39.9") else Decimal("38.1")
+    report = load("observations", OBS_HEADER + f"A001,{obs.date:%Y-%m-%d},{tmax},none,none,0,0,0\n")
+    assert report.ok and report.created == 1, report.lines()
+    assert Observation.objects.active().get(patient__mrn="A001", date=obs.date).tmax_c == tmax
+    assert_all_consistent()
+
+
 def test_a_second_death_is_a_conflict(hematologist):
     load_fixtures(hematologist)
     header = "mrn,date,event,detail\n"
