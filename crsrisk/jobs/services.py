@@ -37,6 +37,7 @@ from django.utils.translation import gettext as _
 from django_q.tasks import async_task
 
 from crsrisk.jobs.models import Job, WorkerBeat
+from crsrisk.transactions import holds_no_write_lock
 
 logger = logging.getLogger("crsrisk.jobs")
 
@@ -198,7 +199,7 @@ class ProgressChannel:
         values = {**values, "updated_at": timezone.now()}
         if (
             transaction.get_connection().in_atomic_block
-            and connection.vendor == "postgresql"
+            and (connection.vendor == "postgresql" or holds_no_write_lock())
             and self._write_apart(values)
         ):
             return
@@ -214,7 +215,10 @@ class ProgressChannel:
             if self._own is None:
                 self._own = connections.create_connection(DEFAULT_DB_ALIAS)
                 with self._own.cursor() as cursor:
-                    cursor.execute("SET lock_timeout = '2s'")
+                    if self._own.vendor == "postgresql":
+                        cursor.execute("SET lock_timeout = '2s'")
+                    else:
+                        cursor.execute("PRAGMA busy_timeout = 2000")
             with self._own.cursor() as cursor:
                 cursor.execute(
                     f"UPDATE {table} SET {columns} WHERE id = %s",  # noqa: S608 (names from the model)
