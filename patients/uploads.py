@@ -28,7 +28,7 @@ import io
 import json
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -44,10 +44,11 @@ from crsrisk.jobs.models import ImportUpload, ImportUploadChunk, Job
 from patients import imports
 from patients.bulk import ERRORS_SHOWN, NOTES_SHOWN
 
+if TYPE_CHECKING:
+    from crsrisk.jobs.services import Progress
+
 IMPORT_PAGE = "csv import (web)"
 PREVIEW_MAX_AGE = timedelta(minutes=30)  # a preview older than this is not imported: check again
-
-Progress = Callable[[int, int], None]
 
 
 class PreviewInvalid(ValidationError):
@@ -291,7 +292,7 @@ def _report_data(report: imports.ImportReport) -> dict[str, Any]:
 def _reading(upload: ImportUpload, progress: Progress) -> Callable[[int], None]:
     """Progress while the file is read: bytes over every pass (a streamed file is read twice)."""
     total = max(1, upload.size) * (2 if upload.kind in imports.STREAMED_KINDS else 1)
-    return lambda read: progress(min(read, total), total)
+    return lambda read: progress(min(read, total), total, "bytes")
 
 
 def _run(
@@ -308,7 +309,11 @@ def _run(
         progress(done, total)
 
     progress(0, 0)  # a new stage: the previous stage's count does not carry over
-    note(_("Reading and checking the file (bytes read)"))
+    note(
+        _("Reading and checking the file (read twice: its MRNs first, then its rows)")
+        if upload.kind in imports.STREAMED_KINDS
+        else _("Reading and checking the file")
+    )
     with open_upload(upload, _reading(upload, progress)) as data:
         report = imports.run_import(
             upload.kind,
@@ -355,7 +360,8 @@ def run_import_check(job: Job, progress: Progress, note: Callable[[str], None]) 
 
 def _stored_sha256(upload: ImportUpload, progress: Progress) -> str:
     digest = hashlib.sha256()
-    with open_upload(upload, lambda read: progress(min(read, upload.size), max(1, upload.size))) as data:
+    size = max(1, upload.size)
+    with open_upload(upload, lambda read: progress(min(read, size), size, "bytes")) as data:
         while block := data.read(settings.IMPORT_UPLOAD_CHUNK_BYTES):
             digest.update(block)
     return digest.hexdigest()
@@ -376,7 +382,7 @@ def run_import_file(job: Job, progress: Progress, note: Callable[[str], None]) -
     if upload is None:
         raise _gone()
     try:
-        note(_("Verifying the stored file (bytes read)"))
+        note(_("Verifying the stored file"))
         previewed = hmac.compare_digest(
             upload_digest(upload).encode(), str(job.params.get("digest")).encode()
         )

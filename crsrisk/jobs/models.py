@@ -34,6 +34,10 @@ class Job(models.Model):
     progress_done = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
     progress_note = models.CharField(max_length=300, blank=True)
+    # What the progress counts: items (patients, rows) or, while a file is read, its bytes.
+    progress_unit = models.CharField(
+        max_length=8, choices=[("", _("items")), ("bytes", _("bytes"))], default="", blank=True
+    )
     result = models.JSONField(default=dict, blank=True)
     errors = models.JSONField(default=list, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)

@@ -17,7 +17,7 @@ import socket
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -45,7 +45,13 @@ RUN_TASK = "crsrisk.jobs.services.job_run"
 DATABASE_WAIT_SECONDS = 120  # how long a job waits for its database to return before it fails
 PROGRESS_NOTE_MAX = 300
 
-Progress = Callable[[int, int], None]
+
+class Progress(Protocol):
+    """Where a job is: ``done`` of ``total`` items, or of ``total`` bytes with ``unit="bytes"``."""
+
+    def __call__(self, done: int, total: int, unit: str = "") -> None: ...
+
+
 Runner = Callable[[Job, Progress, Callable[[str], None]], dict[str, Any]]
 
 
@@ -179,18 +185,25 @@ class ProgressChannel:
     never the job. When the Job row itself is not committed yet (a test's transaction), the
     second connection cannot see it and the write falls back to the job's connection.
 
-    On SQLite a second connection would wait for the write lock the action's transaction
-    holds (one writer at a time), so the write stays on the job's connection and becomes
-    visible with the action's commit: there the job page shows the stage notes written
-    between transactions, not the progress inside one.
+    On SQLite the same holds inside a transaction that takes no write lock (an import's check,
+    ``crsrisk.transactions.lock_free_atomic``). Inside one that holds it (the import itself),
+    a second connection would wait for that lock (one writer at a time), so the write stays on
+    the job's connection and becomes visible with the action's commit: there the job page
+    shows the stage notes written between transactions, not the progress inside one.
     """
 
     def __init__(self, job_id: int) -> None:
         self.job_id = job_id
         self._own: Any = None
 
-    def progress(self, done: int, total: int) -> None:
-        self._write({"progress_done": max(0, min(done, total)), "progress_total": max(0, total)})
+    def progress(self, done: int, total: int, unit: str = "") -> None:
+        self._write(
+            {
+                "progress_done": max(0, min(done, total)),
+                "progress_total": max(0, total),
+                "progress_unit": unit,
+            }
+        )
 
     def note(self, text: str) -> None:
         self._write({"progress_note": text[:PROGRESS_NOTE_MAX]})

@@ -54,7 +54,10 @@ def test_a_watcher_sees_the_progress_while_the_imports_transaction_is_open(
         (2, 3, "Recomputing the patients", 0),
         (3, 3, "Recomputing the patients", 0),
     ]
-    assert any(w[2] == "Reading and checking the file (bytes read)" and w[0] > 0 for w in inside)
+    assert any(
+        w[2] == "Reading and checking the file (read twice: its MRNs first, then its rows)" and w[0] > 0
+        for w in inside
+    )
     assert LabResult.objects.count() == 3
     job = Job.objects.get(kind=Job.Kind.IMPORT_RUN)
     assert job.status == Job.Status.SUCCEEDED and job.progress_note == "Imported"

@@ -220,9 +220,9 @@ def _spy(monkeypatch, seen: list, watch=None) -> None:
 
     write_progress, write_note = ProgressChannel.progress, ProgressChannel.note
 
-    def progress(channel, done: int, total: int) -> None:
-        write_progress(channel, done, total)
-        seen.append((done, total))
+    def progress(channel, done: int, total: int, unit: str = "") -> None:
+        write_progress(channel, done, total, unit)
+        seen.append((done, total, unit) if unit else (done, total))
         if watch is not None:
             watch(channel.job_id)
 
@@ -249,16 +249,16 @@ def test_the_jobs_report_their_stages_and_the_recompute_patient_by_chunk(
     run_queued_jobs()
     size = len(THREE_PATIENTS)
     # The check reads the file twice (labs.csv: its MRNs, then its rows), a chunk at a time.
-    assert seen[:2] == [(0, 0), "Reading and checking the file (bytes read)"]
-    assert seen[2:4] == [(64, 2 * size), (128, 2 * size)] and seen[-1] == "Checked"
-    assert (2 * size, 2 * size) in seen
+    assert seen[:2] == [(0, 0), "Reading and checking the file (read twice: its MRNs first, then its rows)"]
+    assert seen[2:4] == [(64, 2 * size, "bytes"), (128, 2 * size, "bytes")] and seen[-1] == "Checked"
+    assert (2 * size, 2 * size, "bytes") in seen
     seen.clear()
     confirm(hema_client, stored)
     run_queued_jobs()
     notes = [s for s in seen if isinstance(s, str)]
     assert notes[:2] == [
-        "Verifying the stored file (bytes read)",
-        "Reading and checking the file (bytes read)",
+        "Verifying the stored file",
+        "Reading and checking the file (read twice: its MRNs first, then its rows)",
     ]
     assert notes[-3:] == ["Recomputing the patients", "Recomputing the patients", "Imported"]
     assert [s for s in seen if isinstance(s, tuple)][-3:] == [(1, 3), (2, 3), (3, 3)]
@@ -277,7 +277,7 @@ def test_an_observations_check_counts_both_passes_over_the_file(hema_client, mon
     _spy(monkeypatch, seen)
     run_queued_jobs()
     counts = [s for s in seen if isinstance(s, tuple) and s[1] == 2 * len(text)]
-    assert counts and counts[-1] == (2 * len(text), 2 * len(text))
+    assert counts and counts[-1] == (2 * len(text), 2 * len(text), "bytes")
     assert [c[0] for c in counts] == sorted(c[0] for c in counts)  # never reaches the end early
     assert sum(1 for c in counts if c[0] == c[1]) == 1
     assert ImportUpload.objects.get().status == ImportUpload.Status.CHECKED
@@ -313,6 +313,30 @@ def test_the_import_job_page_shows_the_stage_and_its_count(hema_client):
     page = hema_client.get(response["Location"]).content.decode()
     assert "Recomputing the patients (2 of 3)" in page and 'value="67"' in page
     assert 'http-equiv="refresh"' in page
+
+
+def test_the_reading_stage_shows_its_bytes_as_sizes_and_a_count_after_it_as_a_count(hema_client):
+    upload(hema_client, GOOD)
+    run_queued_jobs()
+    response = confirm(hema_client, ImportUpload.objects.get())
+    job = Job.objects.get(kind=Job.Kind.IMPORT_RUN)
+    reading = {"progress_note": "Reading and checking the file", "status": Job.Status.RUNNING}
+    Job.objects.filter(pk=job.pk).update(
+        **reading, progress_done=3_500_000, progress_total=14_000_000, progress_unit="bytes"
+    )
+    for page in (
+        hema_client.get(response["Location"]).content.decode(),
+        hema_client.get(reverse("jobs:detail", args=[job.pk])).content.decode(),
+    ):
+        assert "3.3\xa0MB of 13.4\xa0MB read" in page and 'value="25"' in page
+        assert "3500000" not in page and "14000000" not in page
+    # The next stage counts patients again: its progress resets the unit.
+    from crsrisk.jobs.services import ProgressChannel
+
+    ProgressChannel(job.pk).progress(1, 4)
+    job.refresh_from_db()
+    assert job.progress_unit == ""
+    assert "(1 of 4)" in hema_client.get(response["Location"]).content.decode()
 
 
 def test_one_import_runs_at_a_time_and_the_other_preview_stays_confirmable(hema_client, team):
