@@ -176,6 +176,17 @@ class LabValueField(serializers.Field):
         return str(value)
 
 
+@extend_schema_field({"oneOf": [{"type": "number"}, {"type": "string"}], "nullable": True, "example": 38.5})
+class TmaxField(LabValueField):
+    """Tmax in °C as a number or its text, checked by the services (range, one decimal).
+
+    Not a ``DecimalField``: its messages ("no more than 1 decimal places") neither repeat the
+    value nor say what is accepted, and the ward form and the import say both.
+    """
+
+    default_error_messages = {"invalid": "Tmax is a number in °C, 30.0–45.0, such as 38.5; or null."}
+
+
 def _merge_comparator(attrs: dict[str, Any]) -> dict[str, Any]:
     """Fold a separate ``comparator`` into the value text, as the services read it."""
     comparator = attrs.pop("comparator", None)
@@ -310,9 +321,7 @@ class ObservationInSerializer(serializers.Serializer):
     """The ASTCT inputs of one day; the whole day is replaced."""
 
     date = serializers.DateField(required=False, help_text="Given in the URL for PUT.")
-    tmax_c = serializers.DecimalField(
-        max_digits=6, decimal_places=1, allow_null=True, required=False, help_text="30.0–45.0 °C, or null."
-    )
+    tmax_c = TmaxField(allow_null=True, required=False, help_text="30.0–45.0 °C, one decimal, or null.")
     hypotension = serializers.ChoiceField(choices=Hypotension.choices, default=Hypotension.NONE)
     oxygen = serializers.ChoiceField(choices=Oxygen.choices, default=Oxygen.NONE)
     antipyretic = serializers.BooleanField(default=False)

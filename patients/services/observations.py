@@ -39,7 +39,13 @@ def validate_observation(values: dict[str, Any]) -> dict[str, Any]:
             tmax = Decimal(str(tmax))
         except ArithmeticError as exc:
             raise ValidationError(
-                {"tmax_c": _("Tmax must be a number in °C, not '%(value)s'.") % {"value": tmax}}
+                {
+                    "tmax_c": _(
+                        "Tmax must be a number in °C, not '%(value)s': 30.0–45.0 °C, such as 38.5 "
+                        "(or leave it empty)."
+                    )
+                    % {"value": tmax}
+                }
             ) from exc
         if not tmax.is_finite() or not TMAX_MIN_C <= tmax <= TMAX_MAX_C:
             raise ValidationError(

@@ -62,6 +62,28 @@ def test_bad_observation_values_name_the_field(clin_api, patient):
     assert not Observation.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("tmax", "says"),
+    [
+        ("38.55", ["38.55", "one decimal", "38.5"]),
+        (38.55, ["38.55", "one decimal"]),
+        ("hot", ["'hot'", "number in °C", "30.0–45.0"]),
+        ("1234567.5", ["1234567.5", "30.0–45.0"]),
+        (True, ["number in °C", "30.0–45.0"]),
+        ("NaN", ["30.0–45.0"]),
+    ],
+)
+def test_a_slipped_tmax_is_refused_with_what_is_accepted(clin_api, patient, tmax, says):
+    """The API says what the ward form says: the value, what is wrong and what is accepted."""
+    before = list(DailyAssessment.objects.filter(patient=patient).values().order_by("day"))
+    response = clin_api.put(DAY2, {"tmax_c": tmax}, format="json")
+    assert response.status_code == 400
+    message = response.json()["errors"]["tmax_c"][0]
+    assert all(s in message for s in says), message
+    assert not Observation.objects.exists()
+    assert list(DailyAssessment.objects.filter(patient=patient).values().order_by("day")) == before
+
+
 def test_void_an_observation(clin_api, patient):
     clin_api.put(DAY2, {"tmax_c": "38.4"})
     url = reverse("api:observation-void", kwargs={"mrn": "P001", "day": "2025-03-03"})
