@@ -133,3 +133,60 @@ def update_rows(model: type[models.Model], names: Sequence[str], rows: Sequence[
                 f"UPDATE {table} SET {assignments} WHERE {pk_column} = %s",
                 [(*row[1:], row[0]) for row in values],
             )
+
+
+# --- reading plain rows ---------------------------------------------------------------------
+
+
+def quoted(model: type[models.Model], *names: str) -> tuple[str, ...]:
+    """The quoted table of ``model``, then the quoted columns of the fields ``names``."""
+    quote = connection.ops.quote_name
+    return (quote(model._meta.db_table), *(quote(f.column) for f in _fields(model, names)))
+
+
+def db_value(model: type[models.Model], name: str, value: Any) -> Any:
+    """``value`` as the ORM sends it to the driver to compare with the field ``name``."""
+    return _fields(model, [name])[0].get_db_prep_value(value, connection, prepared=False)
+
+
+Converter = Callable[[Any], Any]
+
+
+def converters(model: type[models.Model], names: Sequence[str]) -> list[Converter | None]:
+    """How the ORM turns each of these fields' database values into Python (None: as they are).
+
+    The backend's converters (on SQLite: datetimes, decimals, booleans) and the field's
+    ``from_db_value``, in the order the ORM applies them.
+    """
+    out: list[Converter | None] = []
+    for field in _fields(model, names):
+        col = field.get_col(model._meta.db_table)
+        found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        if not found:
+            out.append(None)
+            continue
+
+        def convert(value: Any, found: list = found, col: Any = col) -> Any:
+            for converter in found:
+                value = converter(value, col, connection)
+            return value
+
+        out.append(convert)
+    return out
+
+
+def fetch(sql: str, params: Sequence[Any], convert: Sequence[Converter | None]) -> list[tuple]:
+    """The rows of ``sql`` as tuples, each column passed through its converter of ``convert``."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    active = [(i, c) for i, c in enumerate(convert) if c is not None]
+    if not active:
+        return [tuple(row) for row in rows]
+    out = []
+    for row in rows:
+        values = list(row)
+        for i, c in active:
+            values[i] = c(values[i])
+        out.append(tuple(values))
+    return out

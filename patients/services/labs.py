@@ -10,12 +10,11 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import BooleanField, Case, F, Q, Value, When, Window
-from django.db.models.functions import RowNumber
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from simple_history.utils import bulk_create_with_history
 
+from crsrisk import store
 from crsrisk.writes import NeedsConfirmation, check_not_future_time, site_zone
 from crsrisk.writes import check_version as _check_version
 from crsrisk.writes import require_reason as _require_reason
@@ -187,37 +186,43 @@ def previous_lab_value(patient: Patient, analyte: str, before: datetime) -> Deci
 def previous_and_recorded(
     patient: Patient, analytes: Sequence[str], at: datetime
 ) -> tuple[dict[str, Decimal], set[str]]:
-    """A panel's checks against stored values, in one query for the whole panel.
+    """A panel's checks against stored values, in one statement for the whole panel.
 
     Returns the patient's latest live, uncensored value of each of ``analytes`` before
-    ``at`` (the ×10 jump check), and those of ``analytes`` with a live value at ``at``
-    already (a duplicate): a window over each analyte's values, the ones at ``at`` apart.
+    ``at`` (the ×10 jump check; of two at the same time, the later entered), and those of
+    ``analytes`` with a live value at ``at`` already (a duplicate, censored or not).
     """
-    same_time = Case(
-        When(collected_at=at, then=Value(True)), default=Value(False), output_field=BooleanField()
+    if not analytes:
+        return {}, set()
+    table, patient_id, analyte, collected_at, value, comparator, voided_at, pk = store.quoted(
+        LabResult, "patient", "analyte", "collected_at", "value", "comparator", "voided_at", "id"
     )
-    rows = (
-        LabResult.objects.active()
-        .filter(patient=patient, analyte__in=analytes)
-        .filter(Q(collected_at=at) | Q(collected_at__lt=at, comparator=""))
-        .annotate(
-            same_time=same_time,
-            rank=Window(
-                RowNumber(),
-                partition_by=[F("analyte"), same_time],
-                order_by=[F("collected_at").desc(), F("pk").desc()],
-            ),
-        )
-        .filter(rank=1)
-        .values_list("analyte", "value", "same_time")
+    when = store.db_value(LabResult, "collected_at", at)
+    live = f"{patient_id} = %s AND {voided_at} IS NULL"
+    # One ``LIMIT 1`` per analyte reads its latest rows through the (patient, analyte,
+    # collected_at) index, where a window would sort every lab of the patient. SQLite
+    # accepts ORDER BY and LIMIT in an arm of a UNION only inside a subquery.
+    latest = (
+        f"SELECT {analyte}, {value}, 0 FROM {table} WHERE {live} AND {analyte} = %s "  # noqa: S608
+        f"AND {collected_at} < %s AND {comparator} = '' ORDER BY {collected_at} DESC, {pk} DESC LIMIT 1"
     )
+    arms = [f"SELECT * FROM ({latest}) AS p{i}" for i in range(len(analytes))]  # noqa: S608
+    params: list[Any] = [p for code in analytes for p in (patient.pk, code, when)]
+    marks = ", ".join(["%s"] * len(analytes))
+    arms.append(
+        f"SELECT {analyte}, {value}, 1 FROM {table} "  # noqa: S608
+        f"WHERE {live} AND {analyte} IN ({marks}) AND {collected_at} = %s"
+    )
+    params += [patient.pk, *analytes, when]
+    convert = [None, *store.converters(LabResult, ["value"]), None]
+    rows = store.fetch(" UNION ALL ".join(arms), params, convert)
     previous: dict[str, Decimal] = {}
     recorded: set[str] = set()
-    for analyte, value, at_same_time in rows:
+    for code, number, at_same_time in rows:
         if at_same_time:
-            recorded.add(analyte)
+            recorded.add(code)
         else:
-            previous[analyte] = Decimal(value)
+            previous[code] = Decimal(number)
     return previous, recorded
 
 
