@@ -289,6 +289,7 @@ def recompute_patients(
     since: Mapping[int, datetime] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     infusions: Mapping[int, Infusion] | None = None,
+    site: SiteParameters | None = None,
 ) -> int:
     """Recompute and store the derived results of these patients under ``model``.
 
@@ -301,12 +302,13 @@ def recompute_patients(
     (:func:`score_model_activate`) is recomputed as well, so that entries made while it
     runs end up in its results. ``infusions`` are the infusions of some of these patients
     as read under their lock in this transaction (a lab write does not change them): they
-    are not read again. Returns the number of patients recomputed.
+    are not read again, nor are the site parameters ``site`` read in this transaction.
+    Returns the number of patients recomputed.
     ``on_progress(done, total)`` is called after each chunk of patients under ``model``.
     """
     ids = sorted(set(patient_ids))
     now = now or timezone.now()
-    params = site_params()
+    params = site_params(site)
     if model is None:
         model, activating = ScoreModel.objects.recompute_targets(now)
         for other in activating:
@@ -388,19 +390,23 @@ def request_recompute(
     *,
     since: datetime | None = None,
     infusions: Mapping[int, Infusion] | None = None,
+    params: SiteParameters | None = None,
 ) -> None:
     """Recompute these patients now, or at the end of the enclosing ``recompute_once`` block.
 
     ``since`` is the collection time of the earliest lab the write changed, when the write
     changed only labs: the recompute then starts from its day (see ``recompute_patients``).
-    A ``recompute_once`` block recomputes its patients whole. ``infusions``: see
-    ``recompute_patients``.
+    A ``recompute_once`` block recomputes its patients whole. ``infusions`` and ``params``
+    (the site parameters): see ``recompute_patients``.
     """
     pending = _pending_recompute.get()
     if pending is None:
         ids = list(patient_ids)
         recompute_patients(
-            ids, since=None if since is None else dict.fromkeys(ids, since), infusions=infusions
+            ids,
+            since=None if since is None else dict.fromkeys(ids, since),
+            infusions=infusions,
+            site=params,
         )
     else:
         pending.update(patient_ids)

@@ -57,9 +57,15 @@ class ValidatedLab:
     rounding_note_text: str = ""
 
 
-def usual_units() -> dict[str, str]:
-    """The site's usual unit of every analyte (SPEC 8.5); the canonical unit unless set."""
-    stored = SiteParameters.objects.filter(pk=1).values_list("usual_units", flat=True).first() or {}
+def usual_units(params: SiteParameters | None = None) -> dict[str, str]:
+    """The site's usual unit of every analyte (SPEC 8.5); the canonical unit unless set.
+
+    ``params``: the site parameters read already (else the units are read now).
+    """
+    if params is not None:
+        stored = params.usual_units or {}
+    else:
+        stored = SiteParameters.objects.filter(pk=1).values_list("usual_units", flat=True).first() or {}
     return {code: stored.get(code) or spec.canonical_unit for code, spec in units.ANALYTES.items()}
 
 
@@ -247,18 +253,20 @@ def lab_panel_record(
     confirmed: bool = False,
     source: str = Source.FORM,
     allow_exponent: bool = False,
-    usual: Mapping[str, str] | None = None,
+    params: SiteParameters | None = None,
 ) -> list[LabResult]:
     """Record the analytes of one collection time at once, all or nothing.
 
     On a form (``source`` form), a value in a unit that converts differently from the
     site's usual unit asks for confirmation, like an unusual value (SPEC 8.5). A lab
     system sends its units deliberately: its value is stored, and the caller reports
-    ``lab_unit_note`` of each stored row (see ``patients.api.batch``). ``usual`` is
-    ``usual_units()`` when the caller has read it already (the form did).
+    ``lab_unit_note`` of each stored row (see ``patients.api.batch``). The site parameters
+    (``params``, else read once here, under the patient's lock) give both the usual units
+    and the recompute's parameters.
     """
     patient = lock_patient(patient)
-    usual = usual_units() if usual is None else usual
+    params = params or SiteParameters.load()
+    usual = usual_units(params)
     errors: dict[str, list[str]] = {}
     try:
         check_collected_at(patient, collected_at)
@@ -342,7 +350,7 @@ def lab_panel_record(
     # The rows and their history rows ("+", "entered") in two INSERTs, as save_with_history
     # would store them one by one.
     rows = bulk_create_with_history(rows, LabResult, default_user=entered_by, default_change_reason="entered")
-    recompute_patient(patient, since=collected_at)
+    recompute_patient(patient, since=collected_at, params=params)
     return rows
 
 
