@@ -11,7 +11,12 @@ and decimals), and the rows go:
   temporary table and one ``UPDATE … FROM`` (a few rows: ``executemany``);
 - SQLite: ``executemany``.
 
-Both run on Django's connection, so they are part of the caller's transaction.
+Both run on Django's connection, so they are part of the caller's transaction. A few
+rows that the caller needs the keys of go in one ``INSERT … RETURNING``
+(``insert_returning``), and their history in one ``INSERT … SELECT``
+(``insert_created_history``, whose head ``history_insert`` the imports share). The reads
+the recompute and the lab writer make on every write are plain SQL too (``quoted``,
+``db_value``, ``fetch`` with the ORM's ``converters``).
 """
 
 # Table and column names come from the models' metadata, quoted; values are parameters.
@@ -70,6 +75,44 @@ def _adapt(rows: Sequence[Sequence[Any]], adapters: list[Adapter]) -> list[Seque
     return out
 
 
+def _with_defaults(model: type[models.Model], names: Sequence[str]) -> tuple[list[models.Field], tuple]:
+    """The fields ``names``, then the other concrete fields but the key; and their defaults."""
+    given = _fields(model, names)
+    named = {f.attname for f in given}
+    missing = [f for f in model._meta.concrete_fields if not f.primary_key and f.attname not in named]
+    return given + missing, tuple(f.get_default() for f in missing)
+
+
+def insert_returning(
+    model: type[models.Model], names: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> list[int]:
+    """Insert a few rows in one ``INSERT … RETURNING``; their primary keys, in the order of ``rows``.
+
+    As ``insert_rows``, but the values are prepared by each field as ``bulk_create`` prepares
+    them (``get_db_prep_save``), without compiling the statement through the ORM.
+    """
+    if not rows:
+        return []
+    all_fields, defaults = _with_defaults(model, names)
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in all_fields)
+    marks = "(" + ", ".join(["%s"] * len(all_fields)) + ")"
+    params = [
+        field.get_db_prep_save(value, connection)
+        for row in rows
+        for field, value in zip(all_fields, (*row, *defaults), strict=True)
+    ]
+    pk = model._meta.pk
+    assert pk is not None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(model._meta.db_table)} ({columns}) "
+            f"VALUES {', '.join([marks] * len(rows))} RETURNING {quote(pk.column)}",
+            params,
+        )
+        return [key for (key,) in cursor.fetchall()]
+
+
 def insert_rows(model: type[models.Model], names: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Insert ``rows`` (values in the order of ``names``, attnames such as ``patient_id``).
 
@@ -78,11 +121,7 @@ def insert_rows(model: type[models.Model], names: Sequence[str], rows: Sequence[
     """
     if not rows:
         return
-    given = _fields(model, names)
-    named = {f.attname for f in given}
-    missing = [f for f in model._meta.concrete_fields if not f.primary_key and f.attname not in named]
-    defaults = tuple(f.get_default() for f in missing)
-    all_fields = given + missing
+    all_fields, defaults = _with_defaults(model, names)
     adapters = [_adapter(f) for f in all_fields]
     columns = ", ".join(connection.ops.quote_name(f.column) for f in all_fields)
     table = connection.ops.quote_name(model._meta.db_table)
@@ -95,6 +134,41 @@ def insert_rows(model: type[models.Model], names: Sequence[str], rows: Sequence[
         else:
             marks = ", ".join(["%s"] * len(all_fields))
             cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", values)
+
+
+def history_insert(model: type[models.Model]) -> tuple[str, str]:
+    """The head of an ``INSERT … SELECT`` of ``model``'s django-simple-history rows.
+
+    Returns ``INSERT INTO <history> (<tracked columns>, history_date, history_change_reason,
+    history_type, history_user_id)`` and the tracked columns of the stored row (alias ``o``)
+    to select, in that order; the caller selects the four history values after them.
+    """
+    quote = connection.ops.quote_name
+    history = model.history.model._meta  # type: ignore[attr-defined]  # simple-history's manager
+    columns = [quote(f.column) for f in history.concrete_fields if not f.column.startswith("history_")]
+    head = (
+        f"INSERT INTO {quote(history.db_table)} ({', '.join(columns)}, history_date, "
+        "history_change_reason, history_type, history_user_id)"
+    )
+    return head, ", ".join(f"o.{c}" for c in columns)
+
+
+def insert_created_history(
+    model: type[models.Model], ids: Sequence[int], *, now: Any, reason: str, user_id: int | None
+) -> None:
+    """The history rows ("+", ``reason``) of the rows just inserted with keys ``ids``, in key
+    order, in one ``INSERT … SELECT``: what ``bulk_create_with_history`` stores."""
+    if not ids:
+        return
+    head, selected = history_insert(model)
+    table, pk = quoted(model, model._meta.pk.name)  # type: ignore[union-attr]  # every model has one
+    when = db_value(model.history.model, "history_date", now)  # type: ignore[attr-defined]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"{head} SELECT {selected}, %s, %s, '+', %s FROM {table} o "
+            f"WHERE o.{pk} IN ({', '.join(['%s'] * len(ids))}) ORDER BY o.{pk}",
+            [when, reason, user_id, *ids],
+        )
 
 
 def update_rows(model: type[models.Model], names: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

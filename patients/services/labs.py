@@ -9,10 +9,9 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from simple_history.utils import bulk_create_with_history
 
 from crsrisk import store
 from crsrisk.writes import NeedsConfirmation, check_not_future_time, site_zone
@@ -348,8 +347,17 @@ def lab_panel_record(
         for entry, v in validated
     ]
     # The rows and their history rows ("+", "entered") in two INSERTs, as save_with_history
-    # would store them one by one.
-    rows = bulk_create_with_history(rows, LabResult, default_user=entered_by, default_change_reason="entered")
+    # would store them one by one, and as bulk_create_with_history did, without the ORM's
+    # compilation of each value of each row (a third of the POST's writing time).
+    names = [f.attname for f in LabResult._meta.concrete_fields if not f.primary_key]
+    ids = store.insert_returning(LabResult, names, [[getattr(row, n) for n in names] for row in rows])
+    for row, pk in zip(rows, ids, strict=True):
+        row.pk = pk
+        row._state.adding, row._state.db = False, connection.alias
+    history_user = entered_by or LabResult.history.model.get_default_history_user(rows[0])
+    store.insert_created_history(
+        LabResult, ids, now=timezone.now(), reason="entered", user_id=getattr(history_user, "pk", None)
+    )
     recompute_patient(patient, since=collected_at, params=params)
     return rows
 
