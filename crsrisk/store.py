@@ -75,7 +75,9 @@ def _adapt(rows: Sequence[Sequence[Any]], adapters: list[Adapter]) -> list[Seque
     return out
 
 
-def _with_defaults(model: type[models.Model], names: Sequence[str]) -> tuple[list[models.Field], tuple]:
+def _with_defaults(
+    model: type[models.Model], names: Sequence[str]
+) -> tuple[list[models.Field], tuple[Any, ...]]:
     """The fields ``names``, then the other concrete fields but the key; and their defaults."""
     given = _fields(model, names)
     named = {f.attname for f in given}
@@ -161,8 +163,10 @@ def insert_created_history(
     if not ids:
         return
     head, selected = history_insert(model)
-    table, pk = quoted(model, model._meta.pk.name)  # type: ignore[union-attr]  # every model has one
-    when = db_value(model.history.model, "history_date", now)  # type: ignore[attr-defined]
+    key = model._meta.pk
+    assert key is not None
+    table, pk = quoted(model, key.name)
+    when = db_value(model.history.model, "history_date", now)  # type: ignore[attr-defined]  # simple-history's manager
     with connection.cursor() as cursor:
         cursor.execute(
             f"{head} SELECT {selected}, %s, %s, '+', %s FROM {table} o "
@@ -240,7 +244,7 @@ def converters(model: type[models.Model], names: Sequence[str]) -> list[Converte
             out.append(None)
             continue
 
-        def convert(value: Any, found: list = found, col: Any = col) -> Any:
+        def convert(value: Any, found: list[Callable[..., Any]] = found, col: Any = col) -> Any:
             for converter in found:
                 value = converter(value, col, connection)
             return value
@@ -249,7 +253,7 @@ def converters(model: type[models.Model], names: Sequence[str]) -> list[Converte
     return out
 
 
-def fetch(sql: str, params: Sequence[Any], convert: Sequence[Converter | None]) -> list[tuple]:
+def fetch(sql: str, params: Sequence[Any], convert: Sequence[Converter | None]) -> list[tuple[Any, ...]]:
     """The rows of ``sql`` as tuples, each column passed through its converter of ``convert``."""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
