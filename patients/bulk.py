@@ -28,6 +28,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils.translation import gettext as _
 
+from crsrisk import store
 from patients import imports as im
 from patients import services
 from patients.csvread import NotText
@@ -620,11 +621,9 @@ def insert_history(
     corrected one otherwise ("~", with ``reason``). Labs and observations share it.
     """
     table = model._meta.db_table
-    history = model.history.model._meta
-    columns = [f.column for f in history.concrete_fields if not f.column.startswith("history_")]
+    head, selected = store.history_insert(model)
     cursor.execute(
-        f"INSERT INTO {history.db_table} ({', '.join(columns)}, history_date, history_change_reason, "
-        f"history_type, history_user_id) SELECT {', '.join('o.' + c for c in columns)}, %s, "
+        f"{head} SELECT {selected}, %s, "
         f"CASE WHEN s.{stored_key} IS NULL THEN %s ELSE %s END, "
         f"CASE WHEN s.{stored_key} IS NULL THEN '+' ELSE '~' END, %s FROM {stage} s JOIN {table} o "
         f"ON o.patient_id = s.patient_id AND {match} AND o.voided_at IS NULL ORDER BY s.line",

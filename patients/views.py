@@ -167,8 +167,9 @@ def lab_entry(request: HttpRequest, mrn: str) -> HttpResponse:
     patient = get_patient_or_404(request, mrn, "lab entry")
     needs_confirmation = False
     if request.method == "POST":
-        usual = services.usual_units()
-        form = forms.LabPanelForm(request.POST, usual_units=usual)
+        # A bound form shows what was posted: the usual units (its initial units) are read
+        # by the service, once with the clinical parameters, under the patient's lock.
+        form = forms.LabPanelForm(request.POST)
         if form.is_valid():
             try:
                 services.lab_panel_record(
@@ -177,7 +178,6 @@ def lab_entry(request: HttpRequest, mrn: str) -> HttpResponse:
                     collected_at=form.collected_at(),
                     entries=form.entries(),
                     confirmed=_confirmed(request, form),
-                    usual=usual,
                 )
             except services.NeedsConfirmation as exc:
                 form.warnings, needs_confirmation = exc.warnings, True

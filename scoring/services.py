@@ -14,15 +14,12 @@ from contextvars import ContextVar
 from dataclasses import fields, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
-from functools import reduce
 from itertools import islice
-from operator import or_
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
@@ -37,6 +34,7 @@ from patients.models import (
     Observation,
     Patient,
     SiteParameters,
+    Voidable,
 )
 from scoring.assess import (
     BCELL_ANALYTE,
@@ -115,40 +113,68 @@ _INFUSION_COLUMNS = (
 )
 
 
-def _rows_by_patient(queryset: Any, columns: tuple[str, ...], ids: list[int]) -> dict[int, list[tuple]]:
-    rows: dict[int, list[tuple]] = {}
-    for row in queryset.filter(patient_id__in=ids).values_list(*columns):
-        rows.setdefault(row[0], []).append(row)
-    return rows
+def _by_patient(rows: Iterable[tuple]) -> dict[int, list[tuple]]:
+    out: dict[int, list[tuple]] = {}
+    for row in rows:
+        out.setdefault(row[0], []).append(row)
+    return out
 
 
-def _lab_rows(q: Q) -> dict[int, list[tuple]]:
-    """Active labs matching ``q``, by patient, in the order every recompute reads them."""
-    rows: dict[int, list[tuple]] = {}
-    labs = LabResult.objects.active().filter(q).order_by("collected_at", "id").values_list(*_LAB_COLUMNS)
-    for row in labs:
-        rows.setdefault(row[0], []).append(row)
-    return rows
+def _live_rows(
+    model: type[Voidable], columns: tuple[str, ...], where: str, params: Sequence[Any], order: tuple[str, ...]
+) -> dict[int, list[tuple]]:
+    """The live rows of ``model`` matching ``where`` as plain tuples of ``columns``, by patient.
+
+    Plain SQL: the recompute reads these on every write, and building and compiling the
+    ORM's statement cost more than running it. Values are converted as the ORM converts them.
+    """
+    table, voided_at, *order_by = store.quoted(model, "voided_at", *order)
+    select = ", ".join(store.quoted(model, *columns)[1:])
+    sql = (
+        f"SELECT {select} FROM {table} WHERE {voided_at} IS NULL AND ({where}) "  # noqa: S608
+        f"ORDER BY {', '.join(order_by)}"
+    )
+    return _by_patient(store.fetch(sql, params, store.converters(model, columns)))
+
+
+def _of_patients(model: type[Voidable], ids: list[int]) -> tuple[str, list[int]]:
+    """``patient_id IN (ids)`` as SQL and its parameters."""
+    (_table, patient_id) = store.quoted(model, "patient_id")
+    return f"{patient_id} IN ({', '.join(['%s'] * len(ids))})", list(ids)
+
+
+def _lab_rows(wanted: list[tuple[str, list[Any]]]) -> dict[int, list[tuple]]:
+    """Live labs matching any of ``wanted`` (SQL, parameters), by patient, in the order every
+    recompute reads them."""
+    where = " OR ".join(f"({sql})" for sql, _params in wanted)
+    params = [p for _sql, ps in wanted for p in ps]
+    return _live_rows(LabResult, _LAB_COLUMNS, where, params, ("collected_at", "id"))
 
 
 def _utc_midnight(infusion_date: date, day: int) -> datetime:
     return datetime.combine(infusion_date + timedelta(days=day), time.min, tzinfo=UTC)
 
 
-def _windowed_labs(pid: int, infusion_date: date, from_day: int, ld_day: int | None) -> Q:
-    """The labs of one patient that an assessment from ``from_day`` reads (``lab_windows``).
+def _windowed_labs(pid: int, infusion_date: date, from_day: int, ld_day: int | None) -> tuple[str, list[Any]]:
+    """The labs of one patient that an assessment from ``from_day`` reads (``lab_windows``),
+    as SQL and its parameters.
 
     A window of days is widened by a day on each side in UTC, which holds every lab of
     those local days whatever the site's offset (−12 h…+14 h): more labs than needed
     give the same results.
     """
-    wanted = Q(analyte=BCELL_ANALYTE)
+    _table, patient_id, analyte, collected_at = store.quoted(
+        LabResult, "patient_id", "analyte", "collected_at"
+    )
+    wanted, params = [f"{analyte} = %s"], [BCELL_ANALYTE]
     for first, last in lab_windows(from_day, ld_day):
-        window = Q(collected_at__gte=_utc_midnight(infusion_date, first - 1))
+        window = f"{collected_at} >= %s"
+        params.append(store.db_value(LabResult, "collected_at", _utc_midnight(infusion_date, first - 1)))
         if last is not None:
-            window &= Q(collected_at__lt=_utc_midnight(infusion_date, last + 2))
-        wanted |= window
-    return Q(patient_id=pid) & wanted
+            window += f" AND {collected_at} < %s"
+            params.append(store.db_value(LabResult, "collected_at", _utc_midnight(infusion_date, last + 2)))
+        wanted.append(f"({window})")
+    return f"{patient_id} = %s AND ({' OR '.join(wanted)})", [pid, *params]
 
 
 def _infusion_rows(ids: list[int]) -> dict[int, tuple]:
@@ -179,14 +205,20 @@ def _load_inputs(
     from_days = from_days or {}
     ids = list(infusions)
     whole = [pid for pid in ids if pid not in from_days]
-    wanted = [Q(patient_id__in=whole)] if whole else []
+    wanted = [_of_patients(LabResult, whole)] if whole else []
     for pid, from_day in from_days.items():
         _pid, d0, ld, *_rest = infusions[pid]
         wanted.append(_windowed_labs(pid, d0, from_day, None if ld is None else day_of_date(ld, d0)))
-    labs = _lab_rows(reduce(or_, wanted)) if wanted else {}
-    observations = _rows_by_patient(Observation.objects.active().order_by("date"), _OBSERVATION_COLUMNS, ids)
-    events = _rows_by_patient(ClinicalEvent.objects.active().order_by("date"), _EVENT_COLUMNS, ids)
-    overrides = _rows_by_patient(GradeOverride.objects.active(), _OVERRIDE_COLUMNS, ids)
+    labs = _lab_rows(wanted) if wanted else {}
+    by_date = ("date", "id")
+    observations, events, overrides = (
+        _live_rows(model, columns, *_of_patients(model, ids), by_date) if ids else {}
+        for model, columns in (
+            (Observation, _OBSERVATION_COLUMNS),
+            (ClinicalEvent, _EVENT_COLUMNS),
+            (GradeOverride, _OVERRIDE_COLUMNS),
+        )
+    )
     inputs = {}
     for pid, (_pid, d0, ld, baseline_mrd, post_ld_mrd, baseline_cmp, post_ld_cmp) in infusions.items():
         inputs[pid] = PatientInputs(
@@ -222,7 +254,7 @@ def _load_inputs(
         )
     short = [pid for pid, from_day in from_days.items() if not windowed_labs_suffice(inputs[pid], from_day)]
     if short:
-        every = _lab_rows(Q(patient_id__in=short))
+        every = _lab_rows([_of_patients(LabResult, short)])
         for pid in short:
             inputs[pid] = replace(
                 inputs[pid], labs=_plain_labs(every.get(pid, ()), tz, inputs[pid].infusion_date)
@@ -289,6 +321,7 @@ def recompute_patients(
     since: Mapping[int, datetime] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     infusions: Mapping[int, Infusion] | None = None,
+    site: SiteParameters | None = None,
 ) -> int:
     """Recompute and store the derived results of these patients under ``model``.
 
@@ -301,12 +334,13 @@ def recompute_patients(
     (:func:`score_model_activate`) is recomputed as well, so that entries made while it
     runs end up in its results. ``infusions`` are the infusions of some of these patients
     as read under their lock in this transaction (a lab write does not change them): they
-    are not read again. Returns the number of patients recomputed.
+    are not read again, nor are the site parameters ``site`` read in this transaction.
+    Returns the number of patients recomputed.
     ``on_progress(done, total)`` is called after each chunk of patients under ``model``.
     """
     ids = sorted(set(patient_ids))
     now = now or timezone.now()
-    params = site_params()
+    params = site_params(site)
     if model is None:
         model, activating = ScoreModel.objects.recompute_targets(now)
         for other in activating:
@@ -388,19 +422,23 @@ def request_recompute(
     *,
     since: datetime | None = None,
     infusions: Mapping[int, Infusion] | None = None,
+    params: SiteParameters | None = None,
 ) -> None:
     """Recompute these patients now, or at the end of the enclosing ``recompute_once`` block.
 
     ``since`` is the collection time of the earliest lab the write changed, when the write
     changed only labs: the recompute then starts from its day (see ``recompute_patients``).
-    A ``recompute_once`` block recomputes its patients whole. ``infusions``: see
-    ``recompute_patients``.
+    A ``recompute_once`` block recomputes its patients whole. ``infusions`` and ``params``
+    (the site parameters): see ``recompute_patients``.
     """
     pending = _pending_recompute.get()
     if pending is None:
         ids = list(patient_ids)
         recompute_patients(
-            ids, since=None if since is None else dict.fromkeys(ids, since), infusions=infusions
+            ids,
+            since=None if since is None else dict.fromkeys(ids, since),
+            infusions=infusions,
+            site=params,
         )
     else:
         pending.update(patient_ids)

@@ -12,7 +12,7 @@ from django.utils.translation import gettext as _
 from crsrisk.writes import check_version as _check_version
 from crsrisk.writes import require_reason as _require_reason
 from crsrisk.writes import save_with_history as _save
-from patients.models import LabResult, Patient
+from patients.models import LabResult, Patient, SiteParameters
 from scoring.rules.days import MAX_DAY, MIN_DAY
 from scoring.services import request_recompute
 
@@ -35,12 +35,15 @@ def lock_patient(patient: Patient) -> Patient:
     return Patient.objects.select_for_update(of=("self",)).select_related("infusion").get(pk=patient.pk)
 
 
-def recompute_patient(patient: Patient, *, since: datetime | None = None) -> None:
+def recompute_patient(
+    patient: Patient, *, since: datetime | None = None, params: SiteParameters | None = None
+) -> None:
     # ``since``: the earliest collection time of the labs a lab-only write changed. Such a
     # write leaves the infusion as ``lock_patient`` read it, so the recompute reuses it.
+    # ``params``: the site parameters the write read in its transaction, not read again.
     infusion = getattr(patient, "infusion", None) if since is not None else None
     known = {patient.pk: infusion} if infusion is not None else None
-    request_recompute([patient.pk], since=since, infusions=known)
+    request_recompute([patient.pk], since=since, infusions=known, params=params)
 
 
 def void_row(row: Any, *, user: Any, expected_version: int | None, reason: str, what: str) -> Any:

@@ -305,7 +305,7 @@ def test_a_panel_post_reads_each_input_once(clinician, team, client):
     def reads(table: str) -> int:
         return sum(1 for sql in sqls if sql.startswith("SELECT") and f'FROM "{table}"' in sql)
 
-    assert reads("patients_siteparameters") == 2  # the usual units, then the clinical parameters
+    assert reads("patients_siteparameters") == 1  # the usual units and the clinical parameters at once
     assert reads("scoring_scoremodel") == 1
     assert reads("scoring_patientsummary") == 1
     assert reads("patients_infusion") == 0  # read with the patient under its lock

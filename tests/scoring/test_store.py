@@ -219,3 +219,78 @@ def test_recompute_updates_changed_rows_and_deletes_gone_ones(clinician, patient
     assert [v for i, v in enumerate(got_summary[0]) if i // width != index] == [
         v for i, v in enumerate(expected_summary[0]) if i // width != index
     ]
+
+
+def _raw_labs(patient_id: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """A patient's stored labs and their history rows as the database holds them, in key
+    order, without the keys, the patient and the history's time."""
+    from patients.models import LabResult
+
+    quote = connection.ops.quote_name
+    out = []
+    for model, skip in (
+        (LabResult, {"id", "patient_id"}),
+        (LabResult.history.model, {"id", "patient_id", "history_id", "history_date"}),
+    ):
+        columns = [quote(f.column) for f in model._meta.concrete_fields if f.column not in skip]
+        if connection.vendor == "postgresql":
+            select = ", ".join(f"{c}::text" for c in columns)
+        else:
+            select = ", ".join(f"{c}, typeof({c})" for c in columns)
+        key = "history_id" if model is not LabResult else "id"
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {select} FROM {quote(model._meta.db_table)} WHERE patient_id = %s ORDER BY {key}",  # noqa: S608
+                [patient_id],
+            )
+            out.append(cursor.fetchall())
+    return out[0], out[1]
+
+
+def test_inserted_labs_and_history_equal_bulk_create_with_history(clinician, team, patient):
+    """The lab writer's ``insert_returning`` and ``insert_created_history`` store what
+    ``bulk_create_with_history`` stored, column by column, and give the keys in order."""
+    from django.utils import timezone
+    from simple_history.utils import bulk_create_with_history
+
+    from patients.models import LabResult
+
+    now = timezone.now()
+
+    other = services.patient_register(
+        user=clinician, mrn="P002", name="Other", infusion_date=date(2025, 3, 1), care_team=team
+    )
+
+    def labs(patient: Any) -> list[LabResult]:
+        return [
+            LabResult(
+                patient=patient,
+                analyte=analyte,
+                value=value,
+                comparator=comparator,
+                collected_at=datetime(2025, 3, 2, 8, 30, 15, 123456, tzinfo=UTC),
+                entered_value=str(value),
+                entered_unit="mg/L",
+                loinc="1988-5",
+                note='odd "note"\t\\ ✓',
+                flags=["CRP ≥ 10× the previous value", {"a": [1, 2.5]}] if i % 2 else [],
+                entered_by=clinician,
+                entered_at=now,
+            )
+            for i, (analyte, value, comparator) in enumerate(
+                [
+                    ("crp", Decimal("20.1234567"), ""),
+                    ("ferritin", Decimal("800"), ">"),
+                    ("anc", Decimal("0.5"), ""),
+                ]
+            )
+        ]
+
+    bulk_create_with_history(labs(other), LabResult, default_user=clinician, default_change_reason="entered")
+    rows = labs(patient)
+    names = [f.attname for f in LabResult._meta.concrete_fields if not f.primary_key]
+    ids = store.insert_returning(LabResult, names, [[getattr(r, n) for n in names] for r in rows])
+    store.insert_created_history(LabResult, ids, now=now, reason="entered", user_id=clinician.pk)
+    assert _raw_labs(patient.pk) == _raw_labs(other.pk)
+    assert [LabResult.objects.get(pk=pk).analyte for pk in ids] == ["crp", "ferritin", "anc"]
+    assert LabResult.history.model.objects.filter(patient_id=patient.pk).first().history_date == now
