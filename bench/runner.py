@@ -304,13 +304,15 @@ def _labs_file(path: Path, mrns: list[str], rows: int, days: int, infusion_date:
     """A labs CSV of about ``rows`` rows over these patients (SPEC 8.2 format)."""
     written = 0
     tz = timezone.get_current_timezone()
+    # 06:00 each day, but never in the future: today's 06:00 is refused before it has come.
+    latest = timezone.localtime(timezone.now(), tz).replace(second=0, microsecond=0)
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["mrn", "collected_at", "analyte", "value", "unit", "note"])
         for mrn in mrns:
             for d in range(days):
                 day = infusion_date + timedelta(days=d)
-                at = datetime(day.year, day.month, day.day, 6, tzinfo=tz).isoformat()
+                at = min(datetime(day.year, day.month, day.day, 6, tzinfo=tz), latest).isoformat()
                 for analyte, value in VALUES.items():
                     writer.writerow([mrn, at, analyte, value, "", ""])
                     written += 1
