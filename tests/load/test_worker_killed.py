@@ -24,6 +24,15 @@ PATIENTS = 30  # enough for the activation to take a few seconds
 RETRY_SECONDS = 20  # JOB_TIMEOUT_SECONDS 15 + margin 5: the killed job's redelivery
 
 
+def _hold_first_patient():
+    """A connection of its own holding the first patient's row lock until it rolls back."""
+    holder = connections.create_connection(DEFAULT_DB_ALIAS)
+    holder.set_autocommit(False)
+    with holder.cursor() as cursor:
+        cursor.execute("SELECT id FROM patients_patient ORDER BY id LIMIT 1 FOR UPDATE")
+    return holder
+
+
 def _job(pk: int) -> Job:
     close_old_connections()
     return Job.objects.get(pk=pk)
@@ -47,12 +56,20 @@ def test_a_killed_worker_leaves_no_half_state_and_the_job_finishes_when_delivere
     )
     env = {"JOB_TIMEOUT_SECONDS": "15", "JOB_RETRY_MARGIN_SECONDS": "5", "JOB_POLL_SECONDS": "0.2"}
 
-    cluster = qcluster_factory(**env)
-    took = wait_until(lambda: _job(job.pk).status != Job.Status.QUEUED, timeout=60)
-    assert took, "no worker took the job: " + (tmp_path / "qcluster.log").read_text()[-3000:]
-    time.sleep(0.3)
-    stop(cluster, kill=True)  # SIGKILL: the cluster, its workers, mid-activation
-    killed_at = time.monotonic()
+    # The worker must be killed mid-activation whatever the machine's speed (a fast recompute of
+    # the demo ward ends within the second): another connection holds the lock of the first
+    # patient, which the activation's first chunk waits for, as it would for a long write.
+    holder = _hold_first_patient()
+    try:
+        cluster = qcluster_factory(**env)
+        took = wait_until(lambda: _job(job.pk).status != Job.Status.QUEUED, timeout=60)
+        assert took, "no worker took the job: " + (tmp_path / "qcluster.log").read_text()[-3000:]
+        time.sleep(1.0)
+        stop(cluster, kill=True)  # SIGKILL: the cluster, its workers, mid-activation
+        killed_at = time.monotonic()
+    finally:
+        holder.rollback()
+        holder.close()
 
     assert _job(job.pk).status == Job.Status.RUNNING, "the job ended before the kill: make it longer"
     draft.refresh_from_db()
@@ -92,13 +109,8 @@ def test_a_job_stopped_at_its_timeout_is_delivered_again_and_then_marked_failed(
         user=hematologist,
         params={"model_id": draft.pk, "revision": draft.revision},
     )
-    # The activation must outlast its timeout whatever the machine's speed (a fast recompute of
-    # the demo ward ends within the second): another connection holds the lock of the first
-    # patient, which the activation's first chunk waits for, as it would for a long write.
-    holder = connections.create_connection(DEFAULT_DB_ALIAS)
-    holder.set_autocommit(False)
-    with holder.cursor() as cursor:
-        cursor.execute("SELECT id FROM patients_patient ORDER BY id LIMIT 1 FOR UPDATE")
+    # The activation must outlast its timeout whatever the machine's speed (see above).
+    holder = _hold_first_patient()
     try:
         # One attempt allowed, stopped after 1 s, delivered again 2 s later.
         qcluster_factory(
