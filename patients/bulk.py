@@ -19,7 +19,7 @@ reads and the bounded report serve observations.csv too (``bulk_observations``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -130,7 +130,7 @@ def _create_stage(cursor: Any) -> None:
         f"value {'numeric(18, 6)' if pg else 'decimal'} NOT NULL, comparator varchar(2) NOT NULL, "
         "entered_value text NOT NULL, entered_unit text NOT NULL, loinc text NOT NULL, note text NOT NULL, "
         "flags text NOT NULL, warnings text NOT NULL, unit_note text NOT NULL, raw_value text NOT NULL, "
-        "when_text text NOT NULL, lab_id bigint NULL)" + (" ON COMMIT DROP" if pg else "")
+        "when_text text NOT NULL, lab_id bigint NULL)"
     )
     cursor.execute(f"CREATE INDEX {STAGE}_key ON {STAGE} (patient_id, analyte, collected_at)")
 
@@ -247,14 +247,18 @@ def _decimal(value: Any) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def plan_labs(text: im.CsvSource, report: im.ImportReport, ctx: im._Context) -> Callable[[], set[int]] | None:
-    """Validate labs.csv streamed into a staging table; the writer, or None when refused."""
+def plan_labs(text: im.CsvSource, report: im.ImportReport, ctx: im._Context) -> im.Plan | None:
+    """Read labs.csv streamed into a staging table and check it; its plan, or None when refused.
+
+    What the file says alone is checked here; the checks against the stored rows are the
+    plan's ``check`` (``run_import`` runs it under the write's lock, after ``recheck``).
+    """
     fn = report.filename
-    # First pass: the file's MRNs only, to load (and lock) its patients once.
+    # First pass: the file's MRNs only, to load its patients once (locked by ``recheck``).
     mrns: set[str] = set()
     # A file that cannot be read is reported by the second pass.
     mrns.update(im.column_cells(text, kind=im.LABS, column="mrn"))
-    patients = im._patients_by_mrn(mrns, lock=not report.dry_run, scope=ctx.scope)
+    patients = im._patients_by_mrn(mrns, lock=False, scope=ctx.scope)
     del mrns
     tz = site_zone()
     deaths = im._death_dates(patients)
@@ -329,21 +333,34 @@ def plan_labs(text: im.CsvSource, report: im.ImportReport, ctx: im._Context) -> 
             return None
         duplicates = _Problems()
         _duplicates(cursor, report, duplicates, patients)
-        # Row errors in line order, then the conflicts, as the in-memory planner.
+        # Row errors in line order, then the conflicts (``check``), as the in-memory planner.
         _report_problems(report, row_errors, duplicates)
-        conflicts = _Problems()
-        _classify(cursor, report, ctx, patients, conflicts)
-        if conflicts:
-            _report_problems(report, conflicts)
-        if report.errors:
-            return None
-        _flag_tenfold_jumps(cursor)
-        _notes(cursor, report)
 
-    def write() -> set[int]:
-        return _write(ctx)
+    def check() -> None:
+        with connection.cursor() as cursor:
+            conflicts = _Problems()
+            _classify(cursor, report, ctx, patients, conflicts)
+            if conflicts:
+                _report_problems(report, conflicts)
+            if report.errors:
+                return
+            _flag_tenfold_jumps(cursor)
+            _notes(cursor, report)
 
-    return write
+    return im.Plan(
+        write=lambda: _write(ctx),
+        check=check,
+        recheck=lambda: im.patients_recheck(patients, deaths, report, ctx),
+        discard=lambda: drop_stage(STAGE),
+    )
+
+
+def drop_stage(stage: str) -> None:
+    """Drop a staging table (it outlives the check's transaction: the write reads it)."""
+    if connection.connection is None or connection.needs_rollback:
+        return  # gone with the connection, or with the transaction it was made in
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {stage}")
 
 
 def _mrn_of(patients: dict[str, Patient]) -> dict[int, str]:

@@ -19,7 +19,6 @@ reason are those of the in-memory planner it replaced.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -64,7 +63,6 @@ def _create_stage(cursor: Any) -> None:
         f"tmax_c {'numeric(3, 1)' if pg else 'decimal'} NULL, "
         "hypotension varchar(24) NOT NULL, oxygen varchar(24) NOT NULL, antipyretic boolean NOT NULL, "
         "tocilizumab boolean NOT NULL, corticosteroids boolean NOT NULL, obs_id bigint NULL)"
-        + (" ON COMMIT DROP" if pg else "")
     )
     cursor.execute(f"CREATE INDEX {STAGE}_key ON {STAGE} (patient_id, date)")
 
@@ -111,18 +109,19 @@ def _future(day_date: date, known: dict[date, list[str]]) -> list[str]:
     return messages
 
 
-def plan_observations(
-    text: im.CsvSource, report: im.ImportReport, ctx: im._Context
-) -> Callable[[], set[int]] | None:
-    """Validate observations.csv streamed into a staging table; the writer, or None when refused."""
+def plan_observations(text: im.CsvSource, report: im.ImportReport, ctx: im._Context) -> im.Plan | None:
+    """Read observations.csv streamed into a staging table and check it; its plan, or None.
+
+    As ``bulk.plan_labs``: the checks against the stored rows are the plan's ``check``.
+    """
     fn = report.filename
-    # First pass: the file's MRNs only, to load (and lock) its patients once.
+    # First pass: the file's MRNs only, to load its patients once (locked by ``recheck``).
     mrns: set[str] = set()
     # A file that cannot be read is reported by the second pass.
     rows, _header = im.iter_rows(text, kind=im.OBSERVATIONS, filename=fn, errors=[])
     for row in rows:
         mrns.add(row.cells.get("mrn", ""))
-    patients = im._patients_by_mrn(mrns, lock=not report.dry_run, scope=ctx.scope)
+    patients = im._patients_by_mrn(mrns, lock=False, scope=ctx.scope)
     del mrns
     deaths = im._death_dates(patients)
     ops = connection.ops
@@ -182,19 +181,22 @@ def plan_observations(
             return None
         duplicates = bulk._Problems()
         _duplicates(cursor, report, duplicates, patients)
-        # Row errors in line order, then the conflicts of the good rows, as the in-memory planner.
+        # Row errors in line order, then the conflicts of the good rows (``check``).
         bulk._report_problems(report, row_errors, duplicates)
-        conflicts = bulk._Problems()
-        _classify(cursor, report, ctx, patients, conflicts)
-        if conflicts:
-            bulk._report_problems(report, conflicts)
-        if report.errors:
-            return None
 
-    def write() -> set[int]:
-        return _write(ctx)
+    def check() -> None:
+        with connection.cursor() as cursor:
+            conflicts = bulk._Problems()
+            _classify(cursor, report, ctx, patients, conflicts)
+            if conflicts:
+                bulk._report_problems(report, conflicts)
 
-    return write
+    return im.Plan(
+        write=lambda: _write(ctx),
+        check=check,
+        recheck=lambda: im.patients_recheck(patients, deaths, report, ctx),
+        discard=lambda: bulk.drop_stage(STAGE),
+    )
 
 
 def _day_text(value: Any) -> str:

@@ -71,7 +71,7 @@ from patients.models import (
     validate_display_text,
 )
 from scoring.rules.days import MAX_DAY, MIN_DAY, day_of_date, format_day
-from scoring.services import recompute_patients, site_zone
+from scoring.services import recompute_later, recompute_patients, recompute_pending, site_zone
 
 NAME_MAX_LENGTH: int = Patient._meta.get_field("name").max_length or 0
 TEAM_MAX_LENGTH: int = CareTeam._meta.get_field("name").max_length or 0
@@ -331,6 +331,7 @@ def run_import(
     teams: Iterable[str] | None = None,
     correct_hint: str = "",
     on_progress: ImportProgress | None = None,
+    in_write: Callable[[ImportReport], None] | None = None,
 ) -> ImportReport:
     """Validate the whole file, then write all of it or nothing; audit the attempt.
 
@@ -344,6 +345,10 @@ def run_import(
     file is valid and its rows go in, then ``"recompute"`` (patients done, patients) after each
     chunk of patients; it is called inside the import's transaction (the background job writes
     it through a connection of its own, see ``crsrisk.jobs.services``).
+    ``in_write(report)`` runs inside the transaction that writes the rows, after them (the
+    import job records its result there, so a job delivered again never imports twice).
+    labs.csv and observations.csv are checked with no lock, then written under it, then
+    recomputed a chunk of patients per commit (``_import_in_two_phases``).
     """
     if kind not in COLUMNS:
         raise ValueError(f"unknown import kind {kind!r}; accepted: {', '.join(COLUMNS)}")
@@ -370,16 +375,20 @@ def run_import(
         scope=scope,
         teams=None if teams is None else frozenset(teams),
     )
+    if kind in STREAMED_KINDS and not report.errors:
+        _import_in_two_phases(kind, text, report, ctx, recompute, affected, on_progress, in_write)
+        return report
+    # patients.csv and events.csv, a ward's size: checked and written in one transaction.
     # A dry run writes only its temporary tables: on SQLite it holds no write lock meanwhile.
     atomic = lock_free_atomic if dry_run else transaction.atomic
     try:
         with atomic():
             if not report.errors:
-                write = _plan(kind, text, report, ctx)
-                if not report.errors and not dry_run and write is not None:
+                plan = _plan(kind, text, report, ctx)
+                if not report.errors and not dry_run and plan is not None:
                     if on_progress is not None:
                         on_progress("write", 0, 0)
-                    ids = write()
+                    ids = plan.write()
                     if recompute:
                         recomputed = None
                         if on_progress is not None:
@@ -394,6 +403,8 @@ def run_import(
                     elif affected is not None:
                         affected |= ids
                     _audit(report, ctx)
+                    if in_write is not None:
+                        in_write(report)
             if report.errors or dry_run:
                 raise _Rollback
     except _Rollback:
@@ -401,8 +412,140 @@ def run_import(
     return report
 
 
-def _plan(kind: str, text: CsvSource, report: ImportReport, ctx: _Context) -> Callable[[], set[int]] | None:
-    """Read and validate the file; the writer of its rows, or None when refused."""
+def _import_in_two_phases(
+    kind: str,
+    text: CsvSource,
+    report: ImportReport,
+    ctx: _Context,
+    recompute: bool,
+    affected: set[int] | None,
+    on_progress: ImportProgress | None,
+    in_write: Callable[[ImportReport], None] | None,
+) -> None:
+    """labs.csv and observations.csv: read and checked first, then written under the lock.
+
+    1. The file is read, parsed and checked into a staging table in a transaction that holds
+       no write lock on SQLite (``lock_free_atomic``) and locks no patient on PostgreSQL: bedside
+       entries go on meanwhile, however large the file. A dry run (the preview) stops here.
+    2. The write takes the lock: the file's patients are read again under their row locks (a
+       change of infusion date, death or care team since the check refuses the file), the
+       staged rows are checked against the stored ones (conflicts, identical and voided rows,
+       the ×10 jump: set-based joins, fast), and written all or nothing, with their history and
+       the audit record, and the patients are marked for recompute, in one transaction.
+    3. The marked patients are recomputed a chunk at a time, each chunk and the clearing of its
+       marks one short commit (``scoring.services.recompute_pending``). A process that stops
+       between them leaves marks, which the next ``recompute_pending`` finishes (the import job
+       does when it is delivered again).
+
+    Inside a caller's transaction (tests, the demo) the phases are savepoints of that transaction.
+    """
+    plan: Plan | None = None
+    ids: set[int] = set()
+    try:
+        try:
+            with lock_free_atomic():
+                plan = _plan(kind, text, report, ctx)
+                if plan is not None and (report.dry_run or report.errors):
+                    plan.check()  # the whole report: conflicts with stored rows as well
+                if plan is None or report.errors or report.dry_run:
+                    raise _Rollback
+            if on_progress is not None:
+                on_progress("write", 0, 0)
+            with transaction.atomic():
+                plan.recheck()
+                if not report.errors:
+                    plan.check()
+                if report.errors:
+                    raise _Rollback
+                ids = plan.write()
+                if recompute:
+                    recompute_later(ids, now=ctx.now)
+                    report.patients_recomputed = len(ids)
+                elif affected is not None:
+                    affected |= ids
+                _audit(report, ctx)
+                if in_write is not None:
+                    in_write(report)
+        except _Rollback:
+            _audit(report, ctx)
+            return
+    finally:
+        if plan is not None:
+            plan.discard()
+    if recompute and ids:
+        recomputed = None
+        if on_progress is not None:
+            progress = on_progress
+
+            def recomputed(done: int, total: int) -> None:
+                progress("recompute", done, total)
+
+        recompute_pending(ids, on_progress=recomputed)
+
+
+@dataclass
+class Plan:
+    """A file read and checked, ready to be written.
+
+    ``write`` writes its rows and returns the patients touched. The streamed files
+    (``bulk.plan_labs``, ``bulk_observations.plan_observations``) are checked in two steps,
+    so that the part that reads the file holds no lock: ``check`` compares the staged rows
+    with the stored ones (conflicts, skips, flags; into the report), and ``recheck`` reads the
+    file's patients again under their row locks, refusing the file if one changed since it
+    was read. ``discard`` drops the staging table.
+    """
+
+    write: Callable[[], set[int]]
+    check: Callable[[], None] = lambda: None
+    recheck: Callable[[], None] = lambda: None
+    discard: Callable[[], None] = lambda: None
+
+
+def patients_recheck(
+    patients: Mapping[str, Patient],
+    deaths: Mapping[int, tuple[date, str]],
+    report: ImportReport,
+    ctx: _Context,
+) -> None:
+    """Under the write's lock: the file's patients as they were when its rows were checked.
+
+    The rows were checked against each patient's infusion date, recorded death and care team
+    (``ctx.scope``) without a lock; a change since then refuses the file rather than write rows
+    checked against what is no longer so. The patients stay locked until the write commits.
+    """
+    now = _patients_by_mrn(patients, lock=True, scope=ctx.scope)
+    changed = sorted(
+        mrn
+        for mrn, p in patients.items()
+        if mrn not in now
+        or now[mrn].pk != p.pk
+        or now[mrn].infusion.infusion_date != p.infusion.infusion_date
+    )
+    now_deaths = _death_dates(now)
+    changed += sorted(
+        mrn for mrn, p in now.items() if now_deaths.get(p.pk) != deaths.get(p.pk) and mrn not in changed
+    )
+    if changed:
+        report.errors.append(
+            RowError(
+                report.filename,
+                0,
+                "",
+                "",
+                ngettext(
+                    "patient %(mrns)s changed while the file was checked (infusion date, death or care "
+                    "team); nothing was imported: import the file again",
+                    "patients %(mrns)s changed while the file was checked (infusion date, death or care "
+                    "team); nothing was imported: import the file again",
+                    len(changed),
+                )
+                % {"mrns": ", ".join(changed[:10]) + ("…" if len(changed) > 10 else "")},
+            )
+        )
+
+
+def _plan(kind: str, text: CsvSource, report: ImportReport, ctx: _Context) -> Plan | None:
+    """Read and validate the file; its plan, or None when refused."""
     if kind == LABS:
         # Streamed and set-based, whatever the file's size (patients/bulk.py).
         from patients import bulk
@@ -418,7 +561,8 @@ def _plan(kind: str, text: CsvSource, report: ImportReport, ctx: _Context) -> Ca
     report.errors.extend(errors)
     if report.errors:
         return None
-    return _PLANNERS[kind](rows, header, report, ctx)
+    write = _PLANNERS[kind](rows, header, report, ctx)
+    return None if write is None else Plan(write=write)
 
 
 def _audit(report: ImportReport, ctx: _Context) -> None:

@@ -20,7 +20,7 @@ from django.utils.translation import gettext_lazy
 from crsrisk.accounts.roles import visible_patients
 from patients.models import ClinicalEvent, EventKind, LabResult, Observation, Patient
 from scoring.i18n import analyte_label, localize
-from scoring.models import Alert, DailyAssessment, PatientSummary, ScoreModel
+from scoring.models import Alert, DailyAssessment, PatientSummary, PendingRecompute, ScoreModel
 from scoring.rules import alerts as alert_rules
 from scoring.rules.days import day_of, day_of_date, format_day
 from scoring.rules.score import FactorResult, ScoreResult
@@ -217,6 +217,8 @@ class WardPatient:
     mrn: str
     name: str
     synthetic: bool
+    # Rows stored but results not yet recomputed (an import's recompute under way).
+    updating: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +298,7 @@ def ward_rows(
             )
         ),
         observed_today=Exists(Observation.objects.active().filter(patient=OuterRef("pk"), date=today)),
+        updating=Exists(PendingRecompute.objects.filter(patient=OuterRef("pk"))),
     ).values_list(
         "pk",
         "mrn",
@@ -305,17 +308,18 @@ def ward_rows(
         "infusion__infusion_date",
         "recent_bcell",
         "observed_today",
+        "updating",
         "active_summary__pk",
         *(f"active_summary__{name}" for name in _SUMMARY_FIELDS),
     )
     listed: list[tuple[WardPatient, int, WardSummary | None, bool, bool]] = []
-    for pk, mrn, name, synthetic, end_day, d0, bcell, observed, summary_pk, *summary in found:
+    for pk, mrn, name, synthetic, end_day, d0, bcell, observed, updating, summary_pk, *summary in found:
         day = day_of_date(today, d0)
         if not WARD_FIRST_DAY <= day <= (WARD_LAST_DAY if end_day is None else end_day):
             continue
         listed.append(
             (
-                WardPatient(pk, mrn, name, synthetic),
+                WardPatient(pk, mrn, name, synthetic, updating),
                 day,
                 None if summary_pk is None else WardSummary(*summary),
                 bcell,

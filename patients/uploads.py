@@ -43,6 +43,7 @@ from crsrisk.accounts.roles import care_teams_of, sees_all_teams, visible_patien
 from crsrisk.jobs.models import ImportUpload, ImportUploadChunk, Job
 from patients import imports
 from patients.bulk import ERRORS_SHOWN, NOTES_SHOWN
+from scoring.services import recompute_pending
 
 if TYPE_CHECKING:
     from crsrisk.jobs.services import Progress
@@ -295,8 +296,22 @@ def _reading(upload: ImportUpload, progress: Progress) -> Callable[[int], None]:
     return lambda read: progress(min(read, total), total, "bytes")
 
 
+def _result(report: imports.ImportReport) -> dict[str, Any]:
+    return {
+        "ok": report.ok,
+        "rows": report.rows,
+        "transfer": report.transfer_id,
+        "errors": report.error_count,
+    }
+
+
 def _run(
-    upload: ImportUpload, *, dry_run: bool, progress: Progress, note: Callable[[str], None]
+    upload: ImportUpload,
+    *,
+    dry_run: bool,
+    progress: Progress,
+    note: Callable[[str], None],
+    in_write: Callable[[imports.ImportReport], None] | None = None,
 ) -> imports.ImportReport:
     user = get_user_model().objects.get(pk=upload.uploaded_by_id)
     stages = {
@@ -324,6 +339,7 @@ def _run(
             correct=upload.correct,
             reason=upload.reason,
             on_progress=on_progress,
+            in_write=in_write,
             **_scope(user),
         )
     _log_refused(user, upload, report)
@@ -372,10 +388,17 @@ def run_import_file(job: Job, progress: Progress, note: Callable[[str], None]) -
 
     The upload goes with the import's own commit, and the job's result is written in that
     transaction too: a job delivered again after the commit (its worker died before marking it
-    done) returns that result instead of importing again. A database error leaves the upload in
-    place for ``job_run``'s retry; any other end (refused, changed, internal error) purges it.
+    done) returns that result instead of importing again, after finishing the recompute of the
+    patients the import marked (``scoring.services.recompute_pending``: a labs or observations
+    import recomputes a chunk of patients per commit after its rows). A database error leaves
+    the upload in place for ``job_run``'s retry; any other end (refused, changed, internal
+    error) purges it.
     """
     if job.result.get("transfer"):
+        if job.result.get("ok"):
+            # The rows committed before the worker stopped: finish their patients' recompute.
+            note(_("Recomputing the patients"))
+            recompute_pending(on_progress=progress)
         note(_("Imported") if job.result.get("ok") else _("Refused"))
         return dict(job.result)
     upload = ImportUpload.objects.filter(pk=job.params["upload"]).first()
@@ -393,14 +416,16 @@ def run_import_file(job: Job, progress: Progress, note: Callable[[str], None]) -
                     "check). Nothing was imported: upload the file again."
                 )
             )
-        with transaction.atomic():
-            report = _run(upload, dry_run=False, progress=progress, note=note)
-            result = {
-                "ok": report.ok,
-                "rows": report.rows,
-                "transfer": report.transfer_id,
-                "errors": report.error_count,
-            }
+
+        def record(report: imports.ImportReport) -> None:
+            # In the transaction that writes the rows: a job delivered again after it returns
+            # this result instead of importing again, and the upload goes with the import.
+            Job.objects.filter(pk=job.pk).update(result=_result(report))
+            ImportUpload.objects.filter(pk=upload.pk).delete()
+
+        report = _run(upload, dry_run=False, progress=progress, note=note, in_write=record)
+        result = _result(report)
+        if not report.ok:  # refused: nothing was written, the report is the result
             Job.objects.filter(pk=job.pk).update(result=result)
             ImportUpload.objects.filter(pk=upload.pk).delete()
     except (OperationalError, InterfaceError):

@@ -189,6 +189,24 @@ class PatientSummary(models.Model):
         return f"{self.patient_id} summary under {self.model_id}"
 
 
+class PendingRecompute(models.Model):
+    """A patient whose stored rows were committed before their derived results were recomputed.
+
+    A large import writes its rows in one transaction and recomputes its patients a chunk per
+    commit after it (``scoring.services.recompute_pending``), so that no transaction holds
+    SQLite's write lock for long (issue 11). The mark is set with the rows and cleared with
+    the patient's recompute; while it stands the ward shows the results as being updated.
+    """
+
+    patient = models.OneToOneField(
+        "patients.Patient", on_delete=models.CASCADE, primary_key=True, related_name="pending_recompute"
+    )
+    marked_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.patient_id} recompute pending since {self.marked_at:%Y-%m-%d %H:%M}"
+
+
 class AlertKind(models.TextChoices):
     DAY7_HIGH = "day7_high", _("day-7 band high")
     SEVERE_CRS = "severe_crs", _("CRS grade ≥ 3")

@@ -46,7 +46,15 @@ from scoring.assess import (
     windowed_labs_suffice,
 )
 from scoring.i18n import error_text
-from scoring.models import Alert, DailyAssessment, ModelStatus, PatientSummary, Provenance, ScoreModel
+from scoring.models import (
+    Alert,
+    DailyAssessment,
+    ModelStatus,
+    PatientSummary,
+    PendingRecompute,
+    Provenance,
+    ScoreModel,
+)
 from scoring.rules import score
 from scoring.rules import types as rt
 from scoring.rules.alerts import DAY7_HIGH, AlertCondition
@@ -463,6 +471,47 @@ def recompute_all_in_chunks(on_progress: Callable[[int, int], None] | None = Non
         with transaction.atomic():
             list(Patient.objects.select_for_update().filter(pk__in=chunk).values_list("pk"))
             done += recompute_patients(chunk)
+        if on_progress is not None:
+            on_progress(done, total)
+    return done
+
+
+def recompute_later(ids: Iterable[int], *, now: datetime | None = None) -> None:
+    """Mark these patients' results as lagging their rows, in the transaction that writes the rows.
+
+    ``recompute_pending`` recomputes them after the write has committed, a chunk per commit.
+    """
+    marked_at = now or timezone.now()
+    PendingRecompute.objects.bulk_create(
+        [PendingRecompute(patient_id=pid, marked_at=marked_at) for pid in sorted(set(ids))],
+        ignore_conflicts=True,
+        batch_size=1000,
+    )
+
+
+def recompute_pending(
+    ids: Iterable[int] | None = None, *, on_progress: Callable[[int, int], None] | None = None
+) -> int:
+    """Recompute the marked patients (of these, or all of them), a chunk of patients per commit.
+
+    Each chunk locks its patients as a write does, recomputes them from their stored rows and
+    clears their marks in one transaction, so no commit holds SQLite's write lock for long and
+    a process stopped half-way leaves only marks, which the next call finishes. An entry on a
+    patient meanwhile recomputes that patient in its own transaction as always; the chunk
+    then reads its committed rows. Returns the number of patients recomputed.
+    """
+    marked = PendingRecompute.objects.order_by("patient_id")
+    if ids is not None:
+        marked = marked.filter(patient_id__in=sorted(set(ids)))
+    pending = list(marked.values_list("patient_id", flat=True))
+    total, done = len(pending), 0
+    for chunk in _chunks(pending, ACTIVATION_CHUNK):
+        with transaction.atomic():
+            locked = list(
+                Patient.objects.select_for_update().filter(pk__in=chunk).values_list("pk", flat=True)
+            )
+            done += recompute_patients(locked) if locked else 0
+            PendingRecompute.objects.filter(patient_id__in=chunk).delete()
         if on_progress is not None:
             on_progress(done, total)
     return done

@@ -241,6 +241,8 @@ def test_the_jobs_report_their_stages_and_the_recompute_patient_by_chunk(
 
     _three_patients(clinician, team)
     monkeypatch.setattr(scoring.services, "RECOMPUTE_CHUNK", 1)
+    # labs.csv: the patients are recomputed after the rows, a chunk per commit.
+    monkeypatch.setattr(scoring.services, "ACTIVATION_CHUNK", 1)
     settings.IMPORT_UPLOAD_CHUNK_BYTES = 64
     upload(hema_client, THREE_PATIENTS)
     stored = ImportUpload.objects.get()

@@ -8,6 +8,7 @@ import pytest
 
 from patients import bulk, imports
 from patients.models import LabResult, Patient
+from scoring.models import PendingRecompute
 from tests.invariants import assert_stored_equals_scratch
 
 pytestmark = pytest.mark.django_db
@@ -208,3 +209,114 @@ def test_a_key_again_in_the_file_is_skipped_when_the_same_and_refused_with_its_f
     report = load("labs", LABS_HEADER + "".join(rows[:3]))
     assert report.ok and (report.created, report.skipped) == (2, 1)
     assert LabResult.objects.count() == 2
+
+
+# --- checked with no lock, written under it (issue 11) -----------------------------------------
+# ``on_progress("write", 0, 0)`` is heard between the two: the file has been read and checked,
+# and its rows are about to be written. What a bedside entry does there is checked again.
+
+
+@pytest.fixture
+def hema(db):
+    from tests.conftest import make_user
+
+    return make_user("hema-bulk", "hematologist", all_teams=True)
+
+
+def _between_check_and_write(action):
+    def on_progress(stage: str, done: int, total: int) -> None:
+        if stage == "write":
+            action()
+
+    return on_progress
+
+
+def test_a_value_entered_between_the_check_and_the_write_is_a_conflict(two_patients, hema):
+    from datetime import datetime as dt
+
+    from patients import services
+
+    def enter() -> None:
+        services.lab_record(
+            user=hema,
+            patient=Patient.objects.get(mrn="B1"),
+            analyte="crp",
+            value="77",
+            unit="mg/L",
+            collected_at=dt(2025, 3, 3, 6, tzinfo=UTC),
+        )
+
+    report = load(
+        "labs", LABS_HEADER + "".join(_crp_rows("B1", 3)), on_progress=_between_check_and_write(enter)
+    )
+    assert not report.ok
+    assert any("conflict: crp of B1" in line and "stored as 77" in line for line in report.lines()), (
+        report.lines()
+    )
+    assert list(LabResult.objects.values_list("value", flat=True)) == [77]  # only the bedside entry
+    assert not PendingRecompute.objects.exists()
+
+
+def test_an_infusion_date_changed_between_the_check_and_the_write_refuses_the_file(two_patients, hema):
+    from datetime import date
+
+    from patients import services
+
+    def move() -> None:
+        patient = Patient.objects.get(mrn="B2")
+        services.patient_update(
+            user=hema,
+            patient=patient,
+            expected_version=patient.version,
+            reason="typo",
+            infusion_date=date(2025, 2, 27),
+        )
+
+    rows = _crp_rows("B1", 2) + _crp_rows("B2", 2)
+    report = load("labs", LABS_HEADER + "".join(rows), on_progress=_between_check_and_write(move))
+    assert not report.ok
+    assert report.lines()[0] == (
+        "labs.csv: patient B2 changed while the file was checked (infusion date, death or care team); "
+        "nothing was imported: import the file again"
+    )
+    assert not LabResult.objects.exists() and not PendingRecompute.objects.exists()
+
+
+def test_a_death_recorded_between_the_check_and_the_write_refuses_the_file(two_patients, hema):
+    from datetime import date
+
+    from patients import services
+
+    def die() -> None:
+        services.event_record(
+            user=hema,
+            patient=Patient.objects.get(mrn="B1"),
+            kind="death",
+            date=date(2025, 3, 20),
+            detail="other",
+        )
+
+    report = load(
+        "labs", LABS_HEADER + "".join(_crp_rows("B1", 2)), on_progress=_between_check_and_write(die)
+    )
+    assert not report.ok and "patient B1 changed while the file was checked" in report.lines()[0]
+    assert not LabResult.objects.exists()
+
+
+def test_an_import_marks_its_patients_and_clears_each_mark_with_their_recompute(two_patients, monkeypatch):
+    from scoring import services as scoring_services
+
+    monkeypatch.setattr(scoring_services, "ACTIVATION_CHUNK", 1)
+    seen = []
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        seen.append((stage, done, total, PendingRecompute.objects.count()))
+
+    report = load(
+        "labs", LABS_HEADER + "".join(_crp_rows("B1", 2) + _crp_rows("B2", 2)), on_progress=on_progress
+    )
+    assert report.ok and report.patients_recomputed == 2
+    # Both marked with the rows; one cleared per chunk, with that chunk's recompute.
+    assert seen == [("write", 0, 0, 0), ("recompute", 1, 2, 1), ("recompute", 2, 2, 0)]
+    for patient in Patient.objects.all():
+        assert_stored_equals_scratch(patient)

@@ -21,6 +21,7 @@ from patients.models import (
     Observation,
     Patient,
 )
+from scoring import services as scoring_services
 from scoring.models import DailyAssessment, PatientSummary
 from tests.invariants import assert_stored_equals_scratch
 
@@ -334,13 +335,14 @@ def test_bulk_import_query_count_does_not_grow_with_rows():
 def test_recompute_called_once_for_all_patients(monkeypatch):
     load("patients", fixture("patients.csv"))
     calls = []
-    real = imports.recompute_patients
+    real = scoring_services.recompute_patients
 
     def spy(ids, **kwargs):
         calls.append(sorted(ids))
         return real(ids, **kwargs)
 
-    monkeypatch.setattr(imports, "recompute_patients", spy)
+    # labs.csv: after its rows, the marked patients a chunk at a time (``recompute_pending``).
+    monkeypatch.setattr(scoring_services, "recompute_patients", spy)
     assert load("labs", fixture("labs.csv")).ok
     ids = sorted(Patient.objects.values_list("pk", flat=True))
     assert calls == [ids]

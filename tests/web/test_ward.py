@@ -249,3 +249,26 @@ def test_ward_max_grade_shows_a_severe_day_after_the_outcome_window_and_blank_wi
     assert by_mrn["L-LATE"].summary.max_crs_grade == 1  # the outcome, days 0…30
     assert by_mrn["L-LATE"].severe_observed and by_mrn["L-LATE"].max_grade_so_far == 3
     assert by_mrn["N-NONE"].max_grade_so_far is None
+
+
+def test_a_patient_whose_import_recompute_is_under_way_says_so(clin_client, clinician, team):
+    from scoring.models import PendingRecompute
+    from scoring.services import recompute_later, recompute_pending
+
+    marked = register(clinician, team, "MARKED", day=5)
+    register(clinician, team, "CALM", day=5)
+    # As a large import leaves it between its rows' commit and its patients' recompute.
+    recompute_later([marked.pk])
+    with CaptureQueriesContext(connection) as queries:
+        html = clin_client.get(reverse("patients:ward")).content.decode()
+    assert html.count("results updating") == 1
+    marked_at = html.index(">MARKED<")
+    row = html[marked_at : html.index("</tr>", marked_at)]
+    assert "results updating" in row
+    marked_queries = len(queries)
+    recompute_pending()
+    assert not PendingRecompute.objects.exists()
+    with CaptureQueriesContext(connection) as queries:
+        html = clin_client.get(reverse("patients:ward")).content.decode()
+    assert "results updating" not in html
+    assert len(queries) == marked_queries  # the mark is read in the ward's one query of values

@@ -1,4 +1,4 @@
-"""`manage.py recompute [--mrn MRN]`: recompute stored results under the active model (SPEC 4)."""
+"""`manage.py recompute [--mrn MRN | --pending]`: recompute stored results under the active model (SPEC 4)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from patients.models import Patient
-from scoring.services import recompute_patients
+from scoring.services import recompute_patients, recompute_pending
 
 PROGRESS_CHUNK = 50  # patients per transaction and per progress line
 
@@ -18,8 +18,23 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--mrn", help="recompute only this patient")
+        parser.add_argument(
+            "--pending",
+            action="store_true",
+            help="recompute only the patients an import marked and did not finish (a stopped process)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options.get("pending"):
+            if options.get("mrn") is not None:
+                raise CommandError("--pending and --mrn cannot be given together.")
+
+            def progress(done: int, total: int) -> None:
+                self.stderr.write(f"recomputed {done}/{total}")
+
+            done = recompute_pending(on_progress=progress)
+            self.stderr.write(f"recomputed {done} patient(s) marked for recompute.")
+            return
         patients = Patient.objects.order_by("pk")
         if options.get("mrn") is not None:
             patients = patients.filter(mrn=options["mrn"])
