@@ -125,12 +125,12 @@ def _create_stage(cursor: Any) -> None:
     cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
     cursor.execute(
         f"CREATE TEMP TABLE {STAGE} ("
-        "line integer NOT NULL, patient_id bigint NOT NULL, analyte varchar(16) NOT NULL, "
+        "line integer PRIMARY KEY, patient_id bigint NOT NULL, analyte varchar(16) NOT NULL, "
         f"collected_at {'timestamptz' if pg else 'datetime'} NOT NULL, "
         f"value {'numeric(18, 6)' if pg else 'decimal'} NOT NULL, comparator varchar(2) NOT NULL, "
         "entered_value text NOT NULL, entered_unit text NOT NULL, loinc text NOT NULL, note text NOT NULL, "
         "flags text NOT NULL, warnings text NOT NULL, unit_note text NOT NULL, raw_value text NOT NULL, "
-        "when_text text NOT NULL, lab_id bigint NULL)"
+        "when_text text NOT NULL, lab_id bigint NULL, flags0 text NULL, warnings0 text NULL)"
     )
     cursor.execute(f"CREATE INDEX {STAGE}_key ON {STAGE} (patient_id, analyte, collected_at)")
 
@@ -336,23 +336,93 @@ def plan_labs(text: im.CsvSource, report: im.ImportReport, ctx: im._Context) -> 
         # Row errors in line order, then the conflicts (``check``), as the in-memory planner.
         _report_problems(report, row_errors, duplicates)
 
-    def check() -> None:
+    notes: list[int] = []  # where this check's notes begin and end in the report
+
+    def check_rows(only: list[int] | None) -> None:
         with connection.cursor() as cursor:
+            if notes:  # checked before: its notes are written again below
+                del report.notes[notes[0] : notes[1]]
             conflicts = _Problems()
-            _classify(cursor, report, ctx, patients, conflicts)
+            _classify(cursor, report, ctx, patients, conflicts, only)
             if conflicts:
                 _report_problems(report, conflicts)
             if report.errors:
                 return
-            _flag_tenfold_jumps(cursor)
+            _flag_tenfold_jumps(cursor, only)
+            notes[:] = [len(report.notes)]
             _notes(cursor, report)
+            notes.append(len(report.notes))
 
+    checks = Rechecks(LabResult, patients, check_rows)
     return im.Plan(
         write=lambda: _write(ctx),
-        check=check,
-        recheck=lambda: im.patients_recheck(patients, deaths, report, ctx),
+        check=checks.check,
+        recheck=lambda: checks.recheck(lambda: im.patients_recheck(patients, deaths, report, ctx), report),
         discard=lambda: drop_stage(STAGE),
     )
+
+
+class Rechecks:
+    """The checks of a staged file against the stored rows, run before the write's lock and again under it.
+
+    ``check`` runs them on every staged row (``check_rows(None)``). Under the write's lock,
+    ``recheck`` reads the file's patients again (``patients_recheck``), then runs them again
+    on the rows of the patients whose stored rows of ``model`` changed since (``check_rows``
+    with their ids): a value entered, corrected or voided meanwhile. SQLite writes one
+    transaction at a time, so the history rows committed after the check are exactly those
+    with a higher ``history_id``, and the lock is held only as long as those patients take.
+    PostgreSQL hands out keys before the commit, so there a key cannot tell; the check runs
+    once, under the file's patients' row locks (``_import_in_two_phases`` does not call
+    ``check`` before the lock there), and other patients' writers never wait for it.
+    """
+
+    def __init__(self, model: Any, patients: dict[str, Patient], check_rows: Any) -> None:
+        self.model = model
+        self.patients = patients
+        self.check_rows = check_rows
+        self.mark: int | None = None  # the newest history row when the rows were checked
+        self.checked = False
+
+    def check(self) -> None:
+        if connection.vendor == "sqlite":
+            self.mark = history_mark(self.model)  # read before the rows, in the check's snapshot
+        self.checked = True
+        self.check_rows(None)
+
+    def recheck(self, patients_recheck: Any, report: im.ImportReport) -> None:
+        patients_recheck()
+        if report.errors:
+            return
+        if not self.checked or self.mark is None:
+            self.checked = True
+            self.check_rows(None)
+            return
+        changed = changed_patients(self.model, self.mark, {p.pk for p in self.patients.values()})
+        if changed:
+            self.check_rows(changed)
+
+
+def history_mark(model: Any) -> int:
+    """The key of ``model``'s newest django-simple-history row (0 when none)."""
+    table = model.history.model._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COALESCE(MAX(history_id), 0) FROM {table}")
+        return int(cursor.fetchone()[0])
+
+
+def changed_patients(model: Any, mark: int, among: set[int]) -> list[int]:
+    """The patients of ``among`` with a row of ``model`` created, corrected or voided after ``mark``."""
+    table = model.history.model._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT DISTINCT patient_id FROM {table} WHERE history_id > %s", [mark])
+        return sorted(pid for (pid,) in cursor.fetchall() if pid in among)
+
+
+def only_patients(only: list[int] | None, column: str = "patient_id") -> str:
+    """``AND <column> IN (…)`` for a re-check of some patients, or nothing for all of them."""
+    if only is None:
+        return ""
+    return f" AND {column} IN ({', '.join(str(int(pid)) for pid in only)})"
 
 
 def drop_stage(stage: str) -> None:
@@ -409,7 +479,14 @@ def _duplicates(
 
 
 def skip_voided(
-    cursor: Any, report: im.ImportReport, *, stage: str, table: str, voided: str, stored_key: str
+    cursor: Any,
+    report: im.ImportReport,
+    *,
+    stage: str,
+    table: str,
+    voided: str,
+    stored_key: str,
+    only: list[int] | None = None,
 ) -> None:
     """Skip the staged rows that repeat a voided row, with a note each: a re-import never undoes a void.
 
@@ -420,7 +497,7 @@ def skip_voided(
     shown = 0
     for batch in _batches(
         f"SELECT s.line, v.voided_at, v.void_reason FROM {stage} s JOIN {table} v ON v.id = ({voided}) "
-        f"WHERE s.{stored_key} IS NULL ORDER BY s.line"
+        f"WHERE s.{stored_key} IS NULL{only_patients(only, 's.patient_id')} ORDER BY s.line"
     ):
         for line, voided_at, void_reason in batch:
             shown += 1
@@ -441,26 +518,37 @@ def skip_voided(
         )
     if shown:
         cursor.execute(
-            f"DELETE FROM {stage} WHERE {stored_key} IS NULL AND EXISTS ("
+            f"DELETE FROM {stage} WHERE {stored_key} IS NULL{only_patients(only)} AND EXISTS ("
             f"SELECT 1 FROM {stage} s WHERE s.line = {stage}.line AND ({voided}) IS NOT NULL)"
         )
         report.skipped += cursor.rowcount
 
 
 def _classify(
-    cursor: Any, report: im.ImportReport, ctx: im._Context, patients: dict[str, Patient], conflicts: _Problems
+    cursor: Any,
+    report: im.ImportReport,
+    ctx: im._Context,
+    patients: dict[str, Patient],
+    conflicts: _Problems,
+    only: list[int] | None = None,
 ) -> None:
-    """Join the staged rows to the stored ones: skip, conflict, correction or creation."""
+    """Join the staged rows to the stored ones: skip, conflict, correction or creation.
+
+    ``only``: the rows of these patients (a re-check under the lock, ``Rechecks``); None: all.
+    """
     lab = _lab_table()
     fn = report.filename
+    these = only_patients(only)
     cursor.execute(
         f"UPDATE {STAGE} SET lab_id = (SELECT l.id FROM {lab} l WHERE l.patient_id = {STAGE}.patient_id "
         f"AND l.analyte = {STAGE}.analyte AND l.collected_at = {STAGE}.collected_at AND l.voided_at IS NULL)"
+        f" WHERE 1 = 1{these}"
     )
     # The same value stored already: skipped (re-importing a file changes nothing).
     cursor.execute(
         f"DELETE FROM {STAGE} WHERE lab_id IS NOT NULL AND EXISTS (SELECT 1 FROM {lab} l "
-        f"WHERE l.id = {STAGE}.lab_id AND l.value = {STAGE}.value AND l.comparator = {STAGE}.comparator)"
+        f"WHERE l.id = {STAGE}.lab_id AND l.value = {STAGE}.value "
+        f"AND l.comparator = {STAGE}.comparator){these}"
     )
     report.skipped += cursor.rowcount
     # Re-importing a file must not bring back a value someone voided (SPEC 8.2).
@@ -469,7 +557,7 @@ def _classify(
         f"AND v.collected_at = s.collected_at AND v.value = s.value AND v.comparator = s.comparator "
         f"AND v.voided_at IS NOT NULL"
     )
-    skip_voided(cursor, report, stage=STAGE, table=lab, voided=voided, stored_key="lab_id")
+    skip_voided(cursor, report, stage=STAGE, table=lab, voided=voided, stored_key="lab_id", only=only)
     cursor.execute(f"SELECT COUNT(*), COUNT(lab_id) FROM {STAGE}")
     total, stored = cursor.fetchone()
     report.created, report.updated = total - stored, stored
@@ -478,7 +566,8 @@ def _classify(
         mrn_of = _mrn_of(patients)
         for batch in _batches(
             f"SELECT s.line, s.entered_value, s.analyte, s.patient_id, s.when_text, l.value, l.comparator "
-            f"FROM {STAGE} s JOIN {lab} l ON l.id = s.lab_id ORDER BY s.line"
+            f"FROM {STAGE} s JOIN {lab} l ON l.id = s.lab_id "
+            f"WHERE 1 = 1{only_patients(only, 's.patient_id')} ORDER BY s.line"
         ):
             for line, entered_value, analyte, patient_id, when_text, value, comparator in batch:
                 shown = f"{comparator}{units.format_decimal(_decimal(value))}"
@@ -504,9 +593,18 @@ def _classify(
                 )
 
 
-def _flag_tenfold_jumps(cursor: Any) -> None:
-    """The ×10 jump warning of SPEC 2.2, against the previous value in time (stored or staged)."""
+def _flag_tenfold_jumps(cursor: Any, only: list[int] | None = None) -> None:
+    """The ×10 jump warning of SPEC 2.2, against the previous value in time (stored or staged).
+
+    ``only``: the rows of these patients, flagged again (a re-check under the lock): the
+    flags a jump replaced (``flags0``) come back first.
+    """
     lab = _lab_table()
+    if only is not None:
+        cursor.execute(
+            f"UPDATE {STAGE} SET flags = flags0, warnings = warnings0, flags0 = NULL, warnings0 = NULL "
+            f"WHERE flags0 IS NOT NULL{only_patients(only)}"
+        )
     # Only the candidates come back: a jump is tested here in SQL, loosely (SQLite's
     # decimals are floating point), and exactly by the rules below.
     ratio = units.TENFOLD_JUMP_RATIO * Decimal("0.999")
@@ -514,9 +612,10 @@ def _flag_tenfold_jumps(cursor: Any) -> None:
     for batch in _batches(
         f"SELECT w.line, w.value, w.prev FROM (SELECT u.line, u.value, LAG(u.value) OVER ("
         f"PARTITION BY u.patient_id, u.analyte ORDER BY u.collected_at) AS prev FROM ("
-        f"SELECT line, patient_id, analyte, collected_at, value FROM {STAGE} WHERE comparator = '' "
+        f"SELECT line, patient_id, analyte, collected_at, value FROM {STAGE} WHERE comparator = ''"
+        f"{only_patients(only)} "
         f"UNION ALL SELECT NULL, l.patient_id, l.analyte, l.collected_at, l.value FROM {lab} l "
-        f"WHERE l.voided_at IS NULL AND l.comparator = '' "
+        f"WHERE l.voided_at IS NULL AND l.comparator = ''{only_patients(only, 'l.patient_id')} "
         f"AND l.patient_id IN (SELECT patient_id FROM {STAGE}) "
         f"AND l.id NOT IN (SELECT s.lab_id FROM {STAGE} s WHERE s.lab_id IS NOT NULL)) u) w "
         f"WHERE w.line IS NOT NULL AND w.prev > 0 "
@@ -544,7 +643,11 @@ def _flag_tenfold_jumps(cursor: Any) -> None:
                 allow_exponent=True,  # only re-reads a value that was accepted already
             )
             updates.append((json.dumps(again.warnings), _SEP.join(again.warning_texts), line))
-        cursor.executemany(f"UPDATE {STAGE} SET flags = %s, warnings = %s WHERE line = %s", updates)
+        cursor.executemany(
+            f"UPDATE {STAGE} SET flags0 = COALESCE(flags0, flags), "
+            f"warnings0 = COALESCE(warnings0, warnings), flags = %s, warnings = %s WHERE line = %s",
+            updates,
+        )
 
 
 def _notes(cursor: Any, report: im.ImportReport) -> None:
@@ -589,6 +692,7 @@ def _write(ctx: im._Context) -> set[int]:
     user_id = getattr(user, "pk", None)
     entered_by = getattr(ctx.entered_by, "pk", None)
     with connection.cursor() as cursor:
+        before = last_key(cursor, lab)
         cursor.execute(
             f"INSERT INTO {lab} (voided_at, voided_by_id, void_reason, source, entered_by_id, entered_at, "
             f"version, patient_id, analyte, value, comparator, collected_at, entered_value, entered_unit, "
@@ -612,12 +716,18 @@ def _write(ctx: im._Context) -> set[int]:
             LabResult,
             stage=STAGE,
             stored_key="lab_id",
-            match="o.analyte = s.analyte AND o.collected_at = s.collected_at",
+            after=before,
             now=now,
             reason=ctx.correction_reason,
             user_id=user_id,
         )
         return touched_patients(cursor, STAGE)
+
+
+def last_key(cursor: Any, table: str) -> int:
+    """The highest ``id`` of ``table`` (0 when empty): the rows inserted after it are the write's."""
+    cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")
+    return int(cursor.fetchone()[0])
 
 
 def insert_history(
@@ -626,25 +736,32 @@ def insert_history(
     *,
     stage: str,
     stored_key: str,
-    match: str,
+    after: int,
     now: Any,
     reason: str,
     user_id: int | None,
 ) -> None:
-    """The django-simple-history rows of the staged rows, in one ``INSERT … SELECT``.
+    """The django-simple-history rows of the staged rows, with two ``INSERT … SELECT``.
 
-    Each staged row (alias ``s``) is joined to its live stored row (alias ``o``) on the patient
-    and ``match``; ``s.<stored_key>`` is NULL for a created row ("+", "imported") and names the
-    corrected one otherwise ("~", with ``reason``). Labs and observations share it.
+    The rows the write created ("+", "imported") are those with a key above ``after`` (read
+    before their ``INSERT``), in key order, which is the file's; on PostgreSQL, where other
+    patients' writers insert meanwhile, those of the file's patients (locked by the write).
+    The corrected rows ("~", with ``reason``) are named by the staged rows' ``stored_key``.
+    Labs and observations share it. Neither joins the stored rows on their natural key.
     """
     table = model._meta.db_table
     head, selected = store.history_insert(model)
+    ours = (
+        f" AND o.patient_id IN (SELECT patient_id FROM {stage})" if connection.vendor == "postgresql" else ""
+    )
     cursor.execute(
-        f"{head} SELECT {selected}, %s, "
-        f"CASE WHEN s.{stored_key} IS NULL THEN %s ELSE %s END, "
-        f"CASE WHEN s.{stored_key} IS NULL THEN '+' ELSE '~' END, %s FROM {stage} s JOIN {table} o "
-        f"ON o.patient_id = s.patient_id AND {match} AND o.voided_at IS NULL ORDER BY s.line",
-        [now, "imported", reason, user_id],
+        f"{head} SELECT {selected}, %s, %s, '+', %s FROM {table} o WHERE o.id > %s{ours} ORDER BY o.id",
+        [now, "imported", user_id, after],
+    )
+    cursor.execute(
+        f"{head} SELECT {selected}, %s, %s, '~', %s FROM {stage} s JOIN {table} o ON o.id = s.{stored_key} "
+        f"ORDER BY s.line",
+        [now, reason, user_id],
     )
 
 

@@ -59,7 +59,7 @@ def _create_stage(cursor: Any) -> None:
     cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
     cursor.execute(
         f"CREATE TEMP TABLE {STAGE} ("
-        "line integer NOT NULL, patient_id bigint NOT NULL, date date NOT NULL, "
+        "line integer PRIMARY KEY, patient_id bigint NOT NULL, date date NOT NULL, "
         f"tmax_c {'numeric(3, 1)' if pg else 'decimal'} NULL, "
         "hypotension varchar(24) NOT NULL, oxygen varchar(24) NOT NULL, antipyretic boolean NOT NULL, "
         "tocilizumab boolean NOT NULL, corticosteroids boolean NOT NULL, obs_id bigint NULL)"
@@ -184,17 +184,18 @@ def plan_observations(text: im.CsvSource, report: im.ImportReport, ctx: im._Cont
         # Row errors in line order, then the conflicts of the good rows (``check``).
         bulk._report_problems(report, row_errors, duplicates)
 
-    def check() -> None:
+    def check_rows(only: list[int] | None) -> None:
         with connection.cursor() as cursor:
             conflicts = bulk._Problems()
-            _classify(cursor, report, ctx, patients, conflicts)
+            _classify(cursor, report, ctx, patients, conflicts, only)
             if conflicts:
                 bulk._report_problems(report, conflicts)
 
+    checks = bulk.Rechecks(Observation, patients, check_rows)
     return im.Plan(
         write=lambda: _write(ctx),
-        check=check,
-        recheck=lambda: im.patients_recheck(patients, deaths, report, ctx),
+        check=checks.check,
+        recheck=lambda: checks.recheck(lambda: im.patients_recheck(patients, deaths, report, ctx), report),
         discard=lambda: bulk.drop_stage(STAGE),
     )
 
@@ -256,18 +257,23 @@ def _classify(
     ctx: im._Context,
     patients: dict[str, Patient],
     conflicts: bulk._Problems,
+    only: list[int] | None = None,
 ) -> None:
-    """Join the staged days to the stored ones: skip, conflict, correction or creation."""
+    """Join the staged days to the stored ones: skip, conflict, correction or creation.
+
+    ``only``: the days of these patients (a re-check under the lock, ``bulk.Rechecks``); None: all.
+    """
     table = _table()
     fn = report.filename
+    these = bulk.only_patients(only)
     cursor.execute(
         f"UPDATE {STAGE} SET obs_id = (SELECT o.id FROM {table} o WHERE o.patient_id = {STAGE}.patient_id "
-        f"AND o.date = {STAGE}.date AND o.voided_at IS NULL)"
+        f"AND o.date = {STAGE}.date AND o.voided_at IS NULL) WHERE 1 = 1{these}"
     )
     # The same values stored already: skipped (re-importing a file changes nothing).
     cursor.execute(
         f"DELETE FROM {STAGE} WHERE obs_id IS NOT NULL AND EXISTS (SELECT 1 FROM {table} o "
-        f"WHERE o.id = {STAGE}.obs_id AND {_all_same('o.', f'{STAGE}.')})"
+        f"WHERE o.id = {STAGE}.obs_id AND {_all_same('o.', f'{STAGE}.')}){these}"
     )
     report.skipped += cursor.rowcount
     # Re-importing a file must not bring back a day someone voided (SPEC 8.2), as for labs.
@@ -275,7 +281,7 @@ def _classify(
         f"SELECT MAX(v.id) FROM {table} v WHERE v.patient_id = s.patient_id AND v.date = s.date "
         f"AND {_all_same('v.', 's.')} AND v.voided_at IS NOT NULL"
     )
-    bulk.skip_voided(cursor, report, stage=STAGE, table=table, voided=voided, stored_key="obs_id")
+    bulk.skip_voided(cursor, report, stage=STAGE, table=table, voided=voided, stored_key="obs_id", only=only)
     cursor.execute(f"SELECT COUNT(*), COUNT(obs_id) FROM {STAGE}")
     total, stored = cursor.fetchone()
     report.created, report.updated = total - stored, stored
@@ -285,7 +291,7 @@ def _classify(
     mrn_of = bulk._mrn_of(patients)
     for batch in bulk._batches(
         f"SELECT line, obs_id, patient_id, date, {', '.join(FIELDS)} FROM {STAGE} "
-        f"WHERE obs_id IS NOT NULL ORDER BY line"
+        f"WHERE obs_id IS NOT NULL{bulk.only_patients(only)} ORDER BY line"
     ):
         current = Observation.objects.in_bulk([r[1] for r in batch])
         for line, obs_id, patient_id, day, *staged in batch:
@@ -324,6 +330,7 @@ def _write(ctx: im._Context) -> set[int]:
     entered_by = getattr(ctx.entered_by, "pk", None)
     fields = ", ".join(FIELDS)
     with connection.cursor() as cursor:
+        before = bulk.last_key(cursor, table)
         cursor.execute(
             f"INSERT INTO {table} (voided_at, voided_by_id, void_reason, source, entered_by_id, entered_at, "
             f"version, patient_id, date, {fields}, note) SELECT NULL, NULL, '', %s, %s, %s, 1, s.patient_id, "
@@ -345,7 +352,7 @@ def _write(ctx: im._Context) -> set[int]:
             Observation,
             stage=STAGE,
             stored_key="obs_id",
-            match="o.date = s.date",
+            after=before,
             now=now,
             reason=ctx.correction_reason,
             user_id=user_id,

@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max, QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -427,11 +427,14 @@ def _import_in_two_phases(
     1. The file is read, parsed and checked into a staging table in a transaction that holds
        no write lock on SQLite (``lock_free_atomic``) and locks no patient on PostgreSQL: bedside
        entries go on meanwhile, however large the file. A dry run (the preview) stops here.
+       On SQLite the staged rows are also checked against the stored ones there (conflicts,
+       identical and voided rows, the ×10 jump: set-based joins).
     2. The write takes the lock: the file's patients are read again under their row locks (a
        change of infusion date, death or care team since the check refuses the file), the
-       staged rows are checked against the stored ones (conflicts, identical and voided rows,
-       the ×10 jump: set-based joins, fast), and written all or nothing, with their history and
-       the audit record, and the patients are marked for recompute, in one transaction.
+       staged rows are checked against the stored ones (on SQLite only the rows of the patients
+       whose stored rows changed since step 1: ``bulk.Rechecks``), and written all or nothing,
+       with their history and the audit record, and the patients are marked for recompute, in
+       one transaction.
     3. The marked patients are recomputed a chunk at a time, each chunk and the clearing of its
        marks one short commit (``scoring.services.recompute_pending``). A process that stops
        between them leaves marks, which the next ``recompute_pending`` finishes (the import job
@@ -445,7 +448,7 @@ def _import_in_two_phases(
         try:
             with lock_free_atomic():
                 plan = _plan(kind, text, report, ctx)
-                if plan is not None and (report.dry_run or report.errors):
+                if plan is not None and (report.dry_run or report.errors or connection.vendor == "sqlite"):
                     plan.check()  # the whole report: conflicts with stored rows as well
                 if plan is None or report.errors or report.dry_run:
                     raise _Rollback
@@ -453,8 +456,6 @@ def _import_in_two_phases(
                 on_progress("write", 0, 0)
             with transaction.atomic():
                 plan.recheck()
-                if not report.errors:
-                    plan.check()
                 if report.errors:
                     raise _Rollback
                 ids = plan.write()
@@ -490,9 +491,11 @@ class Plan:
     ``write`` writes its rows and returns the patients touched. The streamed files
     (``bulk.plan_labs``, ``bulk_observations.plan_observations``) are checked in two steps,
     so that the part that reads the file holds no lock: ``check`` compares the staged rows
-    with the stored ones (conflicts, skips, flags; into the report), and ``recheck`` reads the
-    file's patients again under their row locks, refusing the file if one changed since it
-    was read. ``discard`` drops the staging table.
+    with the stored ones (conflicts, skips, flags; into the report), and ``recheck``, under the
+    write's lock, reads the file's patients again under their row locks, refusing the file if
+    one changed since it was read, and checks again the rows of the patients whose stored rows
+    changed since ``check`` (all of them when ``check`` has not run: ``bulk.Rechecks``).
+    ``discard`` drops the staging table.
     """
 
     write: Callable[[], set[int]]

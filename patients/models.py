@@ -276,7 +276,9 @@ def _lab_range_condition() -> Q:
 class LabResult(Voidable, Entered):
     """One measurement, long format, canonical unit (SPEC 2.2)."""
 
-    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="labs")
+    # No index of its own: the (patient, analyte, collected_at) index below begins with it, and
+    # a large import maintains every index of this table under SQLite's one write lock.
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="labs", db_index=False)
     analyte = models.CharField(max_length=16, choices=Analyte.choices)
     value = models.DecimalField(max_digits=18, decimal_places=6)
     comparator = models.CharField(max_length=2, choices=Comparator.choices, blank=True)
@@ -287,7 +289,9 @@ class LabResult(Voidable, Entered):
     note = models.TextField(blank=True)
     flags = models.JSONField(default=list, blank=True)
 
-    history = HistoricalRecords()
+    # Nothing looks history rows up by who entered or voided them (history_user says who
+    # changed them); an import writes one per row, so those two indexes would only cost.
+    history = HistoricalRecords(no_db_index=["entered_by", "voided_by"])
 
     class Meta:
         ordering = ["patient_id", "collected_at", "analyte"]
@@ -324,7 +328,7 @@ class Observation(Voidable, Entered):
     corticosteroids = models.BooleanField(default=False)
     note = models.TextField(blank=True)
 
-    history = HistoricalRecords()
+    history = HistoricalRecords(no_db_index=["entered_by", "voided_by"])  # as LabResult's
 
     class Meta:
         ordering = ["patient_id", "date"]

@@ -320,3 +320,95 @@ def test_an_import_marks_its_patients_and_clears_each_mark_with_their_recompute(
     assert seen == [("write", 0, 0, 0), ("recompute", 1, 2, 1), ("recompute", 2, 2, 0)]
     for patient in Patient.objects.all():
         assert_stored_equals_scratch(patient)
+
+
+def _bedside_crp(hema, mrn: str, day: int, value: str) -> None:
+    from patients import services
+
+    services.lab_record(
+        user=hema,
+        patient=Patient.objects.get(mrn=mrn),
+        analyte="crp",
+        value=value,
+        unit="mg/L",
+        collected_at=datetime(2025, 3, day, 6, tzinfo=UTC),
+        confirmed=True,
+    )
+
+
+def _crp_on(day: int) -> LabResult:
+    return LabResult.objects.get(analyte="crp", collected_at=datetime(2025, 3, day, 6, tzinfo=UTC))
+
+
+def test_a_value_entered_meanwhile_before_a_file_row_makes_it_a_tenfold_jump(two_patients, hema):
+    _bedside_crp(hema, "B1", 2, "40")
+    report = load(
+        "labs",
+        LABS_HEADER + "B1,2025-03-04T06:00Z,crp,45,mg/L,\n",
+        on_progress=_between_check_and_write(lambda: _bedside_crp(hema, "B1", 3, "4")),
+    )
+    assert report.ok, report.lines()
+    # 45 after 4 is a ×10 jump, though it was not after 40 when the file was checked.
+    assert _crp_on(4).flags and not _crp_on(2).flags
+    assert [n for n in report.notes if "line 2: stored and flagged" in n], report.notes
+
+
+def test_a_value_entered_meanwhile_can_end_a_tenfold_jump_of_a_file_row(two_patients, hema):
+    _bedside_crp(hema, "B1", 2, "4")
+    report = load(
+        "labs",
+        LABS_HEADER + "B1,2025-03-04T06:00Z,crp,45,mg/L,\nB2,2025-03-04T06:00Z,crp,45,mg/L,\n",
+        on_progress=_between_check_and_write(lambda: _bedside_crp(hema, "B1", 3, "40")),
+    )
+    assert report.ok, report.lines()
+    # Checked, 45 after 4 was a jump; written, it follows 40 and is not: flag and note are gone.
+    assert not LabResult.objects.get(
+        patient__mrn="B1", collected_at=datetime(2025, 3, 4, 6, tzinfo=UTC)
+    ).flags
+    assert not [n for n in report.notes if "line 2" in n], report.notes
+
+
+def test_the_same_value_entered_meanwhile_at_a_file_row_is_skipped_not_doubled(two_patients, hema):
+    report = load(
+        "labs",
+        LABS_HEADER + "".join(_crp_rows("B1", 2)),  # crp 40 on 2 March, 41 on 3 March
+        on_progress=_between_check_and_write(lambda: _bedside_crp(hema, "B1", 3, "41")),
+    )
+    assert report.ok, report.lines()
+    assert (report.created, report.skipped) == (1, 1)
+    assert LabResult.objects.count() == 2
+    assert _crp_on(3).source != "csv"  # the bedside row, not a second one
+    assert LabResult.history.filter(id=_crp_on(3).pk).count() == 1
+
+
+def test_under_the_lock_only_the_patients_changed_since_the_check_are_checked_again(two_patients, hema):
+    """SQLite holds one write lock for the database: the write re-checks only what changed.
+
+    On PostgreSQL, where only the file's patients are locked, the check runs once, there.
+    """
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def run(action) -> list[str]:
+        capture = CaptureQueriesContext(connection)
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage == "write":
+                action()
+                capture.__enter__()
+
+        rows = _crp_rows("B1", 2) + _crp_rows("B2", 2)
+        report = load("labs", LABS_HEADER + "".join(rows), on_progress=on_progress, recompute=False)
+        capture.__exit__(None, None, None)
+        assert report.ok, report.lines()
+        return [q["sql"] for q in capture.captured_queries if "SET lab_id" in q["sql"]]
+
+    b1, b2 = (Patient.objects.get(mrn=m).pk for m in ("B1", "B2"))
+    unchanged = run(lambda: None)
+    LabResult.objects.all().delete()
+    changed = run(lambda: _bedside_crp(hema, "B2", 20, "40"))
+    if connection.vendor == "sqlite":
+        assert unchanged == []
+        assert len(changed) == 1 and f"IN ({b2})" in changed[0] and str(b1) not in changed[0].split("IN")[-1]
+    else:
+        assert len(unchanged) == 1 and len(changed) == 1 and " IN (" not in changed[0]

@@ -247,3 +247,32 @@ def test_memory_stays_bounded_whatever_the_files_size(tmp_path: Path):
         peaks.append(peak.peak_mb)
     assert sizes == [2100, 21000]
     assert peaks[1] < peaks[0] + 12, peaks
+
+
+def test_a_day_entered_meanwhile_at_a_file_day_is_a_conflict_and_elsewhere_is_not(three_patients):
+    from tests.conftest import make_user
+
+    hema = make_user("hema-obs", "hematologist", all_teams=True)
+
+    def enter(day: date, tmax: str):
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage == "write":
+                services.observation_record(
+                    user=hema, patient=Patient.objects.get(mrn="B1"), date=day, tmax_c=Decimal(tmax)
+                )
+
+        return on_progress
+
+    body = OBS_HEADER + "".join(_days("B1", 3))
+    report = load("observations", body, on_progress=enter(date(2025, 3, 3), "39.5"))
+    assert not report.ok
+    assert any("conflict: the observation of B1 on 2025-03-03" in line for line in report.lines()), (
+        report.lines()
+    )
+    assert Observation.objects.filter(patient__mrn="B1").count() == 1  # only the bedside day
+    # A day of the same patient outside the file: checked again under the lock, still good.
+    later = OBS_HEADER + "".join(_days("B1", 3, first=date(2025, 3, 10)))
+    report = load("observations", later, on_progress=enter(date(2025, 3, 9), "38.0"))
+    assert report.ok and report.created == 3, report.lines()
+    for patient in Patient.objects.all():
+        assert_stored_equals_scratch(patient)
