@@ -12,7 +12,7 @@ from django.utils.translation import gettext as _
 from crsrisk.accounts.roles import visible_patients
 from patients.models import Patient, SiteParameters
 from scoring.i18n import analyte_label, localize
-from scoring.models import Alert, DailyAssessment, PatientSummary, ScoreModel
+from scoring.models import Alert, DailyAssessment, PatientSummary, PendingRecompute, ScoreModel
 from scoring.rules import astct, bcell, measix, score
 from scoring.rules.days import day_of_date, format_day
 from scoring.rules.units import ANALYTES
@@ -121,6 +121,8 @@ class Timeline:
     grade_reasons: dict[int, list[str]] = field(default_factory=dict)
     last_data_day: int | None = None
     infusion_date: date = date.min
+    # An import stored rows whose recompute has not reached this patient yet (as the ward list).
+    updating: bool = False
 
     @property
     def graded_by_date(self) -> dict[date, dict[str, Any]]:
@@ -219,6 +221,7 @@ def timeline(patient: Patient, *, today: date) -> Timeline:
         grade_reasons=grade_reasons,
         last_data_day=summary.last_data_day if summary is not None else None,
         infusion_date=patient.infusion.infusion_date,
+        updating=PendingRecompute.objects.filter(patient=patient).exists(),
     )
 
 

@@ -272,3 +272,18 @@ def test_a_patient_whose_import_recompute_is_under_way_says_so(clin_client, clin
         html = clin_client.get(reverse("patients:ward")).content.decode()
     assert "results updating" not in html
     assert len(queries) == marked_queries  # the mark is read in the ward's one query of values
+
+
+def test_the_patient_page_says_its_results_are_updating_until_the_recompute_reaches_it(
+    clin_client, clinician, team
+):
+    from scoring.services import recompute_later, recompute_pending
+
+    marked = register(clinician, team, "MARKED", day=5)
+    url = reverse("patients:detail", args=["MARKED"])
+    assert "Results updating." not in clin_client.get(url).content.decode()
+    recompute_later([marked.pk])  # as a large import leaves it between its rows and their recompute
+    html = clin_client.get(url).content.decode()
+    assert "Results updating." in html and 'role="status"' in html
+    recompute_pending()
+    assert "Results updating." not in clin_client.get(url).content.decode()
