@@ -15,6 +15,7 @@ that must go on meanwhile (a job's progress) use a connection of its own instead
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -50,3 +51,22 @@ def holds_no_write_lock() -> bool:
     """True inside ``lock_free_atomic`` on SQLite: a write on this connection would take the lock."""
     conn = transaction.get_connection()
     return bool(conn.in_atomic_block and getattr(conn, _LOCK_FREE, False))
+
+
+# SQLite's busy handler does not queue the writers that wait for the lock: each one sleeps and
+# tries again, at most 100 ms apart once it has waited a while. A job that begins its next
+# transaction as soon as it commits would take the lock again before a waiting bedside entry
+# wakes, chunk after chunk, and that entry could wait out its timeout across many short commits.
+SQLITE_HANDOFF_SECONDS = 0.12
+
+
+def hand_over_write_lock() -> None:
+    """Between a job's commits on SQLite: pause so that a writer waiting for the lock takes it.
+
+    Longer than the busy handler's longest sleep, so a waiting writer wakes inside the pause.
+    Nothing inside a transaction (the lock is not free then) nor on PostgreSQL (rows are
+    locked, not the database, and its lock waiters are queued).
+    """
+    conn = transaction.get_connection()
+    if conn.vendor == "sqlite" and not conn.in_atomic_block:
+        time.sleep(SQLITE_HANDOFF_SECONDS)

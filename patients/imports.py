@@ -345,8 +345,9 @@ def run_import(
     file is valid and its rows go in, then ``"recompute"`` (patients done, patients) after each
     chunk of patients; it is called inside the import's transaction (the background job writes
     it through a connection of its own, see ``crsrisk.jobs.services``).
-    ``in_write(report)`` runs inside the transaction that writes the rows, after them (the
-    import job records its result there, so a job delivered again never imports twice).
+    ``in_write(report)`` runs inside the transaction that writes the rows, after them, or, when
+    the file is refused, the one that writes the refusal's audit record (the import job records
+    its result there, so a job delivered again never imports nor audits twice).
     labs.csv and observations.csv are checked with no lock, then written under it, then
     recomputed a chunk of patients per commit (``_import_in_two_phases``).
     """
@@ -390,15 +391,10 @@ def run_import(
                         on_progress("write", 0, 0)
                     ids = plan.write()
                     if recompute:
-                        recomputed = None
-                        if on_progress is not None:
-                            progress = on_progress
-
-                            def recomputed(done: int, total: int) -> None:
-                                progress("recompute", done, total)
-
                         report.patients_recomputed = (
-                            recompute_patients(ids, on_progress=recomputed) if ids else 0
+                            recompute_patients(ids, on_progress=_recompute_progress(on_progress))
+                            if ids
+                            else 0
                         )
                     elif affected is not None:
                         affected |= ids
@@ -408,8 +404,18 @@ def run_import(
             if report.errors or dry_run:
                 raise _Rollback
     except _Rollback:
-        _audit(report, ctx)
+        _record_refusal(report, ctx, in_write)
     return report
+
+
+def _record_refusal(
+    report: ImportReport, ctx: _Context, in_write: Callable[[ImportReport], None] | None
+) -> None:
+    """The audit record of a refused file (or a dry run), with ``in_write`` in one transaction."""
+    with transaction.atomic():
+        _audit(report, ctx)
+        if in_write is not None and not report.dry_run:
+            in_write(report)
 
 
 def _import_in_two_phases(
@@ -468,20 +474,21 @@ def _import_in_two_phases(
                 if in_write is not None:
                     in_write(report)
         except _Rollback:
-            _audit(report, ctx)
+            _record_refusal(report, ctx, in_write)
             return
     finally:
         if plan is not None:
             plan.discard()
     if recompute and ids:
-        recomputed = None
-        if on_progress is not None:
-            progress = on_progress
+        recompute_pending(ids, on_progress=_recompute_progress(on_progress))
 
-            def recomputed(done: int, total: int) -> None:
-                progress("recompute", done, total)
 
-        recompute_pending(ids, on_progress=recomputed)
+def _recompute_progress(on_progress: ImportProgress | None) -> Callable[[int, int], None] | None:
+    """``on_progress`` as a recompute reports to it: ``("recompute", patients done, patients)``."""
+    if on_progress is None:
+        return None
+    progress = on_progress
+    return lambda done, total: progress("recompute", done, total)
 
 
 @dataclass

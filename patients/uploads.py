@@ -418,16 +418,14 @@ def run_import_file(job: Job, progress: Progress, note: Callable[[str], None]) -
             )
 
         def record(report: imports.ImportReport) -> None:
-            # In the transaction that writes the rows: a job delivered again after it returns
-            # this result instead of importing again, and the upload goes with the import.
+            # In the transaction that writes the rows, or the refusal's audit record: a job
+            # delivered again after it returns this result instead of importing (or checking
+            # and auditing) again, and the upload goes with the import.
             Job.objects.filter(pk=job.pk).update(result=_result(report))
             ImportUpload.objects.filter(pk=upload.pk).delete()
 
         report = _run(upload, dry_run=False, progress=progress, note=note, in_write=record)
         result = _result(report)
-        if not report.ok:  # refused: nothing was written, the report is the result
-            Job.objects.filter(pk=job.pk).update(result=result)
-            ImportUpload.objects.filter(pk=upload.pk).delete()
     except (OperationalError, InterfaceError):
         raise  # rolled back: job_run waits for the database and runs the job again
     except BaseException:

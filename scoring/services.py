@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
 from crsrisk import store
+from crsrisk.transactions import hand_over_write_lock
 from crsrisk.writes import ConflictError, require_reason, save_with_history, site_zone
 from patients.models import (
     ClinicalEvent,
@@ -465,12 +466,33 @@ def recompute_all_in_chunks(on_progress: Callable[[int, int], None] | None = Non
     chunks do: an entry on these patients waits for the chunk, or the chunk reads its
     committed rows; an entry after the chunk is computed under the new parameters already.
     """
-    ids = list(Patient.objects.order_by("pk").values_list("pk", flat=True))
+    return recompute_in_chunks(list(Patient.objects.order_by("pk").values_list("pk", flat=True)), on_progress)
+
+
+def recompute_in_chunks(
+    ids: list[int],
+    on_progress: Callable[[int, int], None] | None = None,
+    *,
+    model: ScoreModel | None = None,
+    in_chunk: Callable[[list[int]], None] | None = None,
+) -> int:
+    """Recompute these patients (under ``model``), ``ACTIVATION_CHUNK`` of them per commit.
+
+    Each chunk locks its patients as a write does, so an entry on them waits for the chunk
+    or the chunk reads the entry's committed rows, and commits on its own with what
+    ``in_chunk(chunk)`` adds; ``on_progress(done, total)`` is called after each commit.
+    Returns the number of patients recomputed.
+    """
     total, done = len(ids), 0
     for chunk in _chunks(ids, ACTIVATION_CHUNK):
+        hand_over_write_lock()  # SQLite: a bedside entry waiting since the last commit goes first
         with transaction.atomic():
-            list(Patient.objects.select_for_update().filter(pk__in=chunk).values_list("pk"))
-            done += recompute_patients(chunk)
+            locked = list(
+                Patient.objects.select_for_update().filter(pk__in=chunk).values_list("pk", flat=True)
+            )
+            done += recompute_patients(locked, model=model) if locked else 0
+            if in_chunk is not None:
+                in_chunk(chunk)
         if on_progress is not None:
             on_progress(done, total)
     return done
@@ -503,18 +525,11 @@ def recompute_pending(
     marked = PendingRecompute.objects.order_by("patient_id")
     if ids is not None:
         marked = marked.filter(patient_id__in=sorted(set(ids)))
-    pending = list(marked.values_list("patient_id", flat=True))
-    total, done = len(pending), 0
-    for chunk in _chunks(pending, ACTIVATION_CHUNK):
-        with transaction.atomic():
-            locked = list(
-                Patient.objects.select_for_update().filter(pk__in=chunk).values_list("pk", flat=True)
-            )
-            done += recompute_patients(locked) if locked else 0
-            PendingRecompute.objects.filter(patient_id__in=chunk).delete()
-        if on_progress is not None:
-            on_progress(done, total)
-    return done
+    return recompute_in_chunks(
+        list(marked.values_list("patient_id", flat=True)),
+        on_progress,
+        in_chunk=lambda chunk: PendingRecompute.objects.filter(patient_id__in=chunk).delete(),
+    )
 
 
 def _shallow(obj: Any) -> dict[str, Any]:
@@ -685,17 +700,9 @@ def score_model_activate(
     started = _activation_start(model, expected_revision, resume=resume)
     try:
         ids = list(Patient.objects.filter(infusion__isnull=False).order_by("pk").values_list("pk", flat=True))
-        total, done = len(ids), 0
         if on_progress is not None:
-            on_progress(0, total)
-        for chunk in _chunks(ids, ACTIVATION_CHUNK):
-            with transaction.atomic():
-                # Locked like a write, so an entry on these patients waits for this chunk,
-                # or this chunk reads the entry's committed rows.
-                list(Patient.objects.select_for_update().filter(pk__in=chunk).values_list("pk"))
-                done += recompute_patients(chunk, model=started)
-            if on_progress is not None:
-                on_progress(done, total)
+            on_progress(0, len(ids))
+        recompute_in_chunks(ids, on_progress, model=started)
         return _activation_finish(started, user=user)
     except BaseException:
         with transaction.atomic():

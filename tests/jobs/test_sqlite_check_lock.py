@@ -272,3 +272,83 @@ def test_an_import_killed_before_its_recompute_leaves_marks_that_the_next_recomp
     # patient's results; the other two patients' results lagged their rows until the recompute.
     assert out["left"] == {"labs": 55, "pending": 2, "lagging": 2}
     assert out["done"] == 2 and out["pending"] == 0  # and the results equal a recompute
+
+
+# A chunked recompute (an import's, an activation's, a site parameter change's) hands the lock
+# over between its commits: a writer waiting for it goes before the next chunk.
+HANDOFF = (
+    SETUP
+    + r"""
+from pathlib import Path
+
+team = CareTeam.objects.create(name="Ward 7")
+user = make_user("hema", "hematologist", (team,))
+ids = [
+    services.patient_register(
+        user=user, mrn=f"H{i:03d}", name="Handoff Patient", infusion_date=date(2025, 3, 1), care_team=team
+    ).pk
+    for i in range(8)
+]
+state = Path(DB + ".state")
+state.write_text("done 0")
+recompute = scoring.recompute_patients
+chunks_done = [0]
+
+
+def heavy_chunk(chunk, **kwargs):
+    # A chunk that holds the lock 0.4 s, as 200 patients with weeks of labs do.
+    state.write_text(f"running {chunks_done[0]}")
+    time.sleep(0.4)
+    return recompute(chunk, **kwargs)
+
+
+def progress(done, total):
+    chunks_done[0] = done
+    state.write_text(f"done {done}")
+
+
+WAITER = '''
+import json, sqlite3, sys, time
+from pathlib import Path
+state, seen = Path(sys.argv[2]), []
+for _ in range(3):
+    while True:  # a chunk holds the lock: start waiting for it now
+        text = state.read_text()
+        if text == "finished" or (text.startswith("running") and int(text.split()[1]) not in [s for s, _ in seen]):
+            break
+        time.sleep(0.005)
+    if text == "finished":
+        break
+    conn = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    seen.append((int(text.split()[1]), state.read_text()))
+    conn.execute("COMMIT")
+    conn.close()
+print(json.dumps(seen))
+'''
+waiter = subprocess.Popen([sys.executable, "-c", WAITER, DB, str(state)], stdout=subprocess.PIPE, text=True)
+scoring.recompute_patients = heavy_chunk
+scoring.ACTIVATION_CHUNK = 1
+scoring.recompute_in_chunks(ids, progress)
+scoring.recompute_patients = recompute
+state.write_text("finished")
+out, _ = waiter.communicate(timeout=60)
+print(json.dumps({"seen": json.loads(out), "summaries": PatientSummary.objects.count()}))
+"""
+)
+
+
+def test_a_writer_waiting_during_a_recompute_chunk_gets_the_lock_before_the_next_chunk(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "lock.sqlite3"
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=_env(db), check=True, timeout=300
+    )
+    out = _script(db, HANDOFF, "handoff")
+    # Each time, the waiter began while chunk k+1 ran (k done) and had the lock right after
+    # that chunk's commit ("done k+1"), before the next chunk took it: SQLite's busy handler
+    # would otherwise keep missing the instant between two commits.
+    assert len(out["seen"]) == 3
+    assert all(after == f"done {k + 1}" for k, after in out["seen"]), out["seen"]
+    assert out["summaries"] == 8
