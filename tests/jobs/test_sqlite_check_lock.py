@@ -314,7 +314,9 @@ state, seen = Path(sys.argv[2]), []
 for _ in range(3):
     while True:  # a chunk holds the lock: start waiting for it now
         text = state.read_text()
-        if text == "finished" or (text.startswith("running") and int(text.split()[1]) not in [s for s, _ in seen]):
+        if text == "finished":
+            break
+        if text.startswith("running") and int(text.split()[1]) not in [s for s, _ in seen]:
             break
         time.sleep(0.005)
     if text == "finished":
