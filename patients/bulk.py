@@ -19,7 +19,7 @@ reads and the bounded report serve observations.csv too (``bulk_observations``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -353,11 +353,13 @@ def plan_labs(text: im.CsvSource, report: im.ImportReport, ctx: im._Context) -> 
             _notes(cursor, report)
             notes.append(len(report.notes))
 
-    checks = Rechecks(LabResult, patients, check_rows)
+    checks = Rechecks(
+        LabResult, patients, check_rows, lambda: im.patients_recheck(patients, deaths, report, ctx)
+    )
     return im.Plan(
         write=lambda: _write(ctx),
         check=checks.check,
-        recheck=lambda: checks.recheck(lambda: im.patients_recheck(patients, deaths, report, ctx), report),
+        recheck=checks.recheck,
         discard=lambda: drop_stage(STAGE),
     )
 
@@ -376,10 +378,17 @@ class Rechecks:
     ``check`` before the lock there), and other patients' writers never wait for it.
     """
 
-    def __init__(self, model: Any, patients: dict[str, Patient], check_rows: Any) -> None:
+    def __init__(
+        self,
+        model: Any,
+        patients: dict[str, Patient],
+        check_rows: Callable[[list[int] | None], None],
+        patients_recheck: Callable[[], bool],
+    ) -> None:
         self.model = model
         self.patients = patients
         self.check_rows = check_rows
+        self.patients_recheck = patients_recheck
         self.mark: int | None = None  # the newest history row when the rows were checked
         self.checked = False
 
@@ -389,10 +398,9 @@ class Rechecks:
         self.checked = True
         self.check_rows(None)
 
-    def recheck(self, patients_recheck: Any, report: im.ImportReport) -> None:
-        patients_recheck()
-        if report.errors:
-            return
+    def recheck(self) -> None:
+        if not self.patients_recheck():
+            return  # refused: a patient changed
         if not self.checked or self.mark is None:
             self.checked = True
             self.check_rows(None)

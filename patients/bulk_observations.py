@@ -191,11 +191,13 @@ def plan_observations(text: im.CsvSource, report: im.ImportReport, ctx: im._Cont
             if conflicts:
                 bulk._report_problems(report, conflicts)
 
-    checks = bulk.Rechecks(Observation, patients, check_rows)
+    checks = bulk.Rechecks(
+        Observation, patients, check_rows, lambda: im.patients_recheck(patients, deaths, report, ctx)
+    )
     return im.Plan(
         write=lambda: _write(ctx),
         check=checks.check,
-        recheck=lambda: checks.recheck(lambda: im.patients_recheck(patients, deaths, report, ctx), report),
+        recheck=checks.recheck,
         discard=lambda: bulk.drop_stage(STAGE),
     )
 

@@ -516,12 +516,13 @@ def patients_recheck(
     deaths: Mapping[int, tuple[date, str]],
     report: ImportReport,
     ctx: _Context,
-) -> None:
+) -> bool:
     """Under the write's lock: the file's patients as they were when its rows were checked.
 
     The rows were checked against each patient's infusion date, recorded death and care team
     (``ctx.scope``) without a lock; a change since then refuses the file rather than write rows
-    checked against what is no longer so. The patients stay locked until the write commits.
+    checked against what is no longer so (False, with the report's error). The patients stay
+    locked until the write commits.
     """
     now = _patients_by_mrn(patients, lock=True, scope=ctx.scope)
     changed = sorted(
@@ -535,23 +536,25 @@ def patients_recheck(
     changed += sorted(
         mrn for mrn, p in now.items() if now_deaths.get(p.pk) != deaths.get(p.pk) and mrn not in changed
     )
-    if changed:
-        report.errors.append(
-            RowError(
-                report.filename,
-                0,
-                "",
-                "",
-                ngettext(
-                    "patient %(mrns)s changed while the file was checked (infusion date, death or care "
-                    "team); nothing was imported: import the file again",
-                    "patients %(mrns)s changed while the file was checked (infusion date, death or care "
-                    "team); nothing was imported: import the file again",
-                    len(changed),
-                )
-                % {"mrns": ", ".join(changed[:10]) + ("…" if len(changed) > 10 else "")},
+    if not changed:
+        return True
+    report.errors.append(
+        RowError(
+            report.filename,
+            0,
+            "",
+            "",
+            ngettext(
+                "patient %(mrns)s changed while the file was checked (infusion date, death or care "
+                "team); nothing was imported: import the file again",
+                "patients %(mrns)s changed while the file was checked (infusion date, death or care "
+                "team); nothing was imported: import the file again",
+                len(changed),
             )
+            % {"mrns": ", ".join(changed[:10]) + ("…" if len(changed) > 10 else "")},
         )
+    )
+    return False
 
 
 def _plan(kind: str, text: CsvSource, report: ImportReport, ctx: _Context) -> Plan | None:
