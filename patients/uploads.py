@@ -329,6 +329,14 @@ def _run(
         if upload.kind in imports.STREAMED_KINDS
         else _("Reading and checking the file")
     )
+    outcome = in_write
+
+    def logged(report: imports.ImportReport) -> None:
+        # With the import's outcome, in one transaction: a job delivered again after it
+        # neither logs the refused accesses twice nor loses them.
+        _log_refused(user, upload, report)
+        outcome(report)
+
     with open_upload(upload, _reading(upload, progress)) as data:
         report = imports.run_import(
             upload.kind,
@@ -339,10 +347,11 @@ def _run(
             correct=upload.correct,
             reason=upload.reason,
             on_progress=on_progress,
-            in_write=in_write,
+            in_write=None if outcome is None else logged,
             **_scope(user),
         )
-    _log_refused(user, upload, report)
+    if outcome is None:  # a check: its refused accesses are logged when it ends
+        _log_refused(user, upload, report)
     return report
 
 

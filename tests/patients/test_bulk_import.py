@@ -412,3 +412,42 @@ def test_under_the_lock_only_the_patients_changed_since_the_check_are_checked_ag
         assert len(changed) == 1 and f"IN ({b2})" in changed[0] and str(b1) not in changed[0].split("IN")[-1]
     else:
         assert len(unchanged) == 1 and len(changed) == 1 and " IN (" not in changed[0]
+
+
+def test_a_skipped_row_corrected_meanwhile_keeps_the_bedside_correction(two_patients, hema):
+    """A bedside correction made between the check and the write of a row equal to it stands.
+
+    On SQLite the row skipped as identical at the check (before the lock) stays skipped: the
+    import counts as made first, and the file's earlier value neither conflicts with the
+    correction nor overwrites it. On PostgreSQL the check runs once, under the lock, after the
+    correction: the file's value is then a conflict and the file is refused. Either way the
+    correction is kept, with its history.
+    """
+    from django.db import connection
+
+    from patients import services
+
+    _bedside_crp(hema, "B1", 3, "41")
+
+    def correct() -> None:
+        lab = _crp_on(3)
+        services.lab_correct(user=hema, lab=lab, expected_version=lab.version, value="50", reason="typo")
+
+    report = load(
+        "labs",
+        LABS_HEADER + "".join(_crp_rows("B1", 2)),  # 40 on 2 March; 41 on 3 March, as stored
+        on_progress=_between_check_and_write(correct),
+    )
+    if connection.vendor == "sqlite":
+        assert report.ok, report.lines()
+        assert (report.created, report.skipped) == (1, 1)
+        assert _crp_on(2).value == 40
+    else:
+        assert not report.ok
+        assert any("conflict: crp of B1" in line and "stored as 50" in line for line in report.lines())
+        assert LabResult.objects.count() == 1
+    assert _crp_on(3).value == 50
+    assert [h.history_type for h in LabResult.history.filter(id=_crp_on(3).pk).order_by("history_id")] == [
+        "+",
+        "~",
+    ]
