@@ -367,15 +367,16 @@ def plan_labs(text: im.CsvSource, report: im.ImportReport, ctx: im._Context) -> 
 class Rechecks:
     """The checks of a staged file against the stored rows, run before the write's lock and again under it.
 
-    ``check`` runs them on every staged row (``check_rows(None)``). Under the write's lock,
-    ``recheck`` reads the file's patients again (``patients_recheck``), then runs them again
-    on the rows of the patients whose stored rows of ``model`` changed since (``check_rows``
-    with their ids): a value entered, corrected or voided meanwhile. SQLite writes one
-    transaction at a time, so the history rows committed after the check are exactly those
-    with a higher ``history_id``, and the lock is held only as long as those patients take.
-    PostgreSQL hands out keys before the commit, so there a key cannot tell; the check runs
-    once, under the file's patients' row locks (``_import_in_two_phases`` does not call
-    ``check`` before the lock there), and other patients' writers never wait for it.
+    ``check`` runs them on every staged row (``check_rows(None)``), after noting the newest
+    history row of ``model``. Under the write's lock, ``recheck`` reads the file's patients
+    again (``patients_recheck``), then runs the checks again on the rows of the patients whose
+    stored rows of ``model`` changed since (``check_rows`` with their ids): a value entered,
+    corrected or voided meanwhile. SQLite writes one transaction at a time, so the history rows
+    committed after the check are exactly those with a higher ``history_id``, and the lock is
+    held only as long as those patients take. PostgreSQL hands out keys before the commit, so
+    there a key cannot tell: ``_import_in_two_phases`` calls ``check`` before the lock only on
+    SQLite, and ``recheck`` without a ``check`` before it runs the checks once, on every row,
+    under the file's patients' row locks (other patients' writers never wait for it).
     """
 
     def __init__(
@@ -390,23 +391,17 @@ class Rechecks:
         self.check_rows = check_rows
         self.patients_recheck = patients_recheck
         self.mark: int | None = None  # the newest history row when the rows were checked
-        self.checked = False
 
     def check(self) -> None:
-        if connection.vendor == "sqlite":
-            self.mark = history_mark(self.model)  # read before the rows, in the check's snapshot
-        self.checked = True
+        self.mark = history_mark(self.model)  # read before the rows, in the check's snapshot
         self.check_rows(None)
 
     def recheck(self) -> None:
         if not self.patients_recheck():
             return  # refused: a patient changed
-        if not self.checked or self.mark is None:
-            self.checked = True
+        if self.mark is None:  # not checked before the lock
             self.check_rows(None)
-            return
-        changed = changed_patients(self.model, self.mark, {p.pk for p in self.patients.values()})
-        if changed:
+        elif changed := changed_patients(self.model, self.mark, {p.pk for p in self.patients.values()}):
             self.check_rows(changed)
 
 
@@ -725,6 +720,7 @@ def _write(ctx: im._Context) -> set[int]:
             stage=STAGE,
             stored_key="lab_id",
             after=before,
+            corrected=ctx.correct,
             now=now,
             reason=ctx.correction_reason,
             user_id=user_id,
@@ -745,6 +741,7 @@ def insert_history(
     stage: str,
     stored_key: str,
     after: int,
+    corrected: bool,
     now: Any,
     reason: str,
     user_id: int | None,
@@ -754,7 +751,8 @@ def insert_history(
     The rows the write created ("+", "imported") are those with a key above ``after`` (read
     before their ``INSERT``), in key order, which is the file's; on PostgreSQL, where other
     patients' writers insert meanwhile, those of the file's patients (locked by the write).
-    The corrected rows ("~", with ``reason``) are named by the staged rows' ``stored_key``.
+    The corrected rows ("~", with ``reason``; only when the file ``corrected`` stored values)
+    are named by the staged rows' ``stored_key``.
     Labs and observations share it. Neither joins the stored rows on their natural key.
     """
     table = model._meta.db_table
@@ -766,11 +764,12 @@ def insert_history(
         f"{head} SELECT {selected}, %s, %s, '+', %s FROM {table} o WHERE o.id > %s{ours} ORDER BY o.id",
         [now, "imported", user_id, after],
     )
-    cursor.execute(
-        f"{head} SELECT {selected}, %s, %s, '~', %s FROM {stage} s JOIN {table} o ON o.id = s.{stored_key} "
-        f"ORDER BY s.line",
-        [now, reason, user_id],
-    )
+    if corrected:
+        cursor.execute(
+            f"{head} SELECT {selected}, %s, %s, '~', %s FROM {stage} s JOIN {table} o "
+            f"ON o.id = s.{stored_key} ORDER BY s.line",
+            [now, reason, user_id],
+        )
 
 
 def touched_patients(cursor: Any, stage: str) -> set[int]:

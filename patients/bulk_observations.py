@@ -355,6 +355,7 @@ def _write(ctx: im._Context) -> set[int]:
             stage=STAGE,
             stored_key="obs_id",
             after=before,
+            corrected=ctx.correct,
             now=now,
             reason=ctx.correction_reason,
             user_id=user_id,

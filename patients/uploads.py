@@ -329,13 +329,13 @@ def _run(
         if upload.kind in imports.STREAMED_KINDS
         else _("Reading and checking the file")
     )
-    outcome = in_write
 
     def logged(report: imports.ImportReport) -> None:
         # With the import's outcome, in one transaction: a job delivered again after it
         # neither logs the refused accesses twice nor loses them.
         _log_refused(user, upload, report)
-        outcome(report)
+        if in_write is not None:
+            in_write(report)
 
     with open_upload(upload, _reading(upload, progress)) as data:
         report = imports.run_import(
@@ -347,10 +347,10 @@ def _run(
             correct=upload.correct,
             reason=upload.reason,
             on_progress=on_progress,
-            in_write=None if outcome is None else logged,
+            in_write=None if in_write is None else logged,
             **_scope(user),
         )
-    if outcome is None:  # a check: its refused accesses are logged when it ends
+    if in_write is None:  # a check: its refused accesses are logged when it ends
         _log_refused(user, upload, report)
     return report
 
